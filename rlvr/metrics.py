@@ -1,0 +1,90 @@
+"""Per-step rollout statistics (pure functions) and the run's metric sinks (metrics.jsonl, TensorBoard).
+
+Names follow TRL's where one exists (`reward`, `reward_std`, `frac_reward_zero_std`, `completions/mean_length`,
+`completions/clipped_ratio`, `entropy`, `kl`, `clip_ratio/*`), so dashboards carry over.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+
+
+def rollout_stats(rewards: torch.Tensor, lengths: torch.Tensor, truncated: torch.Tensor,
+                  answer_classes: list[list[str | None]]) -> dict[str, float]:
+    """Statistics of one step's rollouts.
+
+    Args:
+        rewards: [P, G] float, the combined reward. lengths: [P, G] completion tokens. truncated: [P, G] bool,
+        finish_reason == "length". answer_classes: P lists of G answer classes (None: nothing extracted).
+    Returns:
+        reward, reward_std (over all P*G), frac_reward_zero_std (groups whose rewards are all equal: no GRPO
+        gradient), informative_group_frac (1 - that), completions/{mean,min,max}_length, completions/clipped_ratio,
+        answers/extracted_rate, answers/distinct_per_group, pass@1 (mean reward > 0.5), pass@G (share of groups
+        with at least one reward > 0.5).
+    """
+    zero_std = (rewards.max(-1).values == rewards.min(-1).values).float()
+    passed = (rewards > 0.5).float()
+    flat = [c for grp in answer_classes for c in grp]
+    distinct = [len(set(grp)) for grp in answer_classes]  # None counts as one class, as in the probe
+    return {
+        "reward": float(rewards.mean()),
+        "reward_std": float(rewards.std()) if rewards.numel() > 1 else 0.0,
+        "frac_reward_zero_std": float(zero_std.mean()),
+        "informative_group_frac": float(1.0 - zero_std.mean()),
+        "completions/mean_length": float(lengths.float().mean()),
+        "completions/min_length": float(lengths.min()),
+        "completions/max_length": float(lengths.max()),
+        "completions/clipped_ratio": float(truncated.float().mean()),
+        "answers/extracted_rate": sum(c is not None for c in flat) / max(len(flat), 1),
+        "answers/distinct_per_group": sum(distinct) / max(len(distinct), 1),
+        "pass@1": float(passed.mean()),
+        f"pass@{rewards.shape[-1]}": float(passed.max(-1).values.mean()),
+    }
+
+
+class MetricSink:
+    """Appends one JSON line per step to RUN_DIR/metrics.jsonl (flushed, so a crash keeps every finished step)
+    and mirrors scalars to TensorBoard when enabled."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool, resume_step: int | None = None):
+        self.path = Path(run_dir) / "metrics.jsonl"
+        if resume_step is not None and self.path.exists():
+            kept = [ln for ln in self.path.read_text().splitlines() if ln.strip()
+                    and json.loads(ln).get("step", 0) <= resume_step]
+            self.path.write_text("".join(ln + "\n" for ln in kept))
+        elif resume_step is None and self.path.exists():
+            self.path.unlink()
+        self._fh = open(self.path, "a", buffering=1)
+        self._tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=resume_step)
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
+        self._fh.write(json.dumps({"step": step, **clean}) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        if self._tb is not None:
+            for k, v in metrics.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                    self._tb.add_scalar(k, v, step)
+            self._tb.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]

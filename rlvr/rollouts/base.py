@@ -1,0 +1,61 @@
+"""The rollout engine interface and the rollout record every engine returns.
+
+An engine turns tokenised prompts into G sampled completions each. Engines differ in speed (HF with a shared
+prompt KV cache here; vLLM later) but return the same record, so the trainer never knows which one ran.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling settings of one `generate` call.
+
+    temperature: logits are divided by it; 0 means greedy (argmax). top_p/top_k restrict the sampling distribution;
+    the recorded logprob is always that of the full temperature-scaled distribution, which is what the loss uses.
+    """
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 24
+
+
+@dataclass
+class Completion:
+    """One sampled completion.
+
+    token_ids: completion tokens (int), including the stop token when finish_reason == "stop".
+    logprobs: per-token log-probability (float, nats) of each token under the sampling policy, len == len(token_ids).
+    finish_reason: "stop" (a stop token was sampled) or "length" (hit max_new_tokens).
+    """
+
+    token_ids: list[int]
+    logprobs: list[float]
+    text: str
+    finish_reason: Literal["stop", "length"]
+
+
+@dataclass
+class Group:
+    """G completions of one prompt. `prompt_ids` are the prompt's token ids (no padding)."""
+
+    prompt_index: int
+    prompt_ids: list[int]
+    completions: list[Completion] = field(default_factory=list)
+
+
+@runtime_checkable
+class RolloutEngine(Protocol):
+    """What the trainer needs from a generator."""
+
+    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams, seed: int) -> list[Group]:
+        """Sample `n` completions for each tokenised prompt. Deterministic given `seed` and the weights."""
+        ...
+
+    def update_weights(self, model) -> None:
+        """Make the engine sample from `model`'s current weights (called after every optimizer step)."""
+        ...

@@ -1,0 +1,137 @@
+"""Rollouts with a Hugging Face causal LM: prefill each prompt once, share its KV cache across the G samples.
+
+Plain `model.generate(num_return_sequences=G)` prefills the (long, few-shot) prompt G times; on SmolLM2-135M with a
+~120-token prompt that made rollouts 3x slower (shared/research/learnability_probe.md, "Cost"). Here the P prompts
+are prefilled once as a left-padded batch, the cache is repeated G times (`DynamicCache.batch_repeat_interleave`),
+and decoding runs on P*G rows. Rows that have produced a stop token are dropped from the batch
+(`batch_select_indices`), so stragglers do not pay for finished rows.
+
+The engine holds the policy module itself, so `update_weights` has nothing to copy.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rlvr.rollouts.base import Completion, Group, SamplingParams
+
+
+def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad token lists. Returns (ids [B, L] long, attention_mask [B, L] long)."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if s:
+            ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
+            mask[i, width - len(s):] = 1
+    return ids, mask
+
+
+def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Mask logits [B, V] outside the top-k / nucleus top-p set with -inf (Holtzman et al. 2020, arXiv 1904.09751)."""
+    if top_k > 0 and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop_sorted = cum - sorted_logits.softmax(-1) >= top_p  # keep the token that crosses top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+class HFEngine:
+    """Batched sampler over a transformers causal LM with a shared prompt cache.
+
+    Args:
+        model: a causal LM (peft-wrapped is fine) whose forward accepts past_key_values/position_ids.
+        tokenizer: used for pad/stop ids and to decode completions.
+        max_batch_prompts: prompts prefilled together; rows decoded together = max_batch_prompts * n.
+    """
+
+    def __init__(self, model, tokenizer, max_batch_prompts: int = 16):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_batch_prompts = max_batch_prompts
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        stops = {tokenizer.eos_token_id}
+        gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        if isinstance(gen_eos, int):
+            stops.add(gen_eos)
+        elif isinstance(gen_eos, (list, tuple)):
+            stops.update(gen_eos)
+        self.stop_ids = sorted(s for s in stops if s is not None)
+
+    def update_weights(self, model) -> None:
+        self.model = model
+
+    @torch.no_grad()
+    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams, seed: int) -> list[Group]:
+        gen = torch.Generator().manual_seed(seed)
+        groups: list[Group] = []
+        for start in range(0, len(prompts), self.max_batch_prompts):
+            chunk = prompts[start:start + self.max_batch_prompts]
+            groups.extend(self._generate_chunk(chunk, start, n, params, gen))
+        return groups
+
+    def _generate_chunk(self, chunk, offset, n, params: SamplingParams, gen) -> list[Group]:
+        model = self.model
+        ids, mask = left_pad(chunk, self.pad_id)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+        cache = out.past_key_values
+        if n > 1:
+            cache.batch_repeat_interleave(n)
+        logits = out.logits[:, -1].float().repeat_interleave(n, 0)
+        mask = mask.repeat_interleave(n, 0)
+        next_pos = pos[:, -1:].repeat_interleave(n, 0) + 1
+
+        rows = len(chunk) * n
+        tokens: list[list[int]] = [[] for _ in range(rows)]
+        logps: list[list[float]] = [[] for _ in range(rows)]
+        finished = [False] * rows
+        active = torch.arange(rows)  # original row index of each row still in the batch
+        stop = torch.tensor(self.stop_ids, dtype=torch.long)
+        for t in range(params.max_new_tokens):
+            if params.temperature > 0:
+                scaled = logits / params.temperature
+                logp_all = torch.log_softmax(scaled, dim=-1)
+                probs = filter_logits(scaled, params.top_k, params.top_p).softmax(-1)
+                tok = torch.multinomial(probs, 1, generator=gen)
+            else:
+                logp_all = torch.log_softmax(logits, dim=-1)
+                tok = logits.argmax(-1, keepdim=True)
+            lp = logp_all.gather(-1, tok).squeeze(-1)
+            is_stop = torch.isin(tok.squeeze(-1), stop)
+            for j, r in enumerate(active.tolist()):
+                tokens[r].append(int(tok[j]))
+                logps[r].append(float(lp[j]))
+                if is_stop[j]:
+                    finished[r] = True
+            if t == params.max_new_tokens - 1:
+                break
+            keep = (~is_stop).nonzero().squeeze(-1)
+            if keep.numel() == 0:
+                break
+            if keep.numel() < active.numel():
+                cache.batch_select_indices(keep)
+                active, tok, mask, next_pos = active[keep], tok[keep], mask[keep], next_pos[keep]
+            mask = torch.cat([mask, torch.ones_like(tok)], dim=-1)
+            out = model(input_ids=tok, attention_mask=mask, position_ids=next_pos, past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+            logits = out.logits[:, -1].float()
+            next_pos = next_pos + 1
+
+        groups = []
+        for i, p in enumerate(chunk):
+            g = Group(prompt_index=offset + i, prompt_ids=list(p))
+            for r in range(i * n, (i + 1) * n):
+                g.completions.append(Completion(
+                    token_ids=tokens[r], logprobs=logps[r],
+                    text=self.tokenizer.decode(tokens[r], skip_special_tokens=True),
+                    finish_reason="stop" if finished[r] else "length",
+                ))
+            groups.append(g)
+        return groups

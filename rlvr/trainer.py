@@ -1,0 +1,325 @@
+"""The GRPO training loop, readable top to bottom.
+
+One step: take P prompts -> sample G completions each (rollout engine) -> verify -> combine verifier scores into
+rewards [P, G] -> advantages (registry) -> policy loss (registry) on micro-batches of groups -> AdamW step ->
+sync the engine -> log, checkpoint.
+
+Simplifications, stated plainly:
+  * One optimizer step per rollout batch (fully on-policy), so `old_logprobs` are the detached current log-probs
+    and the PPO ratio is 1 at the update; the clip only matters for variants that reuse a batch. The engine's own
+    sampling log-probs are compared with the trainer's every step (`sampling/logp_diff_*`) to catch a stale engine.
+  * Groups whose rewards are all equal have zero advantage and are skipped in the backward pass; the loss is
+    normalised by the tokens of the whole step, so skipping changes nothing but the cost.
+  * No dropout anywhere (the model stays in eval mode): sampling and training evaluate the same function.
+  * Every step's randomness is derived from (seed, step), so a resumed run continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from rlvr import algorithms
+from rlvr.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from rlvr.config import Config, resolve_run_dir
+from rlvr.data import PromptSampler, load_splits, render_prompt
+from rlvr.errors import ConfigError
+from rlvr.evaluation import evaluate
+from rlvr.forward import completion_logprobs
+from rlvr.metrics import MetricSink, read_metrics, rollout_stats
+from rlvr.models import load_policy, load_tokenizer, resolve_model
+from rlvr.rollouts import SamplingParams, make_engine
+
+log = logging.getLogger("rlvr")
+
+
+class Reward:
+    """Weighted sum of verifier scores. Each verifier's mean score is logged as `rewards/<name>/mean`."""
+
+    def __init__(self, refs):
+        from verifiers import get_verifier
+
+        try:
+            self.verifiers = [(r.name, get_verifier(r.name, **r.kwargs), r.weight) for r in refs]
+        except KeyError as e:
+            raise ConfigError(f"verifiers: {e.args[0] if e.args else e}") from None
+        total = sum(w for _, _, w in self.verifiers)
+        self.verifiers = [(n, v, w / total) for n, v, w in self.verifiers]
+
+    def __call__(self, texts: list[str], references: list[str], prompts: list[str]):
+        """Returns (rewards [N] float tensor, primary verdicts, per-verifier metrics)."""
+        rewards = torch.zeros(len(texts))
+        metrics: dict[str, float] = {}
+        primary = None
+        items = [{"completion": t, "reference": r, "prompt": p} for t, r, p in zip(texts, references, prompts)]
+        for name, v, w in self.verifiers:
+            verdicts = v.verify_batch(items)
+            scores = torch.tensor([vd.score for vd in verdicts], dtype=torch.float32)
+            rewards += w * scores
+            metrics[f"rewards/{name}/mean"] = float(scores.mean())
+            metrics[f"rewards/{name}/error_rate"] = sum(vd.error is not None for vd in verdicts) / max(len(verdicts), 1)
+            primary = primary or verdicts
+        return rewards, primary, metrics
+
+
+def _step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step * 7919 + 17) % (2**63 - 1)
+
+
+class Trainer:
+    """Builds everything a run needs from a Config, then `run()` trains and evaluates.
+
+    Attributes after construction: run_dir, tokenizer, model (peft-wrapped when LoRA is on), engine, optimizer,
+    train/eval splits (datasets.Dataset), reward.
+    """
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        torch.set_num_threads(cfg.threads)
+        self.run_dir = resolve_run_dir(cfg)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.adv_fn = _lookup(algorithms.get_advantage, cfg.algorithm.advantage, "algorithm.advantage")
+        self.loss_fn = _lookup(algorithms.get_policy_loss, cfg.algorithm.loss, "algorithm.loss")
+        self.splits = load_splits(cfg.data)
+        self.reward = Reward(cfg.verifiers)
+        from verifiers import get_verifier
+
+        self.eval_verifier = get_verifier(cfg.eval.verifier)
+
+        model_path = resolve_model(cfg.model)
+        self.tokenizer = load_tokenizer(model_path)
+        torch.manual_seed(cfg.seed)
+        self.model = load_policy(model_path, cfg.train.dtype)
+        if cfg.train.lora.enabled:
+            from peft import LoraConfig, get_peft_model
+
+            lc = cfg.train.lora
+            self.model = get_peft_model(self.model, LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
+                                                               target_modules=lc.target_modules, task_type="CAUSAL_LM"))
+        self.model.eval()
+        self.ref_model = None
+        if cfg.algorithm.beta > 0 and not cfg.train.lora.enabled:
+            self.ref_model = load_policy(model_path, cfg.train.dtype).requires_grad_(False)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay,
+                                           betas=tuple(cfg.train.adam_betas))
+        self.engine = make_engine("hf", self.model, self.tokenizer)
+        self.pad_id = self.tokenizer.pad_token_id
+        self.train_prompt_ids = [self._tokenize(q) for q in self.splits.train["prompt"]]
+        self.eval_prompt_ids = [self._tokenize(q) for q in self.splits.eval["prompt"]]
+        self.sampler = PromptSampler(len(self.train_prompt_ids), cfg.train.prompts_per_step, cfg.seed)
+        self.params = SamplingParams(cfg.sampling.temperature, cfg.sampling.top_p, cfg.sampling.top_k,
+                                     cfg.sampling.max_new_tokens)
+
+    def _tokenize(self, question: str) -> list[int]:
+        text = render_prompt(self.tokenizer, question, self.cfg.data.prompt)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    # ------------------------------------------------------------------------------------------ one step
+
+    def train_step(self, step: int) -> tuple[dict[str, float], list[dict]]:
+        """Run optimizer step `step` (0-based). Returns (metrics, rollout records)."""
+        cfg, G = self.cfg, self.cfg.train.group_size
+        t0 = time.perf_counter()
+        idx = self.sampler.indices(step)
+        prompts = [self.train_prompt_ids[i] for i in idx]
+        groups = self.engine.generate(prompts, G, self.params, seed=_step_seed(cfg.seed, step))
+        t_gen = time.perf_counter()
+
+        questions = [self.splits.train[i]["prompt"] for i in idx]
+        refs = [self.splits.train[i]["reference"] for i in idx]
+        texts = [c.text for g in groups for c in g.completions]
+        flat_refs = [r for r in refs for _ in range(G)]
+        flat_q = [q for q in questions for _ in range(G)]
+        flat_rewards, verdicts, reward_metrics = self.reward(texts, flat_refs, flat_q)
+        rewards = flat_rewards.view(len(groups), G)
+        t_ver = time.perf_counter()
+
+        advantages = self.adv_fn(rewards, cfg.algorithm)
+        lengths = torch.tensor([[len(c.token_ids) for c in g.completions] for g in groups])
+        truncated = torch.tensor([[c.finish_reason == "length" for c in g.completions] for g in groups])
+        informative = (rewards.max(-1).values != rewards.min(-1).values)
+        active = [i for i in range(len(groups)) if informative[i] or not cfg.train.skip_zero_variance_groups]
+        step_tokens, step_sequences = int(lengths.sum()), len(groups) * G
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_total, stats_acc, n_mb = 0.0, {}, 0
+        ent_sum, ent_n, diff_sum, diff_max = 0.0, 0.0, 0.0, 0.0
+        for s in range(0, len(active), cfg.train.micro_batch_groups):
+            mb = active[s:s + cfg.train.micro_batch_groups]
+            mb_prompts = [groups[i].prompt_ids for i in mb]
+            mb_comps = [c for i in mb for c in groups[i].completions]
+            logprobs, mask, entropy = completion_logprobs(
+                self.model, mb_prompts, [c.token_ids for c in mb_comps], G, self.pad_id,
+                cfg.sampling.temperature, with_entropy=True)
+            ref_lp = self._ref_logprobs(mb_prompts, mb_comps) if cfg.algorithm.beta > 0 else None
+            inputs = algorithms.LossInputs(
+                logprobs=logprobs, old_logprobs=logprobs.detach(), advantages=advantages[mb].reshape(-1),
+                mask=mask, ref_logprobs=ref_lp, step_tokens=step_tokens, step_sequences=step_sequences)
+            loss, stats = self.loss_fn(inputs, cfg.algorithm)
+            loss.backward()
+            loss_total += float(loss.detach())
+            for k, v in stats.items():
+                stats_acc[k] = stats_acc.get(k, 0.0) + v
+            n_mb += 1
+            ent_sum += float((entropy * mask).sum())
+            ent_n += float(mask.sum())
+            sampled = torch.zeros_like(mask)
+            for r, c in enumerate(mb_comps):
+                sampled[r, : len(c.logprobs)] = torch.tensor(c.logprobs)
+            diff = (logprobs.detach() - sampled).abs() * mask
+            diff_sum += float(diff.sum())
+            diff_max = max(diff_max, float(diff.max()))
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm)) if n_mb else 0.0
+        if n_mb:
+            self.optimizer.step()
+            self.engine.update_weights(self.model)
+        t_train = time.perf_counter()
+
+        classes = [[verdicts[gi * G + j].answer_class for j in range(G)] for gi in range(len(groups))]
+        metrics = rollout_stats(rewards, lengths, truncated, classes)
+        metrics.update(reward_metrics)
+        metrics.update({k: v / n_mb for k, v in stats_acc.items()})
+        metrics.update({
+            "loss": loss_total, "grad_norm": grad_norm, "trained_groups": len(active),
+            "entropy": ent_sum / ent_n if ent_n else float("nan"),
+            "sampling/logp_diff_mean": diff_sum / ent_n if ent_n else float("nan"),
+            "sampling/logp_diff_max": diff_max if ent_n else float("nan"),
+            "num_tokens": step_tokens, "lr": self.optimizer.param_groups[0]["lr"],
+            "time/generate": t_gen - t0, "time/verify": t_ver - t_gen, "time/train": t_train - t_ver,
+            "time/step": t_train - t0,
+        })
+        records = [{"step": step + 1, "prompt_index": idx[gi], "reference": refs[gi], "completion": c.text,
+                    "reward": float(rewards[gi, j]), "advantage": float(advantages[gi, j]),
+                    "answer_class": verdicts[gi * G + j].answer_class, "finish_reason": c.finish_reason}
+                   for gi, g in enumerate(groups) for j, c in enumerate(g.completions)]
+        return metrics, records
+
+    def _ref_logprobs(self, prompts, comps):
+        with torch.no_grad():
+            if self.ref_model is not None:
+                lp, _, _ = completion_logprobs(self.ref_model, prompts, [c.token_ids for c in comps],
+                                               self.cfg.train.group_size, self.pad_id, self.cfg.sampling.temperature)
+            else:  # LoRA: the reference is the base model, adapter disabled (no second copy in memory)
+                with self.model.disable_adapter():
+                    lp, _, _ = completion_logprobs(self.model, prompts, [c.token_ids for c in comps],
+                                                   self.cfg.train.group_size, self.pad_id,
+                                                   self.cfg.sampling.temperature)
+        return lp
+
+    # ------------------------------------------------------------------------------------------ the run
+
+    def evaluate(self, tag: str) -> dict:
+        n_tokens = self.cfg.eval.max_new_tokens or self.cfg.sampling.max_new_tokens
+        return evaluate(self.engine, self.eval_prompt_ids, list(self.splits.eval["reference"]), self.eval_verifier,
+                        n_tokens, self.run_dir / f"eval_{tag}.jsonl")
+
+    def run(self) -> dict:
+        """Train for `train.steps` steps (resuming if asked), evaluate, write summary.json. Returns the summary."""
+        cfg = self.cfg
+        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        start, state = 0, {"evals": {}}
+        if cfg.resume:
+            ckpts = list_checkpoints(self.run_dir)
+            if ckpts:
+                state = load_checkpoint(ckpts[-1], self.model, self.optimizer)
+                start = state["step"]
+                self.engine.update_weights(self.model)
+                log.info("resumed from %s (step %d)", ckpts[-1], start)
+            else:
+                log.info("resume=true but no checkpoint in %s: starting from step 0", self.run_dir)
+        sink = MetricSink(self.run_dir, cfg.log.tensorboard, resume_step=start if cfg.resume else None)
+        evals = state.setdefault("evals", {})
+        self._print_plan()
+        if cfg.eval.at_start and "0" not in evals and len(self.eval_prompt_ids):
+            evals["0"] = self.evaluate("step0")
+            _say(f"held-out pass@1 before training: {_fmt_eval(evals['0'])}")
+        rollouts = open(self.run_dir / "rollouts.jsonl", "a") if cfg.log.save_rollouts else None
+        bar = _progress(cfg, start)
+        try:
+            for step in range(start, cfg.train.steps):
+                metrics, records = self.train_step(step)
+                done = step + 1
+                if cfg.eval.every and done % cfg.eval.every == 0 and done != cfg.train.steps:
+                    evals[str(done)] = self.evaluate(f"step{done}")
+                    metrics["eval/pass@1"] = evals[str(done)]["pass@1"]
+                if done == cfg.train.steps and cfg.eval.at_end and len(self.eval_prompt_ids):
+                    evals[str(done)] = self.evaluate(f"step{done}")
+                    metrics["eval/pass@1"] = evals[str(done)]["pass@1"]
+                sink.log(done, metrics)
+                if rollouts is not None:
+                    rollouts.writelines(json.dumps(r) + "\n" for r in records)
+                    rollouts.flush()
+                if (cfg.log.checkpoint_every and done % cfg.log.checkpoint_every == 0) or done == cfg.train.steps:
+                    save_checkpoint(self.run_dir, done, self.model, self.optimizer, {"evals": evals},
+                                    keep=cfg.log.keep_checkpoints)
+                bar.update(1)
+                bar.set_postfix_str(f"reward {metrics['reward']:.2f} informative {metrics['informative_group_frac']:.2f}"
+                                    f" gen {metrics['time/generate']:.1f}s train {metrics['time/train']:.1f}s")
+        finally:
+            bar.close()
+            sink.close()
+            if rollouts is not None:
+                rollouts.close()
+        summary = self._summary(evals)
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        if cfg.train.lora.enabled:
+            self.model.save_pretrained(self.run_dir / "final_adapter")
+        return summary
+
+    def _summary(self, evals: dict) -> dict:
+        rows = read_metrics(self.run_dir)
+        rewards = [r["reward"] for r in rows]
+        k = min(5, len(rewards))
+        first, last = str(0), str(self.cfg.train.steps)
+        summary = {
+            "run_dir": str(self.run_dir), "model": self.cfg.model, "seed": self.cfg.seed,
+            "steps": len(rows), "evals": evals,
+            "heldout_pass@1_before": evals.get(first, {}).get("pass@1"),
+            "heldout_pass@1_after": evals.get(last, {}).get("pass@1"),
+            "heldout_n": evals.get(last, evals.get(first, {})).get("n"),
+            "train_reward_first5": sum(rewards[:k]) / k if k else None,
+            "train_reward_last5": sum(rewards[-k:]) / k if k else None,
+            "seconds_per_step_mean": sum(r["time/step"] for r in rows) / len(rows) if rows else None,
+        }
+        return summary
+
+    def _print_plan(self) -> None:
+        c = self.cfg
+        n_params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        _say(f"rlvr: {c.model} | train {len(self.train_prompt_ids)} / held-out {len(self.eval_prompt_ids)} problems | "
+             f"{c.train.steps} steps x {c.train.prompts_per_step} prompts x G={c.train.group_size} "
+             f"= {c.train.prompts_per_step * c.train.group_size} completions/step, micro-batch "
+             f"{c.train.micro_batch_groups} groups | {n_params/1e6:.2f}M trainable params | "
+             f"{c.algorithm.advantage}/{c.algorithm.loss} | run dir {self.run_dir}")
+
+
+def _lookup(getter, name, field):
+    try:
+        return getter(name)
+    except KeyError as e:
+        raise ConfigError(f"{field} = '{name}': {e.args[0]}") from None
+
+
+def _fmt_eval(e: dict) -> str:
+    return f"{e['pass@1']:.3f} ({e['correct']}/{e['n']} problems, answer extracted {e['extracted_rate']:.0%})"
+
+
+def _say(msg: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(msg)
+
+
+def _progress(cfg: Config, start: int):
+    from tqdm import tqdm
+
+    return tqdm(total=cfg.train.steps, initial=start, desc="GRPO", unit="step", disable=not cfg.log.progress,
+                dynamic_ncols=True)
+

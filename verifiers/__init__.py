@@ -1,0 +1,28 @@
+"""Verifiers for RLVR training: the :class:`Verifier` protocol, a registry and the math verifier.
+
+Name clash: the import name ``verifiers`` is also used by PrimeIntellect's ``verifiers`` package.
+The two cannot be installed in the same environment; whichever comes first on ``sys.path`` wins.
+
+Usage::
+
+    from verifiers import get_verifier
+    v = get_verifier("math")
+    v.verify("... so the answer is \\boxed{\\frac{1}{2}}", "0.5").score  # 1.0
+"""
+
+from .base import SignalSpec, Verdict, Verifier, VerifierTimeout
+from .math_verifier import MathVerifier, extract_answer
+from .registry import UnknownVerifierError, get_verifier, list_verifiers, register_verifier
+
+__all__ = [
+    "MathVerifier",
+    "SignalSpec",
+    "UnknownVerifierError",
+    "Verdict",
+    "Verifier",
+    "VerifierTimeout",
+    "extract_answer",
+    "get_verifier",
+    "list_verifiers",
+    "register_verifier",
+]

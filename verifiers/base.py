@@ -1,0 +1,168 @@
+"""Verifier protocol: :class:`Verdict`, :class:`SignalSpec` and the :class:`Verifier` base class."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Sequence
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of verifying one completion against one reference.
+
+    Attributes:
+        score: reward in ``[0, 1]`` (``ValueError`` otherwise).
+        passed: ``True``/``False`` for a pass/fail verdict, ``None`` when the verifier does not
+            define one (graded signals).
+        answer_class: canonical string of the extracted answer; equivalent answers share it
+            (``"1/2"``, ``"0.5"`` and ``"\\frac{1}{2}"`` all give ``"1/2"``). ``None`` when no answer
+            was extracted or the verifier failed.
+        detail: free-form diagnostics, e.g. ``{"extracted": "1/2", "method": "fast_path"}``.
+            Not part of the hash.
+        error: ``"ExcType: message"`` when the verifier raised, ``"timeout after 2.0s"`` when it
+            ran out of time; ``None`` otherwise.
+        elapsed_s: wall-clock seconds spent in :meth:`Verifier.verify`.
+    """
+
+    score: float
+    passed: bool | None
+    answer_class: str | None
+    detail: dict = field(default_factory=dict, hash=False)
+    error: str | None = None
+    elapsed_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.score <= 1.0:
+            raise ValueError(f"Verdict.score must be in [0, 1], got {self.score!r}")
+
+
+@dataclass(frozen=True)
+class SignalSpec:
+    """What kind of reward signal a verifier produces; the training monitor reads this.
+
+    Attributes:
+        kind: ``"binary"`` (scores are 0 or 1) or ``"graded"`` (any value in ``[0, 1]``).
+        deterministic: the same inputs always give the same verdict.
+        source: where the ground truth comes from: ``"external"`` (a reference answer, a test
+            suite), ``"judge"`` (another model) or ``"self"`` (the policy grading itself).
+        cost: rough price of one call: ``"cheap"`` (sub-millisecond to milliseconds),
+            ``"moderate"`` (a subprocess, a sandbox) or ``"expensive"`` (a model call).
+
+    A recipe whose only signal is self-sourced is a closed loop: the policy cannot gain
+    information about the task beyond what it already encodes (Li, Sun, Deng, "An
+    Information-Theoretic Criterion for Efficient Data Synthesis", ICML 2026, arXiv:2605.16379).
+    The monitor flags such recipes.
+    """
+
+    kind: Literal["binary", "graded"]
+    deterministic: bool
+    source: Literal["external", "judge", "self"]
+    cost: Literal["cheap", "moderate", "expensive"]
+
+
+class VerifierTimeout(Exception):
+    """Raised by :meth:`Verifier._verify` when it runs out of time.
+
+    :meth:`Verifier.verify` turns it into a zero-score verdict with
+    ``error="timeout after {timeout_s}s"`` and ``detail`` copied from the exception.
+    """
+
+    def __init__(self, timeout_s: float, detail: dict | None = None) -> None:
+        super().__init__(f"timeout after {timeout_s}s")
+        self.timeout_s = timeout_s
+        self.detail = dict(detail or {})
+
+
+class Verifier(abc.ABC):
+    """Base class of all verifiers.
+
+    Subclasses set the class attributes :attr:`name` and :attr:`signal` and implement
+    :meth:`_verify`. Callers use :meth:`verify` / :meth:`verify_batch`, which never raise on bad
+    inputs or verifier failures.
+
+    Args:
+        max_workers: threads used by :meth:`verify_batch`; 1 (default) runs sequentially.
+
+    Attributes:
+        stats: counters ``{"calls": int, "errors": int, "timeouts": int}``; ``errors`` counts
+            exceptions other than timeouts. Updated thread-safely.
+    """
+
+    name: ClassVar[str]
+    signal: ClassVar[SignalSpec]
+
+    def __init__(self, *, max_workers: int = 1) -> None:
+        if not isinstance(getattr(type(self), "name", None), str):
+            raise TypeError(f"{type(self).__name__} must define a class attribute `name: str`")
+        if not isinstance(getattr(type(self), "signal", None), SignalSpec):
+            raise TypeError(f"{type(self).__name__} must define a class attribute `signal: SignalSpec`")
+        if max_workers < 1:
+            raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+        self.max_workers = max_workers
+        self.stats = {"calls": 0, "errors": 0, "timeouts": 0}
+        self._stats_lock = threading.Lock()
+
+    @abc.abstractmethod
+    def _verify(self, completion: str, reference: Any, *, prompt: str | None) -> Verdict:
+        """Verify one completion; may raise (including :class:`VerifierTimeout`)."""
+
+    def verify(self, completion: str, reference: Any, *, prompt: str | None = None) -> Verdict:
+        """Verify ``completion`` against ``reference``. Never raises (``Exception`` subclasses).
+
+        Any exception from :meth:`_verify` becomes ``Verdict(score=0.0, passed=False,
+        answer_class=None, error="ExcType: message")``. ``elapsed_s`` is filled in (seconds).
+        """
+        start = time.perf_counter()
+        counter = None
+        try:
+            verdict = self._verify(completion, reference, prompt=prompt)
+        except VerifierTimeout as exc:
+            counter = "timeouts"
+            verdict = Verdict(0.0, False, None, detail=exc.detail, error=str(exc))
+        except Exception as exc:
+            counter = "errors"
+            verdict = Verdict(0.0, False, None, error=f"{type(exc).__name__}: {exc}")
+        with self._stats_lock:
+            self.stats["calls"] += 1
+            if counter:
+                self.stats[counter] += 1
+        return dataclasses.replace(verdict, elapsed_s=time.perf_counter() - start)
+
+    def verify_batch(self, items: Sequence[tuple[str, Any] | dict]) -> list[Verdict]:
+        """Verify many items; returns one verdict per item, in order.
+
+        Each item is a ``(completion, reference)`` or ``(completion, reference, prompt)`` tuple, or a
+        dict with keys ``completion``, ``reference`` and optionally ``prompt``. Uses a thread pool
+        of ``max_workers`` threads when ``max_workers > 1``.
+
+        Raises:
+            TypeError: an item has neither of the accepted shapes (checked before any work).
+        """
+        calls = [_unpack_item(i, item) for i, item in enumerate(items)]
+
+        def run(call: tuple[Any, Any, str | None]) -> Verdict:
+            return self.verify(call[0], call[1], prompt=call[2])
+
+        if self.max_workers == 1 or len(calls) <= 1:
+            return [run(c) for c in calls]
+        with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
+            return list(pool.map(run, calls))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, max_workers={self.max_workers})"
+
+
+def _unpack_item(index: int, item: Any) -> tuple[Any, Any, str | None]:
+    if isinstance(item, dict) and "completion" in item and "reference" in item:
+        return item["completion"], item["reference"], item.get("prompt")
+    if isinstance(item, tuple) and len(item) in (2, 3):
+        return item[0], item[1], item[2] if len(item) == 3 else None
+    raise TypeError(
+        f"verify_batch item {index}: expected (completion, reference[, prompt]) or a dict with "
+        f"keys completion/reference[/prompt], got {type(item).__name__}"
+    )
