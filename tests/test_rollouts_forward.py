@@ -1,0 +1,129 @@
+"""The HF engine and the shared-prompt training forward against independent computations (full forwards,
+transformers' own greedy `generate`)."""
+
+import pytest
+import torch
+
+from rlvr.forward import completion_logprobs
+from rlvr.rollouts import HFEngine, SamplingParams, make_engine
+from rlvr.rollouts.hf import filter_logits
+
+
+def _prompts(tokenizer):
+    qs = ["Calculate 3 + 4.", "Calculate 15 - 9, please, and show nothing else.", "Hi"]
+    return [tokenizer.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True,
+                                          tokenize=False) for q in qs]
+
+
+def _ids(tokenizer, texts):
+    return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+
+
+def _full_logprobs(model, prompt, completion):
+    """log p(completion token t | prompt + completion[:t]) from one plain forward of the whole sequence."""
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt + completion])).logits[0].float().log_softmax(-1)
+    L = len(prompt)
+    return torch.stack([logits[L - 1 + t, tok] for t, tok in enumerate(completion)])
+
+
+def test_sampling_logprobs_match_full_forward(tiny_model, tokenizer):
+    prompts = _ids(tokenizer, _prompts(tokenizer))
+    engine = HFEngine(tiny_model, tokenizer)
+    groups = engine.generate(prompts, 4, SamplingParams(max_new_tokens=12), seed=0)
+    assert [g.prompt_index for g in groups] == [0, 1, 2]
+    for g in groups:
+        assert len(g.completions) == 4
+        for c in g.completions:
+            assert len(c.token_ids) == len(c.logprobs) >= 1
+            assert c.finish_reason == ("stop" if c.token_ids[-1] in engine.stop_ids else "length")
+            ref = _full_logprobs(tiny_model, g.prompt_ids, c.token_ids)
+            assert torch.allclose(torch.tensor(c.logprobs), ref, atol=2e-5)
+
+
+def test_generation_is_deterministic_given_seed(tiny_model, tokenizer):
+    prompts = _ids(tokenizer, _prompts(tokenizer))
+    engine = make_engine("hf", tiny_model, tokenizer)
+    a = engine.generate(prompts, 3, SamplingParams(max_new_tokens=8), seed=7)
+    b = engine.generate(prompts, 3, SamplingParams(max_new_tokens=8), seed=7)
+    c = engine.generate(prompts, 3, SamplingParams(max_new_tokens=8), seed=8)
+    toks = lambda gs: [x.token_ids for g in gs for x in g.completions]  # noqa: E731
+    assert toks(a) == toks(b)
+    assert toks(a) != toks(c)
+
+
+def test_greedy_equals_transformers_generate(tiny_model, tokenizer):
+    prompts = _ids(tokenizer, _prompts(tokenizer))
+    engine = HFEngine(tiny_model, tokenizer, max_batch_prompts=2)  # also exercises chunking
+    groups = engine.generate(prompts, 1, SamplingParams(temperature=0.0, max_new_tokens=10), seed=0)
+    for p, g in zip(prompts, groups):
+        with torch.no_grad():
+            out = tiny_model.generate(torch.tensor([p]), max_new_tokens=10, do_sample=False,
+                                      eos_token_id=engine.stop_ids, pad_token_id=tokenizer.pad_token_id)
+        assert g.completions[0].token_ids == out[0, len(p):].tolist()
+
+
+def test_stop_token_ends_completion(tiny_model, tokenizer):
+    """Force the stop token to be the most likely one: every greedy completion is exactly [eos]."""
+    eos = tokenizer.eos_token_id
+    with torch.no_grad():
+        bias = torch.zeros(tiny_model.config.vocab_size)
+        bias[eos] = 1e4
+        tiny_model.lm_head.bias = torch.nn.Parameter(bias)
+    try:
+        groups = HFEngine(tiny_model, tokenizer).generate(_ids(tokenizer, _prompts(tokenizer)), 2,
+                                                          SamplingParams(max_new_tokens=10), seed=0)
+    finally:
+        tiny_model.lm_head.bias = None
+    for g in groups:
+        for c in g.completions:
+            assert c.token_ids == [eos] and c.finish_reason == "stop" and c.text == ""
+
+
+def test_top_k_top_p_filtering():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    assert torch.isinf(filter_logits(logits, 2, 1.0)).tolist() == [[False, False, True, True]]
+    # nucleus 0.7: 0.5 < 0.7, 0.5 + 0.3 crosses it -> keep the first two
+    assert torch.isinf(filter_logits(logits, 0, 0.7)).tolist() == [[False, False, True, True]]
+    assert torch.isinf(filter_logits(logits, 0, 0.4)).tolist() == [[False, True, True, True]]
+
+
+def test_shared_prompt_forward_equals_full_forward_values_and_gradients(tiny_model, tokenizer):
+    prompts = _ids(tokenizer, _prompts(tokenizer)[:2])
+    G = 3
+    torch.manual_seed(1)
+    comps = [torch.randint(0, 1000, (n,)).tolist() for n in (1, 5, 3, 4, 2, 6)]
+    lp, mask, ent = completion_logprobs(tiny_model, prompts, comps, G, tokenizer.pad_token_id, with_entropy=True)
+    assert lp.shape == mask.shape == ent.shape == (6, 6)
+    assert mask.sum(-1).tolist() == [1, 5, 3, 4, 2, 6]
+    for r, c in enumerate(comps):
+        ref = _full_logprobs(tiny_model, prompts[r // G], c)
+        assert torch.allclose(lp[r, : len(c)], ref, atol=1e-5)
+    # gradients: shared-prompt loss vs sum of independent full forwards
+    (lp * mask).sum().backward()
+    shared = {n: p.grad.clone() for n, p in tiny_model.named_parameters()}
+    tiny_model.zero_grad()
+    total = 0
+    for r, c in enumerate(comps):
+        p = prompts[r // G]
+        logits = tiny_model(torch.tensor([p + c])).logits[0].float().log_softmax(-1)
+        total = total + sum(logits[len(p) - 1 + t, tok] for t, tok in enumerate(c))
+    total.backward()
+    for n, prm in tiny_model.named_parameters():
+        assert torch.allclose(prm.grad, shared[n], atol=1e-4, rtol=1e-3), n
+
+
+def test_temperature_scales_logprobs(tiny_model, tokenizer):
+    prompts = _ids(tokenizer, _prompts(tokenizer)[:1])
+    comps = [[10, 20, 30]]
+    with torch.no_grad():
+        lp2, _, _ = completion_logprobs(tiny_model, prompts, comps, 1, tokenizer.pad_token_id, temperature=2.0)
+        logits = tiny_model(torch.tensor([prompts[0] + comps[0]])).logits[0].float() / 2.0
+    L = len(prompts[0])
+    ref = torch.stack([logits[L - 1 + t].log_softmax(-1)[tok] for t, tok in enumerate(comps[0])])
+    assert torch.allclose(lp2[0], ref, atol=1e-5)
+
+
+def test_unknown_engine_is_named():
+    with pytest.raises(KeyError, match="hf"):
+        make_engine("nope", None, None)

@@ -1,0 +1,13 @@
+"""Verifiers used by the trainer tests: they give a random tiny model reward variance (so gradients exist)."""
+
+from verifiers import SignalSpec, Verdict, Verifier
+
+
+class LengthVerifier(Verifier):
+    """score = (len(completion) mod 5) / 4: graded and varied, so groups of random text rarely tie."""
+
+    name = "toy_length"
+    signal = SignalSpec(kind="graded", deterministic=True, source="external", cost="cheap")
+
+    def _verify(self, completion, reference, *, prompt=None):
+        return Verdict(score=(len(completion) % 5) / 4, passed=None, answer_class=completion[:3] or None)
