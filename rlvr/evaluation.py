@@ -9,16 +9,18 @@ from rlvr.rollouts import RolloutEngine, SamplingParams
 
 
 def evaluate(engine: RolloutEngine, prompt_ids: list[list[int]], references: list[str], verifier,
-             max_new_tokens: int, out_path: Path | None = None) -> dict:
-    """Greedy-decode each held-out prompt once and verify it.
+             max_new_tokens: int, batch_size: int = 16, out_path: Path | None = None) -> dict:
+    """Greedy-decode each held-out prompt once (`batch_size` prompts per generate call) and verify it.
 
     Returns {"pass@1": float in [0, 1], "correct": int, "n": int, "extracted_rate": float}. When `out_path` is
     given, every completion and verdict is written there as JSON lines.
     """
     if not prompt_ids:
         return {"pass@1": float("nan"), "correct": 0, "n": 0, "extracted_rate": float("nan")}
-    groups = engine.generate(prompt_ids, 1, SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens), seed=0)
-    texts = [g.completions[0].text for g in groups]
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens)
+    texts = [g.completions[0].text
+             for s in range(0, len(prompt_ids), batch_size)
+             for g in engine.generate(prompt_ids[s:s + batch_size], 1, greedy, seed=0)]
     verdicts = verifier.verify_batch(list(zip(texts, references)))
     correct = sum(1 for v in verdicts if v.score > 0.5)
     if out_path is not None:

@@ -218,7 +218,7 @@ class Trainer:
     def evaluate(self, tag: str) -> dict:
         n_tokens = self.cfg.eval.max_new_tokens or self.cfg.sampling.max_new_tokens
         return evaluate(self.engine, self.eval_prompt_ids, list(self.splits.eval["reference"]), self.eval_verifier,
-                        n_tokens, self.run_dir / f"eval_{tag}.jsonl")
+                        n_tokens, self.cfg.eval.batch_size, self.run_dir / f"eval_{tag}.jsonl")
 
     def run(self) -> dict:
         """Train for `train.steps` steps (resuming if asked), evaluate, write summary.json. Returns the summary."""
