@@ -33,6 +33,9 @@ def cmd_train(args) -> int:
     from rlvr.config import load_config
 
     cfg = load_config(args.recipe, args.overrides)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError(f"WORLD_SIZE={os.environ['WORLD_SIZE']}: data-parallel training under torchrun is not "
+                        f"implemented yet; launch with `torchrun --nproc_per_node=1` or plain `rlvr train`")
     _quiet_libraries()
     from rlvr.trainer import Trainer
 

@@ -246,12 +246,12 @@ class Trainer:
             for step in range(start, cfg.train.steps):
                 metrics, records = self.train_step(step)
                 done = step + 1
-                if cfg.eval.every and done % cfg.eval.every == 0 and done != cfg.train.steps:
+                periodic = cfg.eval.every and done % cfg.eval.every == 0
+                final = done == cfg.train.steps and cfg.eval.at_end
+                if (periodic or final) and len(self.eval_prompt_ids):
                     evals[str(done)] = self.evaluate(f"step{done}")
                     metrics["eval/pass@1"] = evals[str(done)]["pass@1"]
-                if done == cfg.train.steps and cfg.eval.at_end and len(self.eval_prompt_ids):
-                    evals[str(done)] = self.evaluate(f"step{done}")
-                    metrics["eval/pass@1"] = evals[str(done)]["pass@1"]
+                    _say(f"held-out pass@1 after step {done}: {_fmt_eval(evals[str(done)])}")
                 sink.log(done, metrics)
                 if rollouts is not None:
                     rollouts.writelines(json.dumps(r) + "\n" for r in records)

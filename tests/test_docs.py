@@ -1,0 +1,17 @@
+"""README documents every recipe option, with the defaults the code uses."""
+
+from pathlib import Path
+
+from rlvr.config import reference_markdown
+
+
+def test_readme_option_table_is_current():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert reference_markdown() in readme, "regenerate README's option table with `python -m rlvr.config`"
+
+
+def test_readme_names_the_commands_ci_runs():
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    assert "bash scripts/install.sh" in readme and "rlvr train recipes/basic_arithmetic.yaml" in readme
+    assert "python -m pytest -q" in readme and "pytest -q" in (root / ".ci" / "run").read_text()
