@@ -147,9 +147,32 @@ class Trainer:
         active = [i for i in range(len(groups)) if informative[i] or not cfg.train.skip_zero_variance_groups]
         step_tokens, step_sequences = int(lengths.sum()), len(groups) * G
 
+        train_metrics = self._policy_update(groups, advantages, active, step_tokens, step_sequences)
+        t_train = time.perf_counter()
+
+        classes = [[verdicts[gi * G + j].answer_class for j in range(G)] for gi in range(len(groups))]
+        metrics = rollout_stats(rewards, lengths, truncated, classes)
+        metrics.update(reward_metrics)
+        metrics.update(train_metrics)
+        metrics.update({
+            "trained_groups": len(active), "num_tokens": step_tokens, "lr": self.optimizer.param_groups[0]["lr"],
+            "time/generate": t_gen - t0, "time/verify": t_ver - t_gen, "time/train": t_train - t_ver,
+            "time/step": t_train - t0,
+        })
+        records = [{"step": step + 1, "prompt_index": idx[gi], "reference": refs[gi], "completion": c.text,
+                    "reward": float(rewards[gi, j]), "advantage": float(advantages[gi, j]),
+                    "answer_class": verdicts[gi * G + j].answer_class, "finish_reason": c.finish_reason}
+                   for gi, g in enumerate(groups) for j, c in enumerate(g.completions)]
+        return metrics, records
+
+    def _policy_update(self, groups, advantages, active, step_tokens, step_sequences) -> dict[str, float]:
+        """Backward over micro-batches of the `active` groups, clip, AdamW step, engine sync. Returns metrics:
+        loss, grad_norm, entropy, the loss's own stats, and sampling/logp_diff_{mean,max} (|trainer - engine|
+        log-prob of the sampled tokens; near 0 unless the engine is stale)."""
+        cfg, G = self.cfg, self.cfg.train.group_size
         self.optimizer.zero_grad(set_to_none=True)
         loss_total, stats_acc, n_mb = 0.0, {}, 0
-        ent_sum, ent_n, diff_sum, diff_max = 0.0, 0.0, 0.0, 0.0
+        ent_sum, n_tok, diff_sum, diff_max = 0.0, 0.0, 0.0, 0.0
         for s in range(0, len(active), cfg.train.micro_batch_groups):
             mb = active[s:s + cfg.train.micro_batch_groups]
             mb_prompts = [groups[i].prompt_ids for i in mb]
@@ -168,38 +191,22 @@ class Trainer:
                 stats_acc[k] = stats_acc.get(k, 0.0) + v
             n_mb += 1
             ent_sum += float((entropy * mask).sum())
-            ent_n += float(mask.sum())
+            n_tok += float(mask.sum())
             sampled = torch.zeros_like(mask)
             for r, c in enumerate(mb_comps):
                 sampled[r, : len(c.logprobs)] = torch.tensor(c.logprobs)
             diff = (logprobs.detach() - sampled).abs() * mask
             diff_sum += float(diff.sum())
             diff_max = max(diff_max, float(diff.max()))
+        if not n_mb:  # every group tied: nothing to learn from this batch
+            return {"loss": 0.0, "grad_norm": 0.0}
         params = [p for p in self.model.parameters() if p.requires_grad]
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm)) if n_mb else 0.0
-        if n_mb:
-            self.optimizer.step()
-            self.engine.update_weights(self.model)
-        t_train = time.perf_counter()
-
-        classes = [[verdicts[gi * G + j].answer_class for j in range(G)] for gi in range(len(groups))]
-        metrics = rollout_stats(rewards, lengths, truncated, classes)
-        metrics.update(reward_metrics)
-        metrics.update({k: v / n_mb for k, v in stats_acc.items()})
-        metrics.update({
-            "loss": loss_total, "grad_norm": grad_norm, "trained_groups": len(active),
-            "entropy": ent_sum / ent_n if ent_n else float("nan"),
-            "sampling/logp_diff_mean": diff_sum / ent_n if ent_n else float("nan"),
-            "sampling/logp_diff_max": diff_max if ent_n else float("nan"),
-            "num_tokens": step_tokens, "lr": self.optimizer.param_groups[0]["lr"],
-            "time/generate": t_gen - t0, "time/verify": t_ver - t_gen, "time/train": t_train - t_ver,
-            "time/step": t_train - t0,
-        })
-        records = [{"step": step + 1, "prompt_index": idx[gi], "reference": refs[gi], "completion": c.text,
-                    "reward": float(rewards[gi, j]), "advantage": float(advantages[gi, j]),
-                    "answer_class": verdicts[gi * G + j].answer_class, "finish_reason": c.finish_reason}
-                   for gi, g in enumerate(groups) for j, c in enumerate(g.completions)]
-        return metrics, records
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm))
+        self.optimizer.step()
+        self.engine.update_weights(self.model)
+        return {"loss": loss_total, "grad_norm": grad_norm, "entropy": ent_sum / n_tok,
+                "sampling/logp_diff_mean": diff_sum / n_tok, "sampling/logp_diff_max": diff_max,
+                **{k: v / n_mb for k, v in stats_acc.items()}}
 
     def _ref_logprobs(self, prompts, comps):
         with torch.no_grad():
