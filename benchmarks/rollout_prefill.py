@@ -4,7 +4,8 @@ sampling, alternating in one process.
 
     python benchmarks/rollout_prefill.py [--rounds 3] [--out benchmarks/results/rollout_prefill.json]
 
-Reports completion tokens per second (tokens up to and including the stop token) and the ratio.
+Reports completion tokens per second (tokens up to and including the stop token) and the ratio. The baseline is
+one batched `generate` call over all P prompts with `num_return_sequences=G`, as TRL's GRPOTrainer makes it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from rlvr.config import load_config
 from rlvr.data import load_splits, render_prompt
 from rlvr.models import load_policy, load_tokenizer, resolve_model
 from rlvr.rollouts import HFEngine, SamplingParams
+from rlvr.rollouts.hf import left_pad
 
 
 def _count_hf(out: torch.Tensor, prompt_len: int, stops: list[int]) -> int:
@@ -61,13 +63,14 @@ def main() -> None:
             dt = time.perf_counter() - t0
             n = sum(len(c.token_ids) for g in groups for c in g.completions)
             res["rlvr_hf_engine"].append({"seconds": dt, "tokens": n, "tok_per_s": n / dt})
-            t0, n = time.perf_counter(), 0
+            t0 = time.perf_counter()
             torch.manual_seed(r)
-            for p in prompts:  # one prompt at a time: no padding, G sequences each
-                out = model.generate(torch.tensor([p]), do_sample=True, temperature=params.temperature, top_k=0,
-                                     top_p=1.0, max_new_tokens=T, num_return_sequences=G,
-                                     eos_token_id=engine.stop_ids, pad_token_id=tok.pad_token_id)
-                n += _count_hf(out, len(p), engine.stop_ids)
+            # one batched call over all P prompts (left-padded), G samples each: how TRL calls it
+            ids, mask = left_pad(prompts, tok.pad_token_id)
+            out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=params.temperature,
+                                 top_k=0, top_p=1.0, max_new_tokens=T, num_return_sequences=G,
+                                 eos_token_id=engine.stop_ids, pad_token_id=tok.pad_token_id)
+            n = _count_hf(out, ids.shape[1], engine.stop_ids)
             dt = time.perf_counter() - t0
             res["hf_generate"].append({"seconds": dt, "tokens": n, "tok_per_s": n / dt})
             print(f"round {r}: engine {res['rlvr_hf_engine'][-1]['tok_per_s']:.0f} tok/s, "

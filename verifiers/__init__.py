@@ -8,6 +8,12 @@ Usage::
     from verifiers import get_verifier
     v = get_verifier("math")
     v.verify("... so the answer is \\boxed{\\frac{1}{2}}", "0.5").score  # 1.0
+    v.verify_batch([(completion, reference), ...])                     # verdicts in order
+
+Your own verifier: subclass :class:`Verifier` (set ``name`` and ``signal``, implement ``_verify``) and
+either pass ``"pkg.module:Class"`` to :func:`get_verifier` or expose the class under the entry-point group
+``rlvr.verifiers`` (``tests/plugin_example`` is a complete package). For TRL's ``GRPOTrainer``:
+``verifiers.integrations.trl.reward_func(v)``.
 """
 
 from .base import SignalSpec, Verdict, Verifier, VerifierTimeout

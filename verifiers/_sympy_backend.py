@@ -1,11 +1,15 @@
 """Symbolic answer comparison; runs inside a worker process (``python -m verifiers._sympy_backend``).
 
-Inputs are already normalised by :mod:`verifiers.math_verifier` (no ``$``, ``\\left``, units).
-Never imported by the main process, so sympy's cost and its hangs stay in the worker.
+The structure of both answers (tuples, sets, intervals, equations, ...) is parsed by
+:mod:`verifiers._math_parse`, exactly as in the main process; this module supplies the leaf comparisons
+that need sympy: LaTeX through ``latex2sympy2_extended``, plain math (``2^(n-1)``, ``C(10, 5)``) through a
+locked-down ``parse_expr``. Never imported by the main process, so sympy's cost and its hangs stay in the
+worker, which the main process kills at the deadline.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import keyword
 import os
@@ -24,10 +28,29 @@ from sympy.parsing.sympy_parser import (
     parse_expr,
 )
 
-REL_TOL = 1e-9
-MEMORY_LIMIT_BYTES = 4 << 30
+from verifiers._math_parse import (
+    Node,
+    Outcome,
+    answer_class,
+    as_number,
+    compare_nodes,
+    decimal_places,
+    fast_leaf,
+    fast_leaf_class,
+    parse_answer,
+    percent_pairs,
+    text_key,
+)
 
-_PLAIN = re.compile(r"[0-9a-z\s.+\-*/^()!]*")
+EXACT_DIGITS = 40          # precision of numeric comparisons of exact constants
+EXACT_REL_TOL = 1e-25      # two exact constants closer than this (relative) are equal
+SYMBOLIC_REL_TOL = 1e-9    # tolerance of the random-point test of expressions with variables
+DECIMAL_MIN_SIGNIFICANT = 6  # a decimal answer to an irrational reference needs this many significant digits
+MEMORY_LIMIT_BYTES = 4 << 30
+# Deterministic "random" points for the numeric identity test (irrational-ish, inside (0.5, 3)).
+_POINTS = (1.2345678, 2.7182818, 0.8765432, 1.6180339, 2.2360679)
+
+_PLAIN = re.compile(r"[0-9a-zA-Z\s.+\-*/^()!,]*")
 _TRANSFORMS = (auto_symbol, auto_number, factorial_notation, convert_xor, implicit_multiplication_application)
 _NAMES = {
     "Integer": sympy.Integer, "Float": sympy.Float, "Rational": sympy.Rational,
@@ -35,18 +58,26 @@ _NAMES = {
     "factorial": sympy.factorial, "factorial2": sympy.factorial2,
     "sqrt": sympy.sqrt, "sin": sympy.sin, "cos": sympy.cos, "tan": sympy.tan,
     "log": sympy.log, "ln": sympy.log, "exp": sympy.exp, "abs": sympy.Abs,
+    "floor": sympy.floor, "ceil": sympy.ceiling, "ceiling": sympy.ceiling,
+    "binomial": sympy.binomial, "binom": sympy.binomial, "gcd": sympy.gcd, "lcm": sympy.lcm,
     "pi": sympy.pi, "e": sympy.E, "oo": sympy.oo, "inf": sympy.oo, "infinity": sympy.oo,
 }
+_BINOMIAL = re.compile(r"\b[Cc]\s*\(\s*([^(),]+?)\s*,\s*([^(),]+?)\s*\)")
 
 
-def parse(text: str) -> sympy.Basic | None:
-    """Parse plain math (``sqrt(2)*x**2``) with a locked-down ``parse_expr`` or LaTeX with
-    ``latex2sympy``; returns ``None`` if neither parses. Floats become exact rationals."""
-    plain = text.lower()
+@functools.lru_cache(maxsize=4096)
+def to_sympy(text: str) -> sympy.Basic | None:
+    """Parse one leaf: plain math (``sqrt(2)*x^2``, ``C(10, 5)``, ``n!``) with a locked-down
+    ``parse_expr``, else LaTeX with ``latex2sympy``. Floats become exact rationals; ``None`` if neither
+    parser succeeds."""
     expr = None
-    if _PLAIN.fullmatch(plain) and not any(keyword.iskeyword(w) for w in re.findall(r"[a-z]+", plain)):
+    plain = _BINOMIAL.sub(r"binomial(\1, \2)", text)
+    words = re.findall(r"[a-zA-Z_]+", plain)
+    if _PLAIN.fullmatch(plain) and "," not in _BINOMIAL.sub("", text) \
+            and not any(keyword.iskeyword(w) for w in words):
         try:  # no builtins, a fixed namespace, no quotes/underscores/attributes reach eval
-            expr = parse_expr(plain, local_dict={}, global_dict={"__builtins__": {}, **_NAMES},
+            lowered = re.sub(r"[A-Z]", lambda m: m.group(0).lower(), plain)
+            expr = parse_expr(lowered, local_dict={}, global_dict={"__builtins__": {}, **_NAMES},
                               transformations=_TRANSFORMS)
         except Exception:
             expr = None
@@ -57,84 +88,278 @@ def parse(text: str) -> sympy.Basic | None:
             return None
     if not isinstance(expr, sympy.Basic):
         return None
-    return expr.xreplace({f: sympy.Rational(str(f)) for f in expr.atoms(sympy.Float)})
+    if isinstance(expr, sympy.MatrixBase):
+        return expr
+    try:
+        return expr.xreplace({f: sympy.Rational(str(f)) for f in expr.atoms(sympy.Float)})
+    except Exception:
+        return expr
 
 
 def _is_zero(expr: sympy.Expr) -> bool:
-    return expr == 0 or sympy.simplify(expr) == 0
-
-
-def _numeric_close(a: sympy.Expr, b: sympy.Expr) -> bool:
-    x, y = complex(sympy.N(a, 30)), complex(sympy.N(b, 30))
-    return abs(x - y) <= REL_TOL * max(abs(x), abs(y))
-
-
-def equivalent(a: sympy.Basic, b: sympy.Basic) -> bool:
-    """Symbolic equivalence: structural, then numeric (1e-9 relative), then ``simplify(a-b)==0``."""
-    if a == b:
+    if expr == 0:
         return True
-    if isinstance(a, sympy.Equality) and isinstance(b, sympy.Equality):
-        da, db = a.lhs - a.rhs, b.lhs - b.rhs
-        return _is_zero(da - db) or _is_zero(da + db)
-    if isinstance(a, sympy.Expr) and isinstance(b, sympy.Expr):
-        if not a.free_symbols and not b.free_symbols and a.is_number and b.is_number:
-            try:
-                if _numeric_close(a, b):
-                    return True
-            except (TypeError, ValueError, OverflowError):
-                pass
-        return _is_zero(a - b)
-    if isinstance(a, sympy.MatrixBase) and isinstance(b, sympy.MatrixBase):
-        return a.shape == b.shape and all(_is_zero(x - y) for x, y in zip(a, b))
     try:
-        return bool(sympy.simplify(a) == sympy.simplify(b))
+        return sympy.simplify(expr) == 0
     except Exception:
         return False
 
 
-def canonical(expr: sympy.Basic) -> str:
-    """Canonical string: ``cancel`` form for rational functions (polynomials expand), ``simplify``
-    otherwise. Rationals print as ``"-4"``, ``"1/2"``, matching the fast path's ``Fraction``."""
-    if isinstance(expr, sympy.Expr):
-        expr = expr.doit()  # latex2sympy leaves e.g. sqrt(4) unevaluated
-        expr = sympy.cancel(expr) if expr.is_rational_function() else sympy.simplify(expr)
-    return str(expr)
+def _close(x: complex, y: complex, rel: float) -> bool:
+    return abs(x - y) <= rel * max(abs(x), abs(y), 1e-300)
 
 
-def _unwrap_assignment(expr: sympy.Basic) -> tuple[sympy.Basic | None, str | None]:
-    """``x = 3`` -> ``3``; tautologies (``2 = 2``, ``x = x``) -> ``(None, "tautology")``."""
-    if expr in (sympy.true, sympy.false):
-        return None, "tautology" if expr == sympy.true else "contradiction"
-    if isinstance(expr, sympy.Equality):
-        lhs, rhs = expr.lhs, expr.rhs
-        if isinstance(lhs, sympy.Expr) and isinstance(rhs, sympy.Expr) and _is_zero(lhs - rhs):
-            return None, "tautology"
-        if isinstance(lhs, sympy.Symbol) and lhs not in rhs.free_symbols:
-            return rhs, None
-    return expr, None
-
-
-def _text_key(text: str) -> str:
-    return re.sub(r"\s+", "", text.lower())
-
-
-def compare(answer: str, reference: str) -> dict:
-    """Compare two normalised answer strings. Returns ``{"equal", "answer_class", "method"}`` and
-    ``"reason"`` when the answer was rejected."""
-    a, r = parse(answer), parse(reference)
-    if a is None or r is None:
-        return {"equal": _text_key(answer) == _text_key(reference),
-                "answer_class": " ".join(answer.lower().split()), "method": "text"}
-    a, reason = _unwrap_assignment(a)
-    if a is None:
-        return {"equal": False, "answer_class": None, "method": "sympy", "reason": reason}
-    unwrapped = _unwrap_assignment(r)[0]
-    equal = equivalent(a, r if unwrapped is None else unwrapped)
+def _numeric(expr: sympy.Expr, digits: int = EXACT_DIGITS) -> complex | None:
     try:
-        answer_class = canonical(a)
-    except ValueError:  # e.g. an integer too long to print (sys.get_int_max_str_digits)
-        answer_class = _text_key(answer)
-    return {"equal": equal, "answer_class": answer_class, "method": "sympy"}
+        value = complex(sympy.N(expr, digits))
+    except (TypeError, ValueError, OverflowError, ZeroDivisionError):
+        return None
+    if value != value or abs(value) == float("inf"):
+        return None
+    return value
+
+
+def _points_agree(a: sympy.Expr, b: sympy.Expr) -> bool | None:
+    """Evaluate both at deterministic points: False on a clear difference, True if all agree, None if
+    nothing could be evaluated."""
+    symbols = sorted(a.free_symbols | b.free_symbols, key=str)
+    agreed = 0
+    for k in range(len(_POINTS)):
+        subs = {s: sympy.Float(_POINTS[(k + i) % len(_POINTS)] + 0.1 * i, 30) for i, s in enumerate(symbols)}
+        x, y = _numeric(a.subs(subs), 30), _numeric(b.subs(subs), 30)
+        if x is None or y is None:
+            continue
+        if not _close(x, y, SYMBOLIC_REL_TOL) and abs(x - y) > 1e-12:
+            return False
+        agreed += 1
+    return True if agreed >= 3 else None
+
+
+def expressions_equal(a: sympy.Basic, b: sympy.Basic, a_text: str = "", b_text: str = "") -> bool:
+    """Equivalence of two parsed leaves (``b`` is the reference).
+
+    - Exact numbers: rationals compare exactly (``0.333`` is not ``1/3``); an irrational reference accepts a
+      decimal answer with at least 6 significant digits that is within one unit of its last digit; a decimal
+      reference accepts an irrational answer that rounds to it; two irrational constants must agree to
+      ``EXACT_REL_TOL`` at 40 digits.
+    - Expressions with variables: a clear numeric difference at deterministic points means unequal;
+      otherwise ``simplify(a - b) == 0`` or agreement at 3+ points means equal.
+    - Sets, intervals, matrices: sympy equality (matrices elementwise).
+    """
+    if a == b:
+        return True
+    if isinstance(a, sympy.MatrixBase) or isinstance(b, sympy.MatrixBase):
+        if not (isinstance(a, sympy.MatrixBase) and isinstance(b, sympy.MatrixBase)) or a.shape != b.shape:
+            return False
+        return all(expressions_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, sympy.Set) or isinstance(b, sympy.Set):
+        return isinstance(a, sympy.Set) and isinstance(b, sympy.Set) and sets_equal(a, b)
+    if not (isinstance(a, sympy.Expr) and isinstance(b, sympy.Expr)):
+        try:
+            return bool(sympy.simplify(a) == sympy.simplify(b))
+        except Exception:
+            return False
+    if not a.free_symbols and not b.free_symbols:
+        return _constants_equal(a, b, a_text, b_text)
+    verdict = _points_agree(a, b)
+    if verdict is False:
+        return False
+    if _is_zero(a - b):
+        return True
+    return verdict is True
+
+
+def _constants_equal(a: sympy.Expr, b: sympy.Expr, a_text: str, b_text: str) -> bool:
+    a_rational, b_rational = a.is_rational, b.is_rational
+    if a_rational and b_rational:
+        return sympy.nsimplify(a - b) == 0 if not (a.is_Rational and b.is_Rational) else a == b
+    x, y = _numeric(a), _numeric(b)
+    if x is None or y is None:
+        return _is_zero(a - b)
+    if _close(x, y, EXACT_REL_TOL):
+        return True
+    places_b = decimal_places(b_text)
+    if places_b is not None and a_rational is False:  # "3.14" reference, "\pi" answer
+        return round(x.real, places_b) == round(y.real, places_b) and abs(x.imag) < 1e-12
+    places_a = decimal_places(a_text)
+    if places_a is not None and b_rational is False:  # "1.414214" answer, "\sqrt{2}" reference
+        significant = len(re.sub(r"^[+-]?0*\.?0*", "", a_text.strip()).replace(".", ""))
+        return significant >= DECIMAL_MIN_SIGNIFICANT and abs(x - y) <= 10.0 ** (-places_a) * 1.0000001
+    return False
+
+
+def sets_equal(a: sympy.Set, b: sympy.Set) -> bool:
+    """Equality of sympy sets (intervals, unions, finite sets)."""
+    if a == b:
+        return True
+    try:
+        return a.symmetric_difference(b) == sympy.EmptySet
+    except Exception:
+        return False
+
+
+# --- node -> sympy (for the structures the main process could not decide) -----------------------
+
+def _leaf_expr(node: Node) -> sympy.Basic | None:
+    value = as_number(node.text)
+    if value is not None:
+        expr = sympy.Rational(value.numerator, value.denominator)
+    else:
+        expr = to_sympy(node.text)
+    return expr
+
+
+def node_to_set(node: Node) -> sympy.Set | None:
+    """A set-like node as a sympy Set: intervals, ``(a, b)`` (open interval), unions, finite sets and
+    one-variable inequalities (``1 < x \\le 2`` -> ``Interval.Lopen(1, 2)``)."""
+    if node.kind in ("interval", "pair"):
+        lo, hi = (_leaf_expr(i) if i.kind == "scalar" else None for i in node.items)
+        if lo is None or hi is None:
+            return None
+        closed = node.closed if node.kind == "interval" else (False, False)
+        try:
+            return sympy.Interval(lo, hi, left_open=not closed[0], right_open=not closed[1])
+        except Exception:
+            return None
+    if node.kind == "union":
+        parts = [node_to_set(i) for i in node.items]
+        return None if any(p is None for p in parts) else sympy.Union(*parts)
+    if node.kind == "set":
+        values = [_leaf_expr(i) if i.kind == "scalar" else None for i in node.items]
+        return None if any(v is None for v in values) else sympy.FiniteSet(*values)
+    if node.kind == "rel":
+        expr = to_sympy(node.text)
+        if expr is None or isinstance(expr, sympy.Set):
+            return expr
+        symbols = getattr(expr, "free_symbols", set())
+        if len(symbols) != 1:
+            return None
+        try:
+            return expr.as_set()
+        except Exception:
+            return None
+    if node.kind == "scalar":
+        expr = to_sympy(node.text)
+        return expr if isinstance(expr, sympy.Set) else None
+    return None
+
+
+def _set_leaf(a: Node, r: Node) -> bool:
+    sa, sr = node_to_set(a), node_to_set(r)
+    if sa is None or sr is None:
+        return False
+    return sets_equal(sa, sr)
+
+
+def _eq_leaf(a: Node, r: Node) -> bool:
+    """Two equations: equal when ``lhs - rhs`` of one is a non-zero constant multiple of the other's.
+    An identity (``x + 1 = 1 + x``) is never equal to anything."""
+    sides = []
+    for node in (a, r):
+        lhs, rhs = (_leaf_expr(i) if i.kind == "scalar" else None for i in node.items)
+        if not (isinstance(lhs, sympy.Expr) and isinstance(rhs, sympy.Expr)):
+            return False
+        sides.append(lhs - rhs)
+    da, dr = sides
+    if _is_zero(da) or _is_zero(dr):
+        return False
+    try:
+        ratio = sympy.simplify(da / dr)
+    except Exception:
+        return False
+    if not ratio.free_symbols and ratio != 0 and ratio.is_finite:
+        return True
+    symbols = sorted(da.free_symbols | dr.free_symbols, key=str)
+    ratios = []
+    for k in range(len(_POINTS)):
+        subs = {s: sympy.Float(_POINTS[(k + i) % len(_POINTS)] + 0.1 * i, 30) for i, s in enumerate(symbols)}
+        x, y = _numeric(da.subs(subs), 30), _numeric(dr.subs(subs), 30)
+        if x is None or y is None or abs(y) < 1e-12:
+            continue
+        ratios.append(x / y)
+    return len(ratios) >= 3 and abs(ratios[0]) > 1e-12 and all(_close(q, ratios[0], SYMBOLIC_REL_TOL) for q in ratios)
+
+
+def _chain_leaf(node: Node) -> bool:
+    """All sides of a constant equation chain (``1000 - 101 + 1 = 900``) are equal."""
+    values = [_leaf_expr(i) if i.kind == "scalar" else None for i in node.items]
+    if any(not isinstance(v, sympy.Expr) for v in values):
+        return False
+    return all(expressions_equal(v, values[-1]) for v in values[:-1])
+
+
+def _is_identity(node: Node) -> bool:
+    """An equation with variables whose sides are equal for every value (``x + 1 = 1 + x``)."""
+    if node.kind != "eq" or not all(i.kind == "scalar" for i in node.items):
+        return False
+    if not any(re.search(r"[a-zA-Z]", re.sub(r"\\[a-zA-Z]+", "", i.text)) for i in node.items):
+        return False  # constant chains such as 1000 - 101 + 1 = 900 are computations
+    values = [_leaf_expr(i) for i in node.items]
+    if not all(isinstance(v, sympy.Expr) for v in values):
+        return False
+    return all(_is_zero(v - values[0]) for v in values[1:])
+
+
+def sympy_leaf(a: Node, r: Node, percent_context: bool = False) -> bool:
+    """Leaf comparison: :func:`fast_leaf`, then sympy under the percent rule, then text keys."""
+    fast = fast_leaf(a, r, percent_context)
+    if fast is not None:
+        return fast
+    ea, er = _leaf_expr(a), _leaf_expr(r)
+    if ea is None or er is None:
+        return text_key(a.text) == text_key(r.text) and bool(text_key(a.text))
+    if isinstance(ea, sympy.Expr) and isinstance(er, sympy.Expr):
+        for x, y in percent_pairs(ea, a.percent, er, r.percent, percent_context):
+            scaled = x is not ea or y is not er
+            if expressions_equal(x, y, "" if scaled else a.text, "" if scaled else r.text):
+                return True
+        return False
+    return expressions_equal(ea, er, a.text, r.text)
+
+
+def leaf_class(node: Node) -> str:
+    """Canonical string of a leaf: ``"1/2"`` for numbers, sympy's ``cancel`` form for rational functions
+    (polynomials are expanded), the evaluated expression otherwise."""
+    fast = fast_leaf_class(node)
+    if fast is not None:
+        return fast
+    expr = _leaf_expr(node)
+    if expr is None:
+        return re.sub(r"\s+", "", node.text)
+    try:
+        if isinstance(expr, sympy.Expr):
+            expr = expr.doit()  # latex2sympy leaves e.g. sqrt(4) unevaluated
+            if expr.is_rational_function():
+                expr = sympy.cancel(expr)
+        text = str(expr)
+    except Exception:  # e.g. an integer too long to print (sys.get_int_max_str_digits)
+        text = re.sub(r"\s+", "", node.text)
+    return text + ("%" if node.percent else "")
+
+
+def compare(answer: str, reference: str, percent_context: bool = False) -> dict:
+    """Compare an extracted answer with a reference answer (both raw strings).
+
+    Returns ``{"equal": bool, "answer_class": str | None, "method": "sympy", "reason"?: str}``; equivalent
+    answers get the reference's class.
+    """
+    a_node = parse_answer(answer)
+    r_node = parse_answer(reference, reference=True)
+    if _is_identity(a_node):
+        return {"equal": False, "method": "sympy", "answer_class": None, "reason": "tautology"}
+    outcome: Outcome = compare_nodes(
+        a_node, r_node, lambda x, y: sympy_leaf(x, y, percent_context),
+        eq_leaf=_eq_leaf, set_leaf=_set_leaf, chain_leaf=_chain_leaf,
+    )
+    equal = bool(outcome.equal)
+    reply = {"equal": equal, "method": "sympy"}
+    if outcome.reason == "tautology":
+        reply["answer_class"] = None
+    else:
+        reply["answer_class"] = answer_class(r_node if equal else a_node, leaf_class)
+    if outcome.reason and not equal:
+        reply["reason"] = outcome.reason
+    return reply
 
 
 def _limit_memory() -> None:
@@ -149,20 +374,21 @@ def _limit_memory() -> None:
 
 
 def main() -> None:
-    """JSON-lines loop: ``{"answer": str, "reference": str}`` in, :func:`compare` result out
-    (or ``{"error": "ExcType: msg"}``). Stray prints go to stderr; SIGINT is left to the parent."""
+    """JSON-lines loop: ``{"answer": str, "reference": str, "percent_context": bool}`` in, :func:`compare`'s
+    result out (or ``{"error": "ExcType: msg"}``). Stray prints go to stderr; SIGINT is left to the parent."""
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _limit_memory()
-    compare("x+1", "\\frac{1}{2}")  # load the LaTeX parser before reporting ready
+    sys.setrecursionlimit(3000)
+    compare(r"x+1", r"\frac{1}{2}")  # load the LaTeX parser before reporting ready
     out.write('{"ready": true}\n')
     out.flush()
     for line in sys.stdin:
         try:
             request = json.loads(line)
-            reply = compare(request["answer"], request["reference"])
+            reply = compare(request["answer"], request["reference"], bool(request.get("percent_context")))
         except Exception as exc:
             reply = {"error": f"{type(exc).__name__}: {exc}"}
         out.write(json.dumps(reply) + "\n")

@@ -82,11 +82,14 @@ class Verifier(abc.ABC):
     """Base class of all verifiers.
 
     Subclasses set the class attributes :attr:`name` and :attr:`signal` and implement
-    :meth:`_verify`. Callers use :meth:`verify` / :meth:`verify_batch`, which never raise on bad
-    inputs or verifier failures.
+    :meth:`_verify`; they may also implement :meth:`_quick`, a cheap in-process first pass that
+    :meth:`verify_batch` runs before dispatching the remaining items to its worker pool. Callers use
+    :meth:`verify` / :meth:`verify_batch`, which never raise on bad inputs or verifier failures.
+    Verifiers are picklable (the stats lock is recreated), so they can be shipped to other processes.
 
     Args:
-        max_workers: threads used by :meth:`verify_batch`; 1 (default) runs sequentially.
+        max_workers: threads used by :meth:`verify_batch` for the items :meth:`_quick` did not decide;
+            1 (default) runs sequentially.
 
     Attributes:
         stats: counters ``{"calls": int, "errors": int, "timeouts": int}``; ``errors`` counts
@@ -111,22 +114,33 @@ class Verifier(abc.ABC):
     def _verify(self, completion: str, reference: Any, *, prompt: str | None) -> Verdict:
         """Verify one completion; may raise (including :class:`VerifierTimeout`)."""
 
+    def _quick(self, completion: str, reference: Any, *, prompt: str | None) -> Verdict | None:
+        """Optional cheap first pass for :meth:`verify_batch`: the verdict when it can be decided in the
+        calling thread without blocking, else ``None`` (the default) to send the item to the pool. Must
+        agree with :meth:`_verify`; may raise like it."""
+        return None
+
     def verify(self, completion: str, reference: Any, *, prompt: str | None = None) -> Verdict:
         """Verify ``completion`` against ``reference``. Never raises (``Exception`` subclasses).
 
         Any exception from :meth:`_verify` becomes ``Verdict(score=0.0, passed=False,
         answer_class=None, error="ExcType: message")``. ``elapsed_s`` is filled in (seconds).
         """
+        return self._guarded(self._verify, completion, reference, prompt)
+
+    def _guarded(self, fn, completion: Any, reference: Any, prompt: str | None) -> Verdict | None:
         start = time.perf_counter()
         counter = None
         try:
-            verdict = self._verify(completion, reference, prompt=prompt)
+            verdict = fn(completion, reference, prompt=prompt)
         except VerifierTimeout as exc:
             counter = "timeouts"
             verdict = Verdict(0.0, False, None, detail=exc.detail, error=str(exc))
         except Exception as exc:
             counter = "errors"
             verdict = Verdict(0.0, False, None, error=f"{type(exc).__name__}: {exc}")
+        if verdict is None:
+            return None
         with self._stats_lock:
             self.stats["calls"] += 1
             if counter:
@@ -137,8 +151,10 @@ class Verifier(abc.ABC):
         """Verify many items; returns one verdict per item, in order.
 
         Each item is a ``(completion, reference)`` or ``(completion, reference, prompt)`` tuple, or a
-        dict with keys ``completion``, ``reference`` and optionally ``prompt``. Uses a thread pool
-        of ``max_workers`` threads when ``max_workers > 1``.
+        dict with keys ``completion``, ``reference`` and optionally ``prompt``. With ``max_workers > 1``,
+        :meth:`_quick` first decides what it can in the calling thread; the rest runs on a pool of
+        ``max_workers`` threads (for the math verifier, each drives its own sympy worker process).
+        Errors and timeouts become verdicts exactly as in :meth:`verify`.
 
         Raises:
             TypeError: an item has neither of the accepted shapes (checked before any work).
@@ -150,8 +166,24 @@ class Verifier(abc.ABC):
 
         if self.max_workers == 1 or len(calls) <= 1:
             return [run(c) for c in calls]
-        with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
-            return list(pool.map(run, calls))
+        verdicts: list[Verdict | None] = [self._guarded(self._quick, *c) for c in calls]
+        pending = [i for i, v in enumerate(verdicts) if v is None]
+        if len(pending) == 1:
+            verdicts[pending[0]] = run(calls[pending[0]])
+        elif pending:
+            with ThreadPoolExecutor(max_workers=min(self.max_workers, len(pending))) as pool:
+                for i, verdict in zip(pending, pool.map(lambda i: run(calls[i]), pending)):
+                    verdicts[i] = verdict
+        return verdicts  # type: ignore[return-value]
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_stats_lock", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._stats_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, max_workers={self.max_workers})"
