@@ -1,4 +1,7 @@
-"""Command line: `rlvr train RECIPE [key=value ...] [--debug]`.
+"""Command line: `rlvr train RECIPE [key=value ...] [--debug]`, `rlvr monitor RUN_DIR [--once]`,
+`rlvr report RUN_DIR [--out DIR]`.
+
+`rlvr train` exits 0 when training finished, 3 when the monitor stopped it (monitor.stop_on_critical).
 
 Bad input (missing recipe, unknown key, wrong type, missing column, missing model, G < 2, ...) exits with status 2
 and one line naming the field, the value and what is expected; `--debug` shows the traceback instead.
@@ -46,6 +49,31 @@ def cmd_train(args) -> int:
     print(f"train reward: first-5-step mean {fmt(summary['train_reward_first5'])} -> "
           f"last-5-step mean {fmt(summary['train_reward_last5'])}")
     print(f"summary: {os.path.join(summary['run_dir'], 'summary.json')}")
+    if summary.get("stopped_by_monitor"):
+        print(f"stopped by the monitor: {summary['stopped_by_monitor']} (see alerts.jsonl; `rlvr report "
+              f"{summary['run_dir']}`)")
+        return 3
+    return 0
+
+
+def cmd_monitor(args) -> int:
+    from rlvr.monitor.view import latest_json, watch
+
+    if args.json:
+        from pathlib import Path
+
+        if not Path(args.run_dir).is_dir():
+            raise UserError(f"run directory '{args.run_dir}' not found: pass the run_dir of a `rlvr train` run")
+        print(json.dumps(latest_json(Path(args.run_dir)), indent=2))
+        return 0
+    return watch(args.run_dir, once=args.once, interval=args.interval)
+
+
+def cmd_report(args) -> int:
+    from rlvr.monitor.report import report
+
+    png, md = report(args.run_dir, args.out)
+    print(f"wrote {png}\nwrote {md}")
     return 0
 
 
@@ -58,6 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("overrides", nargs="*", help="key=value overrides with dotted keys, e.g. train.steps=5 seed=1")
     t.add_argument("--debug", action="store_true", dest="debug_sub", help=argparse.SUPPRESS)
     t.set_defaults(func=cmd_train)
+    m = sub.add_parser("monitor", help="live view of a run's monitor quantities and alerts")
+    m.add_argument("run_dir", help="the run directory (run_dir of `rlvr train`)")
+    m.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    m.add_argument("--json", action="store_true", help="print the latest values and alerts as JSON and exit")
+    m.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
+    m.set_defaults(func=cmd_monitor)
+    r = sub.add_parser("report", help="plots (PNG) and a markdown summary of a run")
+    r.add_argument("run_dir", help="the run directory (run_dir of `rlvr train`)")
+    r.add_argument("--out", default=None, help="output folder (default RUN_DIR/report)")
+    r.set_defaults(func=cmd_report)
     return p
 
 

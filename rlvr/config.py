@@ -151,6 +151,61 @@ class LogConfig(_Section):
     progress: bool = Field(True, description="Show a progress bar.")
 
 
+class MonitorConfig(_Section):
+    """The info-gain monitor (rlvr/monitor, shared/paper-notes.md): per-step estimates and alerts. Every alert
+    fires when its condition has held for `window` consecutive steps and clears after `window` steps without it."""
+
+    enabled: bool = Field(True, description="Estimate the monitor's quantities every step (metrics `monitor/*`, "
+                          "`alerts/*`) and write alerts to RUN_DIR/alerts.jsonl.")
+    stop_on_critical: bool = Field(False, description="Stop training cleanly (checkpoint kept, exit status 3) when a "
+                                   "critical alert fires: CLOSED_LOOP, VERIFIER_FAULT on errors/timeouts, "
+                                   "SIGNAL_DRIFT.")
+    window: int = Field(3, ge=1, description="Consecutive steps a condition must hold before its alert fires (and fail "
+                        "before it clears); also the number of first steps averaged into the run's baselines.")
+    declared_checks: bool = Field(True, description="Pre-flight CLOSED_LOOP from declared facts: a reward whose "
+                                  "verifiers declare source='self' (paper-notes: closed by construction) or a judge "
+                                  "whose identity() is the policy.")
+    bins: int = Field(4, ge=2, description="Equal-width bins of graded verdicts (or of a weighted sum of several "
+                      "verifiers) for the entropies; a single binary verifier uses pass/fail.")
+    bootstrap: int = Field(200, ge=0, description="Bootstrap resamples over groups for the 95% intervals "
+                           "(`monitor/*_lo`, `*_hi`); 0 disables them.")
+    min_signal_entropy: float = Field(0.05, ge=0, description="Bits of H(S|Q) below which the closure ratio and the "
+                                      "spurious shares are undefined (no signal to judge).")
+    closure_ratio_min: float = Field(0.05, ge=0, le=1, description="CLOSED_LOOP when the closure ratio "
+                                     "H(S|S_hat,Q)/H(S|Q), pooled over the last `window` steps, is below this: the "
+                                     "verdict is (almost) the model's own majority answer (0 for a majority-vote "
+                                     "reward; an exact verifier on a model at 60% sampled accuracy reads ~0.18 in "
+                                     "simulation, tests/test_monitor_alerts.py).")
+    no_signal_max: float = Field(0.05, ge=0, le=1, description="NO_SIGNAL when the informative-group fraction is at "
+                                 "or below this (near 0: no GRPO gradient).")
+    spurious_share_max: float = Field(0.3, ge=0, le=1, description="SPURIOUS_SIGNAL (feature rule) when a surface "
+                                      "feature's share I(S;f|Q)/H(S|Q) reaches this while the class efficiency is "
+                                      "below `class_efficiency_min`.")
+    class_efficiency_min: float = Field(0.95, ge=0, le=1, description="Class efficiency eta below which the verdict "
+                                        "varies among equal answers (an exact answer checker has eta = 1).")
+    gap_max: float = Field(0.2, ge=0, le=1, description="SPURIOUS_SIGNAL (gold rule) when reward minus the reference "
+                           "verifier's pass rate on the same rollouts is at least this ...")
+    gap_rise: float = Field(0.1, ge=0, le=1, description="... and has grown by at least this since the run's first "
+                            "`window` steps (reward rising while reference accuracy does not; learnability probe).")
+    reference_on_rollouts: bool = Field(True, description="Run eval.verifier on the training completions to get the "
+                                        "reward-gold gap, when it differs from the training reward (gold is used "
+                                        "only here; the closure estimate never uses it).")
+    collapse_drop: float = Field(0.3, gt=0, lt=1, description="COLLAPSE when distinct answers per group and policy "
+                                 "entropy have both fallen by this fraction from their start while pass@G (by the "
+                                 "reference verifier when available) is below its start.")
+    error_rate_max: float = Field(0.05, ge=0, le=1, description="VERIFIER_FAULT when the share of verdicts with an "
+                                  "error (not a timeout) exceeds this.")
+    timeout_rate_max: float = Field(0.05, ge=0, le=1, description="VERIFIER_FAULT when the share of timed-out "
+                                    "verdicts exceeds this.")
+    constant_verdict_max: float = Field(0.5, ge=0, le=1, description="VERIFIER_FAULT when more than this share of "
+                                        "groups with >= 2 different answers give all of them the same positive "
+                                        "score.")
+    features: list[str] = Field(default_factory=lambda: ["length_tertile", "answer_tag", "boxed"],
+                                description="Surface features for the spurious shares: built-ins `length_tertile` "
+                                "(within group), `answer_tag` (<answer>...</answer>), `boxed` (\\boxed{), names "
+                                "registered with rlvr.monitor.estimators.register_feature, or `pkg.module:function`.")
+
+
 class Config(_Section):
     """A whole recipe. YAML keys mirror these fields; unknown keys are errors."""
 
@@ -169,6 +224,7 @@ class Config(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     name: str = Field("run", description="Run name (default: the recipe file's stem).")
 
 

@@ -51,14 +51,16 @@ class Reward:
         total = sum(w for _, _, w in self.verifiers)
         self.verifiers = [(n, v, w / total) for n, v, w in self.verifiers]
 
-    def __call__(self, texts: list[str], references: list[str], prompts: list[str]):
-        """Returns (rewards [N] float tensor, primary verdicts, per-verifier metrics)."""
+    def __call__(self, texts: list[str], references: list[str], prompts: list[str], group_size: int = 1):
+        """Items are group-major (`group_size` completions per prompt; verifiers that need the whole group, such
+        as majority_vote, get it through `verify_groups`). Returns (rewards [N] float tensor, primary verdicts,
+        per-verifier metrics)."""
         rewards = torch.zeros(len(texts))
         metrics: dict[str, float] = {}
         primary = None
         items = [{"completion": t, "reference": r, "prompt": p} for t, r, p in zip(texts, references, prompts)]
         for name, v, w in self.verifiers:
-            verdicts = v.verify_batch(items)
+            verdicts = v.verify_groups(items, group_size)
             scores = torch.tensor([vd.score for vd in verdicts], dtype=torch.float32)
             rewards += w * scores
             metrics[f"rewards/{name}/mean"] = float(scores.mean())
@@ -115,6 +117,12 @@ class Trainer:
         self.sampler = PromptSampler(len(self.train_prompt_ids), cfg.train.prompts_per_step, cfg.seed)
         self.params = SamplingParams(cfg.sampling.temperature, cfg.sampling.top_p, cfg.sampling.top_k,
                                      cfg.sampling.max_new_tokens)
+        self.monitor = None
+        if cfg.monitor.enabled:
+            from rlvr.monitor import Monitor, signals_from_verifiers
+
+            self.monitor = Monitor(cfg.monitor, signals_from_verifiers(self.reward.verifiers), run_dir=self.run_dir,
+                                   reference_verifier=self.eval_verifier, policy_identity=str(model_path), echo=_say)
 
     def _tokenize(self, question: str) -> list[int]:
         text = render_prompt(self.tokenizer, question, self.cfg.data.prompt)
@@ -136,7 +144,7 @@ class Trainer:
         texts = [c.text for g in groups for c in g.completions]
         flat_refs = [r for r in refs for _ in range(G)]
         flat_q = [q for q in questions for _ in range(G)]
-        flat_rewards, verdicts, reward_metrics = self.reward(texts, flat_refs, flat_q)
+        flat_rewards, verdicts, reward_metrics = self.reward(texts, flat_refs, flat_q, G)
         rewards = flat_rewards.view(len(groups), G)
         t_ver = time.perf_counter()
 
@@ -159,6 +167,12 @@ class Trainer:
             "time/generate": t_gen - t0, "time/verify": t_ver - t_gen, "time/train": t_train - t_ver,
             "time/step": t_train - t0,
         })
+        if self.monitor is not None:  # the info-gain monitor: estimates, alerts (written and echoed by it)
+            rows = lambda flat: [flat[gi * G:(gi + 1) * G] for gi in range(len(groups))]  # noqa: E731
+            mon_metrics, _ = self.monitor.observe(
+                step + 1, rewards, classes, rows(texts), lengths, errors=rows([vd.error for vd in verdicts]),
+                references=rows(flat_refs), prompts=rows(flat_q), policy_entropy=train_metrics.get("entropy"))
+            metrics.update(mon_metrics)
         records = [{"step": step + 1, "prompt_index": idx[gi], "reference": refs[gi], "completion": c.text,
                     "reward": float(rewards[gi, j]), "advantage": float(advantages[gi, j]),
                     "answer_class": verdicts[gi * G + j].answer_class, "finish_reason": c.finish_reason}
@@ -244,6 +258,13 @@ class Trainer:
         sink = MetricSink(self.run_dir, cfg.log.tensorboard, resume_step=start if cfg.resume else None)
         evals = state.setdefault("evals", {})
         self._print_plan()
+        if self.monitor is not None:
+            self.monitor.start(resume_step=start if cfg.resume else None, state=state.get("monitor"))
+            if self.monitor.stop_reason and start == 0:
+                _say(f"rlvr: stopped before training by the monitor (monitor.stop_on_critical): "
+                     f"{self.monitor.stop_reason}")
+                sink.close()
+                return self._stop_summary(evals)
         if cfg.eval.at_start and "0" not in evals and len(self.eval_prompt_ids):
             evals["0"] = self.evaluate("step0")
             _say(f"held-out pass@1 before training: {_fmt_eval(evals['0'])}")
@@ -263,21 +284,35 @@ class Trainer:
                 if rollouts is not None:
                     rollouts.writelines(json.dumps(r) + "\n" for r in records)
                     rollouts.flush()
-                if (cfg.log.checkpoint_every and done % cfg.log.checkpoint_every == 0) or done == cfg.train.steps:
-                    save_checkpoint(self.run_dir, done, self.model, self.optimizer, {"evals": evals},
+                stop = self.monitor is not None and self.monitor.stop_reason is not None
+                if ((cfg.log.checkpoint_every and done % cfg.log.checkpoint_every == 0) or done == cfg.train.steps
+                        or stop):
+                    mon_state = {"monitor": self.monitor.state_dict()} if self.monitor is not None else {}
+                    save_checkpoint(self.run_dir, done, self.model, self.optimizer, {"evals": evals, **mon_state},
                                     keep=cfg.log.keep_checkpoints)
                 bar.update(1)
                 bar.set_postfix_str(f"reward {metrics['reward']:.2f} informative {metrics['informative_group_frac']:.2f}"
                                     f" gen {metrics['time/generate']:.1f}s train {metrics['time/train']:.1f}s")
+                if stop:
+                    _say(f"rlvr: stopped after step {done} by the monitor (monitor.stop_on_critical): "
+                         f"{self.monitor.stop_reason}; checkpoint kept")
+                    break
         finally:
             bar.close()
             sink.close()
             if rollouts is not None:
                 rollouts.close()
         summary = self._summary(evals)
+        if self.monitor is not None and self.monitor.stop_reason:
+            summary["stopped_by_monitor"] = self.monitor.stop_reason
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         if cfg.train.lora.enabled:
             self.model.save_pretrained(self.run_dir / "final_adapter")
+        return summary
+
+    def _stop_summary(self, evals: dict) -> dict:
+        summary = {**self._summary(evals), "stopped_by_monitor": self.monitor.stop_reason}
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
 
     def _summary(self, evals: dict) -> dict:

@@ -9,6 +9,7 @@ import torch
 from rlvr.checkpoint import list_checkpoints
 from rlvr.config import load_config
 from rlvr.metrics import read_metrics
+from rlvr.monitor import read_alerts
 from rlvr.trainer import Trainer
 
 
@@ -61,11 +62,19 @@ class _Crash(RuntimeError):
 
 
 def test_crash_keeps_metrics_and_checkpoint_then_resume_is_exact(tiny_model_dir, tmp_path, monkeypatch):
-    steps = ["train.steps=4", "log.checkpoint_every=2"]
+    # monitor.no_signal_max=1.0 makes NO_SIGNAL's condition hold every step, so with window 3 it fires at step 3:
+    # the run crashes after the step-2 checkpoint, so the resumed run fires it on time only if the alert window
+    # (streak 2) came back from the checkpoint.
+    steps = ["train.steps=4", "log.checkpoint_every=2", "monitor.no_signal_max=1.0"]
     # uninterrupted reference run
     Trainer(_cfg(tiny_model_dir, tmp_path / "ref", *steps)).run()
     ref = read_metrics(tmp_path / "ref")
     assert [r["step"] for r in ref] == [1, 2, 3, 4]
+    ref_alerts = read_alerts(tmp_path / "ref")
+    assert [(a["step"], a["name"], a["event"]) for a in ref_alerts if a["name"] == "NO_SIGNAL"] == [
+        (3, "NO_SIGNAL", "fired")]
+    assert [r["alerts/NO_SIGNAL"] for r in ref] == [0.0, 0.0, 1.0, 1.0]
+    assert all("monitor/signal_entropy" in r and "monitor/closure_ratio" in r for r in ref)
 
     # a run that dies during step 3
     tr = Trainer(_cfg(tiny_model_dir, tmp_path / "run", *steps))
@@ -86,7 +95,8 @@ def test_crash_keeps_metrics_and_checkpoint_then_resume_is_exact(tiny_model_dir,
     summary = Trainer(_cfg(tiny_model_dir, tmp_path / "run", *steps, "resume=true")).run()
     got = read_metrics(tmp_path / "run")
     assert [r["step"] for r in got] == [1, 2, 3, 4]
-    assert _strip_times(got) == _strip_times(ref)
+    assert _strip_times(got) == _strip_times(ref)  # monitor/* and alerts/* included
+    assert read_alerts(tmp_path / "run") == ref_alerts
     assert summary["heldout_pass@1_before"] == json.loads((tmp_path / "ref" / "summary.json").read_text())[
         "heldout_pass@1_before"]
 
@@ -98,3 +108,34 @@ def test_interrupted_checkpoint_write_is_ignored(tiny_model_dir, tmp_path):
     (root / ".step_000003.tmpx").mkdir()  # a write that died before its rename
     (root / "step_000004").mkdir()  # a folder without state.json
     assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step_000001", "step_000002"]
+
+
+def test_monitor_stops_a_self_sourced_recipe_before_training(tiny_model_dir, tmp_path):
+    cfg = _cfg(tiny_model_dir, tmp_path / "run", "train.steps=2", "verifiers=[{name: majority_vote}]",
+               "monitor.stop_on_critical=true")
+    summary = Trainer(cfg).run()
+    assert summary["stopped_by_monitor"] == "CLOSED_LOOP (declared_self) at step 0"
+    assert read_metrics(tmp_path / "run") == [] and list_checkpoints(tmp_path / "run") == []
+    assert [(a["name"], a["rule"], a["severity"]) for a in read_alerts(tmp_path / "run")] == [
+        ("CLOSED_LOOP", "declared_self", "critical")]
+
+
+def test_monitor_stop_on_critical_keeps_a_checkpoint(tiny_model_dir, tmp_path):
+    """A verifier that errors on every item: VERIFIER_FAULT (critical) fires at step 3 (window 3); the run stops
+    there with a checkpoint and the reason in summary.json."""
+    cfg = _cfg(tiny_model_dir, tmp_path / "run", "train.steps=6", "log.checkpoint_every=0",
+               "verifiers=[{name: 'tests.toy_verifiers:FailingVerifier'}]", "monitor.stop_on_critical=true",
+               "eval.at_start=false")
+    summary = Trainer(cfg).run()
+    assert summary["stopped_by_monitor"] == "VERIFIER_FAULT (error_rate) at step 3"
+    assert [r["step"] for r in read_metrics(tmp_path / "run")] == [1, 2, 3]
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step_000003"]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["stopped_by_monitor"].startswith("VERIFIER")
+
+
+def test_monitor_disabled_logs_no_monitor_metrics(tiny_model_dir, tmp_path):
+    Trainer(_cfg(tiny_model_dir, tmp_path / "run", "train.steps=1", "monitor.enabled=false", "eval.at_start=false",
+                 "eval.at_end=false")).run()
+    row = read_metrics(tmp_path / "run")[0]
+    assert not [k for k in row if k.startswith(("monitor/", "alerts/"))]
+    assert not (tmp_path / "run" / "alerts.jsonl").exists()

@@ -11,3 +11,13 @@ class LengthVerifier(Verifier):
 
     def _verify(self, completion, reference, *, prompt=None):
         return Verdict(score=(len(completion) % 5) / 4, passed=None, answer_class=completion[:3] or None)
+
+
+class FailingVerifier(Verifier):
+    """Raises on every item: each verdict is an error with score 0 (a broken verifier, for VERIFIER_FAULT)."""
+
+    name = "toy_failing"
+    signal = SignalSpec(kind="binary", deterministic=True, source="external", cost="cheap")
+
+    def _verify(self, completion, reference, *, prompt=None):
+        raise RuntimeError("reference service unavailable")

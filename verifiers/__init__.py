@@ -19,14 +19,19 @@ either pass ``"pkg.module:Class"`` to :func:`get_verifier` or expose the class u
 from .base import SignalSpec, Verdict, Verifier, VerifierTimeout
 from .math_verifier import MathVerifier, extract_answer
 from .registry import UnknownVerifierError, get_verifier, list_verifiers, register_verifier
+from .self_consistency import LengthBonusVerifier, MajorityVoteVerifier, PromptSplitVerifier, answer_class_of
 
 __all__ = [
+    "LengthBonusVerifier",
+    "MajorityVoteVerifier",
     "MathVerifier",
+    "PromptSplitVerifier",
     "SignalSpec",
     "UnknownVerifierError",
     "Verdict",
     "Verifier",
     "VerifierTimeout",
+    "answer_class_of",
     "extract_answer",
     "get_verifier",
     "list_verifiers",

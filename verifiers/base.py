@@ -176,6 +176,25 @@ class Verifier(abc.ABC):
                     verdicts[i] = verdict
         return verdicts  # type: ignore[return-value]
 
+    def verify_groups(self, items: Sequence[tuple[str, Any] | dict], group_size: int) -> list[Verdict]:
+        """Verify ``items`` laid out group-major: ``group_size`` consecutive completions per prompt (the trainer
+        calls this with all P*G completions of a step). Verifiers whose verdict depends on the whole group (e.g.
+        ``majority_vote``) override it; the default ignores the grouping and calls :meth:`verify_batch`.
+
+        Raises:
+            ValueError: ``len(items)`` is not a multiple of ``group_size``.
+        """
+        if group_size < 1 or len(items) % group_size:
+            raise ValueError(f"verify_groups: {len(items)} items do not split into groups of {group_size}")
+        return self.verify_batch(items)
+
+    def identity(self) -> str | None:
+        """What the verdicts depend on besides the inputs, as a string that changes when the verifier does (a
+        judge's model id and weights hash, a rubric's version); ``None`` (the default) for verifiers that are
+        fixed code with no external state. The training monitor records it before training and raises
+        SIGNAL_DRIFT when it changes during the run, and CLOSED_LOOP when a judge's identity is the policy's."""
+        return None
+
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state.pop("_stats_lock", None)

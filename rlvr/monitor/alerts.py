@@ -1,0 +1,154 @@
+"""Alerts of the info-gain monitor: what they are, and the window logic that keeps them from flapping.
+
+An alert is identified by (name, rule): one name can be raised by several rules (CLOSED_LOOP by the declared
+signal source before training, or by the closure-ratio estimate during it), each tracked on its own. A rule
+reports a condition every step: True (holds), False (does not hold) or None (cannot be judged this step, e.g. no
+signal to measure); None leaves the rule's state unchanged.
+
+* fires (event "fired") on the step the condition has held for ``window`` consecutive judged steps;
+* does not fire again while active;
+* clears (event "cleared") after the condition has failed for ``window`` consecutive judged steps, so a
+  condition that flickers T,T,T,F,T stays one alert.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+NAMES = ("CLOSED_LOOP", "NO_SIGNAL", "SPURIOUS_SIGNAL", "COLLAPSE", "VERIFIER_FAULT", "SIGNAL_DRIFT")
+SEVERITIES = ("info", "warning", "critical")
+
+ACTIONS = {
+    "CLOSED_LOOP": "The reward carries no information beyond the model's own answers: accuracy cannot improve and "
+                   "usually falls. Add an external signal (a reference-answer verifier, tests, a fixed judge that is "
+                   "not the policy) or stop the run.",
+    "NO_SIGNAL": "No group has differing verdicts, so there is no gradient. Reward ~0: the task is too hard or "
+                 "completions are truncated (raise sampling.max_new_tokens, easier data, few-shot prompt). Reward ~1: "
+                 "the data is exhausted (harder problems).",
+    "SPURIOUS_SIGNAL": "The reward is explained by a surface feature, or rises while the reference verifier does "
+                       "not confirm it (reward hacking). Inspect rollouts.jsonl, remove or decorrelate the feature "
+                       "from the reward, or reduce that verifier's weight.",
+    "COLLAPSE": "Exploration is collapsing: fewer distinct answers and lower policy entropy while pass@G falls. "
+                "Lower the learning rate, raise the temperature, add a KL penalty (algorithm.beta) or stop and "
+                "restart from an earlier checkpoint.",
+    "VERIFIER_FAULT": "The verifier is failing (errors, timeouts) or gives the same verdict to different answers. "
+                      "Check its rewards/<name>/error_rate, its timeout_s and its reference column before trusting "
+                      "the reward.",
+    "SIGNAL_DRIFT": "The judge changed during the run (identity or weights): verdicts before and after are not "
+                    "comparable and a judge that moves with the policy closes the loop. Pin the judge.",
+}
+
+
+@dataclass
+class Alert:
+    """One alert event, as written to RUN_DIR/alerts.jsonl."""
+
+    name: str
+    rule: str
+    severity: str
+    step: int
+    event: str  # "fired" | "cleared"
+    threshold: dict[str, Any]
+    window: int
+    evidence: dict[str, Any] = field(default_factory=dict)
+    action: str = ""
+    onset: int | None = None  # for "cleared": the step it fired
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def message(self) -> str:
+        ev = ", ".join(f"{k}={_fmt(v)}" for k, v in self.evidence.items())
+        if self.event == "cleared":
+            return f"[monitor] {self.name} ({self.rule}) cleared at step {self.step} (active since step {self.onset})"
+        return (f"[monitor] {self.severity.upper()} {self.name} ({self.rule}) at step {self.step}: {ev}. "
+                f"Action: {self.action}")
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+@dataclass
+class RuleState:
+    streak: int = 0
+    false_streak: int = 0
+    active: bool = False
+    onset: int | None = None
+
+
+class AlertTracker:
+    """Window logic for every (name, rule); its state is a plain dict (saved in checkpoints)."""
+
+    def __init__(self) -> None:
+        self.rules: dict[str, RuleState] = {}
+
+    def update(self, name: str, rule: str, severity: str, cond: bool | None, step: int, window: int,
+               threshold: dict[str, Any], evidence: dict[str, Any]) -> Alert | None:
+        assert name in NAMES and severity in SEVERITIES, (name, severity)
+        st = self.rules.setdefault(f"{name}:{rule}", RuleState())
+        if cond is None:
+            return None
+        if cond:
+            st.streak += 1
+            st.false_streak = 0
+            if not st.active and st.streak >= window:
+                st.active, st.onset = True, step
+                return Alert(name, rule, severity, step, "fired", threshold, window, evidence, ACTIONS[name], step)
+            return None
+        st.streak = 0
+        st.false_streak += 1
+        if st.active and st.false_streak >= window:
+            onset, st.active, st.onset = st.onset, False, None
+            return Alert(name, rule, "info", step, "cleared", threshold, window, evidence, ACTIONS[name], onset)
+        return None
+
+    def active_names(self) -> set[str]:
+        return {k.split(":", 1)[0] for k, st in self.rules.items() if st.active}
+
+    def active_rules(self) -> dict[str, int | None]:
+        return {k: st.onset for k, st in self.rules.items() if st.active}
+
+    def state_dict(self) -> dict[str, dict]:
+        return {k: asdict(v) for k, v in self.rules.items()}
+
+    def load_state_dict(self, state: dict[str, dict]) -> None:
+        self.rules = {k: RuleState(**v) for k, v in state.items()}
+
+
+class AlertLog:
+    """RUN_DIR/alerts.jsonl: one JSON line per event, appended and flushed."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = Path(path) if path is not None else None
+
+    def reset(self, keep_until_step: int | None) -> None:
+        """Fresh run: delete the file. Resume from step k: keep only events with step <= k (a crashed run's later
+        events are replayed by the resumed steps)."""
+        if self.path is None or not self.path.exists():
+            return
+        if keep_until_step is None:
+            self.path.unlink()
+            return
+        kept = [ln for ln in self.path.read_text().splitlines()
+                if ln.strip() and json.loads(ln).get("step", 0) <= keep_until_step]
+        self.path.write_text("".join(ln + "\n" for ln in kept))
+
+    def write(self, alerts: list[Alert]) -> None:
+        if self.path is None or not alerts:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as fh:
+            for a in alerts:
+                fh.write(json.dumps(a.to_dict(), default=str) + "\n")
+            fh.flush()
+
+
+def read_alerts(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "alerts.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]

@@ -1,0 +1,295 @@
+"""The info-gain monitor: per-step quantities (estimators.py) + declared facts -> metrics and alerts (alerts.py).
+
+Usage (the trainer and the TRL callback do exactly this)::
+
+    mon = Monitor(cfg.monitor, signals, run_dir=run_dir, reference_verifier=get_verifier("math"))
+    alerts = mon.start(resume_step=None)                 # pre-flight checks on the declared signals
+    metrics, alerts = mon.observe(step, rewards, classes, texts, lengths, errors=..., references=..., prompts=...)
+    state = mon.state_dict()                             # into the checkpoint; mon.load_state_dict(state) on resume
+
+Every input is [P][G] (group-major): P prompts, G completions each.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from rlvr.config import MonitorConfig
+from rlvr.monitor import estimators as est
+from rlvr.monitor.alerts import NAMES, Alert, AlertLog, AlertTracker
+from rlvr.monitor.estimators import Estimate
+
+
+@dataclass
+class Signal:
+    """A reward component as the monitor sees it: its declared SignalSpec, normalised weight, and an optional
+    ``identity`` callable (the verifier's ``identity()``: a judge's model id/weights hash; None if it has none)."""
+
+    name: str
+    weight: float
+    spec: Any  # verifiers.SignalSpec
+    identity: Callable[[], str | None] | None = None
+
+
+def signals_from_verifiers(weighted: list[tuple[str, Any, float]]) -> list[Signal]:
+    """[(name, verifier, weight)] (as in rlvr.trainer.Reward.verifiers) -> Signals."""
+    return [Signal(n, w, v.signal, getattr(v, "identity", None)) for n, v, w in weighted]
+
+
+def _nan(x: float | None) -> float:
+    return float("nan") if x is None else float(x)
+
+
+def _ok(x: Any) -> bool:
+    return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
+class Monitor:
+    """Estimates the monitor's quantities every step and raises alerts (see README "The info-gain monitor").
+
+    Args:
+        config: a :class:`rlvr.config.MonitorConfig` (thresholds, windows); None uses the defaults.
+        signals: the reward's components with their declared SignalSpecs.
+        run_dir: where alerts.jsonl goes (None: nowhere).
+        reference_verifier: a held-out reference verifier (the recipe's eval.verifier). When given and it is not
+            the training reward itself, it is run on the training completions each step to get the reward-gold gap.
+        policy_identity: the policy's model id/path, compared with judges' identities (a judge that is the policy
+            closes the loop).
+        echo: called with each alert's one-line message (the trainer passes tqdm.write).
+    """
+
+    def __init__(self, config: MonitorConfig | None = None, signals: list[Signal] | None = None, *,
+                 run_dir: str | Path | None = None, reference_verifier: Any = None,
+                 policy_identity: str | None = None, echo: Callable[[str], None] | None = None):
+        self.cfg = config or MonitorConfig()
+        self.signals = list(signals or [])
+        total = sum(s.weight for s in self.signals) or 1.0
+        self.self_weight = sum(s.weight for s in self.signals if s.spec.source == "self") / total
+        single_binary = len(self.signals) == 1 and self.signals[0].spec.kind == "binary"
+        self.kind = "binary" if single_binary or not self.signals else "graded"
+        names = {s.name for s in self.signals}
+        self.reference_verifier = reference_verifier
+        self.use_reference = (reference_verifier is not None and self.cfg.reference_on_rollouts
+                              and names != {getattr(reference_verifier, "name", None)})
+        self.policy_identity = policy_identity
+        self.echo = echo
+        self.log = AlertLog(Path(run_dir) / "alerts.jsonl" if run_dir is not None else None)
+        self.features = {n: est.get_feature(n) for n in self.cfg.features}
+        self.tracker = AlertTracker()
+        self.baseline: dict[str, list[float]] = {}
+        self.recent: list[dict] = []  # the last `window` steps' verdict levels and self-predictions
+        self.identities: dict[str, str | None] = {}
+        self.preflight_done = False
+        self.stop_reason: str | None = None
+
+    # -------------------------------------------------------------------------------------- lifecycle
+
+    def start(self, resume_step: int | None = None, state: dict | None = None) -> list[Alert]:
+        """Begin (or resume) a run: reset alerts.jsonl (fresh) or drop its events after ``resume_step``, restore
+        ``state``, and run the pre-flight checks once per run. Returns the pre-flight alerts."""
+        self.log.reset(resume_step)
+        if state:
+            self.load_state_dict(state)
+        if self.preflight_done:
+            return []
+        alerts = self.preflight()
+        self.preflight_done = True
+        self._emit(alerts)
+        return alerts
+
+    def preflight(self) -> list[Alert]:
+        """Declared facts, before training: a self-sourced reward (CLOSED_LOOP, critical when it is the whole
+        reward, warning when it is part of it), a judge whose identity is the policy's (CLOSED_LOOP, critical).
+        Records each signal's identity for SIGNAL_DRIFT."""
+        out = []
+        for s in self.signals:
+            self.identities[s.name] = s.identity() if s.identity else None
+        if self.cfg.declared_checks and self.self_weight > 0:
+            sev = "critical" if self.self_weight >= 1.0 - 1e-9 else "warning"
+            selfs = [s.name for s in self.signals if s.spec.source == "self"]
+            a = self.tracker.update("CLOSED_LOOP", "declared_self", sev, True, 0, 1, {"self_weight": 0.0},
+                                    {"self_sourced": ",".join(selfs), "self_weight": self.self_weight})
+            out += [a] if a else []
+        if self.cfg.declared_checks and self.policy_identity:
+            for s in self.signals:
+                if s.spec.source == "judge" and self.identities.get(s.name) == self.policy_identity:
+                    a = self.tracker.update("CLOSED_LOOP", f"judge_is_policy:{s.name}", "critical", True, 0, 1,
+                                            {}, {"judge": s.name, "identity": self.policy_identity})
+                    out += [a] if a else []
+        return out
+
+    def state_dict(self) -> dict:
+        """JSON-serialisable state: the alert windows, baselines, recorded identities. A stop request is not
+        state: a run resumed after a monitor stop continues (its active alerts do not fire again)."""
+        return {"tracker": self.tracker.state_dict(), "baseline": self.baseline, "identities": self.identities,
+                "preflight_done": self.preflight_done, "recent": self.recent}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.tracker.load_state_dict(state.get("tracker", {}))
+        self.baseline = {k: list(v) for k, v in state.get("baseline", {}).items()}
+        self.identities = dict(state.get("identities", {}))
+        self.preflight_done = bool(state.get("preflight_done", False))
+        self.recent = list(state.get("recent", []))
+
+    # -------------------------------------------------------------------------------------- one step
+
+    def observe(self, step: int, rewards: Any, classes: list[list[Any]], texts: list[list[str]],
+                lengths: Any, *, errors: list[list[str | None]] | None = None,
+                references: list[list[Any]] | None = None, prompts: list[list[str | None]] | None = None,
+                reference_scores: Any = None,
+                policy_entropy: float | None = None) -> tuple[dict[str, float], list[Alert]]:
+        """Estimate this step's quantities and update the alerts.
+
+        Args:
+            step: the finished optimizer step (1-based, as in metrics.jsonl).
+            rewards: [P][G] the reward the policy was trained on. classes: answer classes (None: no answer).
+            texts: completion texts. lengths: completion lengths in tokens.
+            errors: verifier error strings (None: no error). references/prompts: for the reference verifier.
+            reference_scores: [P][G] reference verdicts, when the caller already has them (otherwise they are
+                computed with ``reference_verifier`` from ``references``).
+            policy_entropy: mean token entropy of the policy on these completions (the trainer's ``entropy``).
+        Returns:
+            (metrics: ``monitor/*`` and ``alerts/<NAME>`` (1 while active), new alert events).
+        """
+        cfg, B, seed = self.cfg, self.cfg.bootstrap, step
+        rewards = est.as_rows(rewards)
+        levels = est.discretize(rewards, self.kind, cfg.bins)
+        s_hat = est.self_prediction(classes)
+        lengths = est.as_rows(lengths)
+        q: dict[str, float] = {}
+
+        inf = est.informative_group_fraction(rewards)
+        h = est.signal_entropy(levels, B, seed)
+        nb = est.novel_bits(levels, s_hat, True, B, seed)
+        cr = est.closure_ratio(levels, s_hat, cfg.min_signal_entropy, B, seed)
+        self.recent = (self.recent + [{"levels": levels, "s_hat": s_hat}])[-cfg.window:]
+        crw = Estimate(None)
+        if len(self.recent) == cfg.window:  # pooled over the window's groups: steadier than one step's
+            pooled_l = [r for st in self.recent for r in st["levels"]]
+            pooled_s = [r for st in self.recent for r in st["s_hat"]]
+            crw = est.closure_ratio(pooled_l, pooled_s, cfg.min_signal_entropy, B, seed)
+        for key, e in (("informative_group_frac", inf), ("signal_entropy", h), ("novel_bits", nb),
+                       ("closure_ratio", cr), ("closure_ratio_window", crw)):
+            q[key], q[key + "_lo"], q[key + "_hi"] = _nan(e.value), _nan(e.lo), _nan(e.hi)
+        eta = est.class_efficiency(rewards, classes)
+        q["class_efficiency"] = _nan(eta)
+        shares = {}
+        for name, fn in self.features.items():
+            shares[name] = est.spurious_share(levels, fn(texts, lengths, classes), cfg.min_signal_entropy)
+            q[f"spurious_share/{name}"] = _nan(shares[name])
+        div = est.diversity(rewards, classes)
+        q.update({k: v for k, v in div.items()})
+        q["policy_entropy"] = _nan(policy_entropy)
+        health = est.verifier_health(rewards, classes, errors or [[None] * len(r) for r in rewards])
+        q.update(health)
+        ref = None
+        if reference_scores is None and self.use_reference and references is not None:
+            reference_scores = self._reference_scores(texts, references, prompts)
+        if reference_scores is not None:
+            ref = est.as_rows(reference_scores)
+            q.update(est.reward_gold_gap(rewards, ref))
+            q["reference_pass@G"] = est.diversity(ref, classes)["pass@G"]
+
+        alerts = self._rules(step, q, shares, eta)
+        self._emit(alerts)
+        metrics = {f"monitor/{k}": v for k, v in q.items()}
+        active = self.tracker.active_names()
+        metrics.update({f"alerts/{n}": float(n in active) for n in NAMES})
+        return metrics, alerts
+
+    def _reference_scores(self, texts, references, prompts) -> list[list[float]]:
+        flat = [(t, r, p) for tr, rr, pr in zip(texts, references, prompts or [[None] * len(t) for t in texts])
+                for t, r, p in zip(tr, rr, pr)]
+        verdicts = self.reference_verifier.verify_batch(flat)
+        out, i = [], 0
+        for row in texts:
+            out.append([verdicts[i + j].score for j in range(len(row))])
+            i += len(row)
+        return out
+
+    # -------------------------------------------------------------------------------------- the rules
+
+    def _base(self, key: str, value: float | None) -> float | None:
+        """Mean of the first ``window`` defined values of a quantity in this run (its baseline), None until then."""
+        buf = self.baseline.setdefault(key, [])
+        if len(buf) < self.cfg.window and _ok(value):
+            buf.append(float(value))
+            return None
+        return sum(buf) / len(buf) if len(buf) >= self.cfg.window else None
+
+    def _rules(self, step: int, q: dict[str, float], shares: dict[str, float | None], eta: float | None) -> list[Alert]:
+        cfg, W, out = self.cfg, self.cfg.window, []
+
+        def upd(name, rule, sev, cond, thr, ev):
+            a = self.tracker.update(name, rule, sev, cond, step, W, thr, ev)
+            if a:
+                out.append(a)
+
+        cr = q["closure_ratio_window"]
+        upd("CLOSED_LOOP", "closure_ratio", "critical", (cr < cfg.closure_ratio_min) if _ok(cr) else None,
+            {"closure_ratio_min": cfg.closure_ratio_min},
+            {"closure_ratio_window": cr, "ci": [q["closure_ratio_window_lo"], q["closure_ratio_window_hi"]],
+             "closure_ratio_step": q["closure_ratio"],
+             "novel_bits": q["novel_bits"], "signal_entropy": q["signal_entropy"]})
+
+        inf = q["informative_group_frac"]
+        upd("NO_SIGNAL", "informative_groups", "warning", inf <= cfg.no_signal_max if _ok(inf) else None,
+            {"no_signal_max": cfg.no_signal_max},
+            {"informative_group_frac": inf, "pass@1": q["pass@1"], "pass@G": q["pass@G"]})
+
+        for name, share in shares.items():
+            cond = None
+            if _ok(share) and share >= cfg.spurious_share_max:
+                cond = (eta < cfg.class_efficiency_min) if _ok(eta) else None
+            elif _ok(share):
+                cond = False
+            upd("SPURIOUS_SIGNAL", f"feature:{name}", "warning", cond,
+                {"spurious_share_max": cfg.spurious_share_max, "class_efficiency_min": cfg.class_efficiency_min},
+                {"spurious_share": share, "class_efficiency": _nan(eta), "signal_entropy": q["signal_entropy"]})
+
+        if "reward_gold_gap" in q and self.self_weight < 1.0:
+            gap = q["reward_gold_gap"]
+            base = self._base("reward_gold_gap", gap)
+            cond = None if base is None else (gap >= cfg.gap_max and gap - base >= cfg.gap_rise)
+            upd("SPURIOUS_SIGNAL", "reward_gold_gap", "warning", cond,
+                {"gap_max": cfg.gap_max, "gap_rise": cfg.gap_rise},
+                {"reward_gold_gap": gap, "gap_at_start": _nan(base), "reference_pass@1": q["reference_pass@1"],
+                 "reward": q["reference_pass@1"] + gap})
+
+        d, ent = q["distinct_per_group"], q["policy_entropy"]
+        pg = q.get("reference_pass@G", q["pass@G"])
+        bd, be, bp = self._base("distinct", d), self._base("entropy", ent), self._base("pass@G", pg)
+        cond = None
+        if None not in (bd, be, bp) and _ok(ent):
+            keep = 1.0 - cfg.collapse_drop
+            cond = d <= keep * bd and ent <= keep * be and pg < bp
+        upd("COLLAPSE", "diversity", "warning", cond, {"collapse_drop": cfg.collapse_drop},
+            {"distinct_per_group": d, "distinct_at_start": _nan(bd), "policy_entropy": ent,
+             "entropy_at_start": _nan(be), "pass@G": pg, "pass@G_at_start": _nan(bp)})
+
+        for key, thr in (("error_rate", cfg.error_rate_max), ("timeout_rate", cfg.timeout_rate_max),
+                         ("constant_verdict_rate", cfg.constant_verdict_max)):
+            v = q[key]
+            upd("VERIFIER_FAULT", key, "critical" if key != "constant_verdict_rate" else "warning",
+                (v > thr) if _ok(v) else None, {f"{key}_max": thr}, {key: v})
+
+        for s in self.signals:
+            if s.identity is None:
+                continue
+            now, before = s.identity(), self.identities.get(s.name)
+            a = self.tracker.update("SIGNAL_DRIFT", f"identity:{s.name}", "critical", now != before, step, 1,
+                                    {}, {"verifier": s.name, "identity_at_start": before, "identity_now": now})
+            if a:
+                out.append(a)
+        return out
+
+    def _emit(self, alerts: list[Alert]) -> None:
+        self.log.write(alerts)
+        for a in alerts:
+            if self.echo is not None:
+                self.echo(a.message())
+            if a.event == "fired" and a.severity == "critical" and self.cfg.stop_on_critical and not self.stop_reason:
+                self.stop_reason = f"{a.name} ({a.rule}) at step {a.step}"

@@ -1,0 +1,196 @@
+"""`rlvr monitor RUN_DIR`: a live terminal view of a running (or finished) run, drawn with rich.
+
+It reads RUN_DIR/metrics.jsonl and RUN_DIR/alerts.jsonl (both appended and flushed every step by the trainer), so
+it works from another terminal while training runs, and on a finished run. It shows the latest value of each
+quantity with its 95% interval where there is one, a sparkline of the last values, and the active and past alerts.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from rlvr.metrics import read_metrics
+from rlvr.monitor.alerts import read_alerts
+
+# (label, metrics key, what it means); keys absent from a run are skipped
+QUANTITIES = [
+    ("reward", "reward", "mean training reward"),
+    ("held-out pass@1", "eval/pass@1", "greedy, reference verifier"),
+    ("reference pass@1 (rollouts)", "monitor/reference_pass@1", "reference verifier on training completions"),
+    ("reward-gold gap", "monitor/reward_gold_gap", "reward minus reference pass@1"),
+    ("informative groups", "monitor/informative_group_frac", "groups with differing verdicts"),
+    ("signal entropy H_t", "monitor/signal_entropy", "bits per sample"),
+    ("novel bits N_t", "monitor/novel_bits", "H(S | S_hat, Q), bits"),
+    ("closure ratio", "monitor/closure_ratio", "N_t / H_t, this step"),
+    ("closure ratio (window)", "monitor/closure_ratio_window", "pooled over the alert window"),
+    ("class efficiency", "monitor/class_efficiency", "1: verdict depends on the answer only"),
+    ("distinct answers/group", "monitor/distinct_per_group", ""),
+    ("policy entropy", "monitor/policy_entropy", "nats per token"),
+    ("pass@1", "monitor/pass@1", "training reward > 0.5"),
+    ("pass@G", "monitor/pass@G", ""),
+    ("verifier errors", "monitor/error_rate", ""),
+    ("verifier timeouts", "monitor/timeout_rate", ""),
+    ("constant verdicts", "monitor/constant_verdict_rate", "same positive score for different answers"),
+]
+
+_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float | None], width: int = 24) -> str:
+    """Unicode sparkline of the last `width` values (gaps for missing ones), scaled to their own min..max."""
+    vals = values[-width:]
+    finite = [v for v in vals if _finite(v)]
+    if not finite:
+        return ""
+    lo, hi = min(finite), max(finite)
+    span = hi - lo
+    out = []
+    for v in vals:
+        if not _finite(v):
+            out.append(" ")
+        else:
+            out.append(_BLOCKS[0] if span == 0 else _BLOCKS[min(7, int((v - lo) / span * 7.999))])
+    return "".join(out)
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _num(v) -> str:
+    return f"{v:.3f}" if _finite(v) else "-"
+
+
+def quantity_keys(rows: list[dict]) -> list[tuple[str, str, str]]:
+    present = {k for r in rows for k in r}
+    spurious = sorted(k for k in present if k.startswith("monitor/spurious_share/"))
+    out = [q for q in QUANTITIES if q[1] in present]
+    at = next((i for i, q in enumerate(out) if q[1] == "monitor/class_efficiency"), len(out) - 1) + 1
+    extra = [(f"spurious share: {k.rsplit('/', 1)[1]}", k, "I(S; f | Q) / H(S | Q)") for k in spurious]
+    return out[:at] + extra + out[at:]
+
+
+def alert_spans(alerts: list[dict]) -> list[dict]:
+    """Fired/cleared events -> one span per firing: name, rule, severity, fired, cleared (None: still active),
+    evidence and action of the firing."""
+    spans, open_ = [], {}
+    for a in alerts:
+        key = (a["name"], a["rule"])
+        if a["event"] == "fired":
+            open_[key] = {"name": a["name"], "rule": a["rule"], "severity": a["severity"], "fired": a["step"],
+                          "cleared": None, "evidence": a.get("evidence", {}), "action": a.get("action", "")}
+            spans.append(open_[key])
+        elif a["event"] == "cleared" and key in open_:
+            open_.pop(key)["cleared"] = a["step"]
+    return spans
+
+
+def render(run_dir: Path, width: int = 24):
+    """The whole view as one rich renderable."""
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    run_dir = Path(run_dir)
+    rows = read_metrics(run_dir)
+    spans = alert_spans(read_alerts(run_dir))
+    done = _finished(run_dir)
+    last = rows[-1]["step"] if rows else 0
+    name = run_dir.name
+    cfg_path = run_dir / "config.yaml"
+    total = None
+    if cfg_path.exists():
+        import yaml
+
+        cfg = yaml.safe_load(cfg_path.read_text()) or {}
+        name = cfg.get("name", name)
+        total = (cfg.get("train") or {}).get("steps")
+    status = "finished" if done else "running"
+    head = Text(f"{name}  |  step {last}/{total or '?'}  |  {status}  |  {run_dir}", style="bold")
+
+    table = Table(show_edge=False, pad_edge=False, expand=False)
+    for col, just in (("quantity", "left"), ("latest", "right"), ("95% CI", "right"), (f"last {width} steps", "left"),
+                      ("meaning", "left")):
+        table.add_column(col, justify=just, no_wrap=col != "meaning")
+    for label, key, meaning in quantity_keys(rows):
+        series = [r.get(key) for r in rows]
+        defined = [v for v in series if _finite(v)]
+        # the latest step's value ("-" when this step cannot define it); held-out accuracy: the latest eval
+        at = (next((r for r in reversed(rows) if _finite(r.get(key))), {}) if key == "eval/pass@1"
+              else (rows[-1] if rows else {}))
+        latest, lo, hi = at.get(key), at.get(key + "_lo"), at.get(key + "_hi")
+        ci = f"[{_num(lo)}, {_num(hi)}]" if _finite(lo) and _finite(hi) else ""
+        table.add_row(label, _num(latest), ci, sparkline(series if key != "eval/pass@1" else defined, width), meaning)
+
+    active = [s for s in spans if s["cleared"] is None]
+    alerts = Table(show_edge=False, pad_edge=False)
+    for col in ("", "alert", "rule", "severity", "fired", "cleared", "evidence"):
+        alerts.add_column(col, no_wrap=col not in ("evidence",))
+    for s in sorted(spans, key=lambda s: (s["cleared"] is not None, s["fired"])):
+        mark = "●" if s["cleared"] is None else "○"
+        style = {"critical": "bold red", "warning": "yellow"}.get(s["severity"], "") if s["cleared"] is None else "dim"
+        ev = ", ".join(f"{k}={_num(v) if _finite(v) else v}" for k, v in s["evidence"].items())
+        alerts.add_row(mark, s["name"], s["rule"], s["severity"], str(s["fired"]),
+                       "active" if s["cleared"] is None else str(s["cleared"]), ev, style=style)
+    title = f"alerts: {len(active)} active, {len(spans) - len(active)} cleared" if spans else "alerts: none"
+    parts = [head, Panel(table, title="quantities"), Panel(alerts if spans else Text("no alert has fired"),
+                                                               title=title)]
+    if active:
+        parts.append(Text("what to do: " + " | ".join(f"{s['name']}: {s['action']}" for s in active[:2]),
+                          style="italic"))
+    return Group(*parts)
+
+
+def _finished(run_dir: Path) -> bool:
+    """summary.json written after the last metrics line (a resumed run may still have its previous summary)."""
+    summary, metrics = run_dir / "summary.json", run_dir / "metrics.jsonl"
+    if not summary.exists():
+        return False
+    return not metrics.exists() or summary.stat().st_mtime_ns >= metrics.stat().st_mtime_ns
+
+
+def watch(run_dir: Path, once: bool = False, interval: float = 2.0, console=None) -> int:
+    """Print one snapshot (`once`) or redraw every `interval` seconds while metrics.jsonl grows, until the run
+    writes summary.json (then one last frame) or Ctrl-C."""
+    from rich.console import Console
+    from rich.live import Live
+
+    run_dir = Path(run_dir)
+    console = console or Console()
+    if not run_dir.is_dir():
+        from rlvr.errors import UserError
+
+        raise UserError(f"run directory '{run_dir}' not found: pass the run_dir of a `rlvr train` run")
+    if once:
+        console.print(render(run_dir))
+        return 0
+    seen = None
+    with Live(render(run_dir), console=console, refresh_per_second=4) as live:
+        try:
+            while True:
+                stamp = tuple(p.stat().st_mtime_ns if p.exists() else 0 for p in
+                              (run_dir / "metrics.jsonl", run_dir / "alerts.jsonl", run_dir / "summary.json"))
+                if stamp != seen:
+                    live.update(render(run_dir))
+                    seen = stamp
+                if _finished(run_dir):
+                    break
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def latest_json(run_dir: Path) -> dict:
+    """The latest value of every quantity plus the alert spans, as a dict (for scripts)."""
+    rows = read_metrics(run_dir)
+    latest = {}
+    for _, key, _ in quantity_keys(rows):
+        vals = [r.get(key) for r in rows if _finite(r.get(key))]
+        latest[key] = vals[-1] if vals else None
+    return {"step": rows[-1]["step"] if rows else 0, "latest": latest,
+            "alerts": alert_spans(read_alerts(run_dir))}
+

@@ -1,0 +1,143 @@
+"""`rlvr monitor RUN_DIR` and `rlvr report RUN_DIR` on a tiny-model training run and on a synthetic run with
+alerts; `rlvr train` exit status 3 when the monitor stops it."""
+
+import json
+
+import pytest
+
+from monitor_streams import G, P, length_hacked_step, observe, open_step
+from rlvr.cli import main
+from rlvr.config import load_config
+from rlvr.metrics import MetricSink
+from rlvr.monitor import Monitor, Signal
+from rlvr.trainer import Trainer
+from verifiers import SignalSpec
+
+
+def _overrides(model_dir, run_dir, *extra):
+    return [f"model={model_dir}", f"run_dir={run_dir}", "verifiers=[{name: 'tests.toy_verifiers:LengthVerifier'}]",
+            "data.train_size=24", "data.eval_size=4", "train.prompts_per_step=2", "train.group_size=4",
+            "sampling.max_new_tokens=8", "log.progress=false", "log.tensorboard=false", *extra]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_model_dir, tmp_path_factory):
+    run = tmp_path_factory.mktemp("tiny-run")
+    Trainer(load_config("recipes/basic_arithmetic.yaml",
+                        _overrides(tiny_model_dir, run, "train.steps=4", "eval.every=2"))).run()
+    return run
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory):
+    """Open for 4 steps, then the length hack (SPURIOUS_SIGNAL fires at step 7), 10 steps."""
+    run = tmp_path_factory.mktemp("synthetic-run")
+    mon = Monitor(None, [Signal("split", 1.0, SignalSpec("graded", True, "external", "cheap"))], run_dir=run)
+    mon.start()
+    sink = MetricSink(run, tensorboard=False)
+    for t in range(1, 11):
+        d = (open_step if t <= 4 else length_hacked_step)(t)
+        m, _ = observe(mon, t, d)
+        sink.log(t, {"reward": sum(map(sum, d["rewards"])) / (P * G), **m})
+    sink.close()
+    return run
+
+
+def test_report_on_a_tiny_training_run(tiny_run, capsys):
+    assert main(["report", str(tiny_run)]) == 0
+    png, md = tiny_run / "report" / "report.png", tiny_run / "report" / "report.md"
+    assert f"wrote {png}" in capsys.readouterr().out
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    text = md.read_text()
+    assert "held-out pass@1: before" in text and "(n = 4)" in text and "## Alerts" in text
+    assert "| signal entropy H_t |" in text and "| closure ratio |" in text and "![report](report.png)" in text
+
+
+def test_monitor_once_and_json_on_a_tiny_training_run(tiny_run, capsys):
+    assert main(["monitor", str(tiny_run), "--once"]) == 0
+    out = capsys.readouterr().out
+    assert "step 4/4" in out and "finished" in out and "signal entropy H_t" in out and "informative groups" in out
+    assert main(["monitor", str(tiny_run), "--json"]) == 0
+    snap = json.loads(capsys.readouterr().out)
+    assert snap["step"] == 4 and "monitor/signal_entropy" in snap["latest"] and isinstance(snap["alerts"], list)
+
+
+def test_monitor_and_report_show_alerts(synthetic_run, capsys):
+    assert main(["monitor", str(synthetic_run), "--once"]) == 0
+    out = capsys.readouterr().out
+    assert "SPURIOUS_SIGNAL" in out and "feature:length_tertile" in out and "1 active" in out
+    assert "spurious share: length_tertile" in out and "running" in out  # no summary.json yet
+    assert main(["report", str(synthetic_run), "--out", str(synthetic_run / "rep")]) == 0
+    md = (synthetic_run / "rep" / "report.md").read_text()
+    assert "| SPURIOUS_SIGNAL | feature:length_tertile | warning | 7 | still active |" in md
+    assert "**SPURIOUS_SIGNAL**: The reward is explained by a surface feature" in md
+
+
+def test_monitor_and_report_errors(tmp_path, capsys):
+    assert main(["monitor", str(tmp_path / "nope"), "--once"]) == 2
+    assert "run directory" in capsys.readouterr().err
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no metrics.jsonl" in capsys.readouterr().err
+
+
+def test_train_exits_3_when_the_monitor_stops_it(tiny_model_dir, tmp_path, capsys):
+    code = main(["train", "recipes/basic_arithmetic.yaml",
+                 *_overrides(tiny_model_dir, tmp_path / "run", "train.steps=2", "verifiers=[{name: majority_vote}]",
+                             "monitor.stop_on_critical=true")])
+    out = capsys.readouterr()
+    assert code == 3 and "stopped by the monitor: CLOSED_LOOP (declared_self) at step 0" in out.out
+    assert "CRITICAL CLOSED_LOOP" in out.out + out.err
+
+
+def test_live_view_follows_a_growing_run_and_stops_when_it_finishes(synthetic_run, tmp_path):
+    """watch() redraws while metrics.jsonl grows and returns once summary.json appears."""
+    import io
+    import shutil
+    import threading
+    import time
+
+    from rich.console import Console
+
+    from rlvr.monitor.view import watch
+
+    run = tmp_path / "live"
+    shutil.copytree(synthetic_run, run)
+    lines = (run / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (run / "metrics.jsonl").write_text("".join(lines[:5]))
+    buf = io.StringIO()
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (watch(run, interval=0.05, console=Console(file=buf, width=150)), done.set()),
+                         daemon=True)
+    t.start()
+    time.sleep(0.5)
+    assert not done.is_set()  # still following: no summary.json yet
+    with open(run / "metrics.jsonl", "a") as fh:
+        fh.writelines(lines[5:])
+    time.sleep(0.5)
+    (run / "summary.json").write_text("{}")
+    assert done.wait(10)
+    out = buf.getvalue()
+    assert "step 10/?" in out and "finished" in out
+
+
+@pytest.mark.parametrize("loop", ["open", "closed", "spurious"])
+def test_closure_recipes_run_on_a_tiny_model(loop, tiny_model_dir, tmp_path):
+    """The closure benchmark's recipes, 2 steps on the tiny model (never SmolLM2 here): they load, train, and the
+    monitor measures the reward-gold gap whenever the reward is not the reference verifier itself."""
+    extra = ["data.train_size=24", "data.eval_size=2", "train.prompts_per_step=2", "train.group_size=4",
+             "sampling.max_new_tokens=8", "log.progress=false", "log.tensorboard=false", "train.steps=2",
+             "eval.every=0", f"model={tiny_model_dir}", f"run_dir={tmp_path / loop}"]
+    if loop == "spurious":  # the recipe's token counter, pointed at the tiny model's copy of the SmolLM2 tokenizer
+        extra.append("verifiers=[{name: prompt_split, kwargs: {even: {name: math}, odd: {name: length_bonus, "
+                     f"kwargs: {{cap: 24, unit: tokens, tokenizer: '{tiny_model_dir}'}}}}}}}}]")
+    cfg = load_config(f"recipes/closure_{loop}.yaml", extra)
+    assert cfg.train.steps == 2 and cfg.monitor.stop_on_critical is False
+    Trainer(cfg).run()
+    rows = [json.loads(ln) for ln in (tmp_path / loop / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert ("monitor/reward_gold_gap" in rows[0]) == (loop != "open")
+    alerts = [json.loads(ln) for ln in (tmp_path / loop / "alerts.jsonl").read_text().splitlines()] \
+        if (tmp_path / loop / "alerts.jsonl").exists() else []
+    declared = [(a["name"], a["rule"]) for a in alerts if a["step"] == 0]
+    assert declared == ([("CLOSED_LOOP", "declared_self")] if loop == "closed" else [])
