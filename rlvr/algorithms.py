@@ -108,6 +108,45 @@ def kl_estimate(logprobs: Tensor, ref_logprobs: Tensor, estimator: str) -> Tenso
     raise ValueError(f"algorithm.kl_estimator '{estimator}': expected 'k1' or 'k3'")
 
 
+def sampling_mismatch(trainer_logprobs: Tensor, engine_logprobs: Tensor, mask: Tensor) -> dict[str, float]:
+    """How far the rollout engine's sampling policy q is from the trainer's policy p on the sampled tokens.
+
+    Both [R, T] (detached), mask [R, T]. Returns `sampling/logp_diff_{mean,max}` (|log p - log q|), `sampling/kl`
+    (KL(q || p) estimated from q's own samples with k3 = r - 1 - log r, r = p / q: unbiased and >= 0, Schulman 2020)
+    and `sampling/is_ratio_{min,max}` (r). With a correctly synced fp32 engine all are ~1e-6 (kl ~1e-12); a weight
+    sync that did not take effect shows up as logp_diff_max >> 1e-2.
+    """
+    m = mask.to(trainer_logprobs.dtype)
+    n = m.sum().clamp(min=1)
+    d = (trainer_logprobs - engine_logprobs) * m
+    kl = kl_estimate(engine_logprobs, trainer_logprobs, "k3") * m
+    on = m > 0
+    ratio = torch.exp(d[on]) if on.any() else torch.ones(1)
+    return {"sampling/logp_diff_mean": float(d.abs().sum() / n), "sampling/logp_diff_max": float(d.abs().max()),
+            "sampling/kl": float(kl.sum() / n), "sampling/is_ratio_min": float(ratio.min()),
+            "sampling/is_ratio_max": float(ratio.max())}
+
+
+def truncated_is_weights(trainer_logprobs: Tensor, engine_logprobs: Tensor, mask: Tensor, cap: float = 2.0
+                         ) -> tuple[Tensor, dict[str, float]]:
+    """Truncated importance sampling (TIS) weights w = min(p / q, cap) per token, detached.
+
+    The engine (q: vLLM, possibly bf16 or other kernels) and the trainer (p) compute slightly different
+    distributions, so on-policy samples are really off-policy; weighting each token's policy-gradient term by the
+    truncated ratio corrects for it with bounded variance (Yao et al. 2025, "Your Efficient RL Framework Secretly
+    Brings You Off-Policy RL Training"; TRL's `vllm_importance_sampling_cap`, verl's `tis_imp_ratio_cap`, both 2).
+    Returns (weights [R, T], 0 off the mask; stats `sampling/tis_weight_mean`, `sampling/tis_clipped_frac`).
+    """
+    m = mask.to(trainer_logprobs.dtype)
+    with torch.no_grad():
+        ratio = torch.exp(trainer_logprobs.detach() - engine_logprobs.detach())
+        w = ratio.clamp(max=cap) * m
+        n = m.sum().clamp(min=1)
+        stats = {"sampling/tis_weight_mean": float(w.sum() / n),
+                 "sampling/tis_clipped_frac": float(((ratio > cap).to(m.dtype) * m).sum() / n)}
+    return w, stats
+
+
 # ---------------------------------------------------------------------------------------------- losses
 
 
@@ -117,6 +156,8 @@ class LossInputs:
 
     logprobs: [R, T] log pi_theta(token), with grad. old_logprobs: [R, T] log-probs of the policy that sampled
     (detached). advantages: [R]. mask: [R, T] 1 on completion tokens. ref_logprobs: [R, T] or None (no KL).
+    is_weights: [R, T] importance weights of the rollout engine's sampling mismatch (TIS) or None: they multiply
+    each token's policy-gradient term (not the KL term).
     step_tokens / step_sequences: completion tokens / completions in the whole optimizer step (all micro-batches,
     skipped groups included), so that summing micro-batch losses gives the full-batch loss exactly.
     """
@@ -128,6 +169,7 @@ class LossInputs:
     ref_logprobs: Tensor | None
     step_tokens: int
     step_sequences: int
+    is_weights: Tensor | None = None  # [R, T] detached per-token weights (truncated_is_weights) or None
 
 
 def _clipped_surrogate(b: LossInputs, cfg: AlgorithmConfig) -> tuple[Tensor, dict[str, float]]:
@@ -139,6 +181,8 @@ def _clipped_surrogate(b: LossInputs, cfg: AlgorithmConfig) -> tuple[Tensor, dic
     unclipped = ratio * adv
     clipped = torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high) * adv
     per_token = -torch.minimum(unclipped, clipped)
+    if b.is_weights is not None:
+        per_token = per_token * b.is_weights
     m = b.mask.to(per_token.dtype)
     with torch.no_grad():
         low = ((ratio < 1.0 - eps_low) & (adv < 0)).to(m.dtype)

@@ -33,7 +33,7 @@ from rlvr.evaluation import evaluate
 from rlvr.forward import completion_logprobs
 from rlvr.metrics import MetricSink, read_metrics, rollout_stats
 from rlvr.models import load_policy, load_tokenizer, resolve_model
-from rlvr.rollouts import SamplingParams, make_engine
+from rlvr.rollouts import SamplingParams, make_engine, resolve_engine_name
 
 log = logging.getLogger("rlvr")
 
@@ -110,7 +110,7 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay,
                                            betas=tuple(cfg.train.adam_betas))
-        self.engine = make_engine("hf", self.model, self.tokenizer)
+        self.engine_name, self.engine = self._make_engine()
         self.pad_id = self.tokenizer.pad_token_id
         self.train_prompt_ids = [self._tokenize(q) for q in self.splits.train["prompt"]]
         self.eval_prompt_ids = [self._tokenize(q) for q in self.splits.eval["prompt"]]
@@ -123,6 +123,21 @@ class Trainer:
 
             self.monitor = Monitor(cfg.monitor, signals_from_verifiers(self.reward.verifiers), run_dir=self.run_dir,
                                    reference_verifier=self.eval_verifier, policy_identity=str(model_path), echo=_say)
+
+    def _make_engine(self):
+        r = self.cfg.rollout
+        name = resolve_engine_name(r.engine)
+        kw = {}
+        if name == "vllm":
+            kw = dict(dtype=None if r.dtype == "auto" else r.dtype, kv_cache_gib=r.kv_cache_gib,
+                      max_model_len=r.max_model_len, enforce_eager=r.enforce_eager,
+                      gpu_memory_utilization=r.gpu_memory_utilization, sleep_between_steps=r.sleep_between_steps,
+                      cpu_threads=self.cfg.threads, seed=self.cfg.seed)
+        try:
+            return name, make_engine(name, self.model, self.tokenizer, **kw)
+        except ImportError as e:
+            raise ConfigError(f"rollout.engine = '{r.engine}': vllm cannot be imported ({e}); run "
+                              f"`bash scripts/install.sh` or set rollout.engine=hf") from None
 
     def _tokenize(self, question: str) -> list[int]:
         text = render_prompt(self.tokenizer, question, self.cfg.data.prompt)
@@ -164,7 +179,8 @@ class Trainer:
         metrics.update(train_metrics)
         metrics.update({
             "trained_groups": len(active), "num_tokens": step_tokens, "lr": self.optimizer.param_groups[0]["lr"],
-            "time/generate": t_gen - t0, "time/verify": t_ver - t_gen, "time/train": t_train - t_ver,
+            "time/generate": t_gen - t0, "time/verify": t_ver - t_gen,
+            "time/train": t_train - t_ver - train_metrics.get("time/sync", 0.0),
             "time/step": t_train - t0,
         })
         if self.monitor is not None:  # the info-gain monitor: estimates, alerts (written and echoed by it)
@@ -186,7 +202,7 @@ class Trainer:
         cfg, G = self.cfg, self.cfg.train.group_size
         self.optimizer.zero_grad(set_to_none=True)
         loss_total, stats_acc, n_mb = 0.0, {}, 0
-        ent_sum, n_tok, diff_sum, diff_max = 0.0, 0.0, 0.0, 0.0
+        ent_sum, n_tok, mismatch, is_acc = 0.0, 0.0, {}, {}
         for s in range(0, len(active), cfg.train.micro_batch_groups):
             mb = active[s:s + cfg.train.micro_batch_groups]
             mb_prompts = [groups[i].prompt_ids for i in mb]
@@ -195,32 +211,45 @@ class Trainer:
                 self.model, mb_prompts, [c.token_ids for c in mb_comps], G, self.pad_id,
                 cfg.sampling.temperature, with_entropy=True)
             ref_lp = self._ref_logprobs(mb_prompts, mb_comps) if cfg.algorithm.beta > 0 else None
+            sampled = torch.zeros_like(mask)  # the engine's log-probs of the same tokens
+            for r, c in enumerate(mb_comps):
+                sampled[r, : len(c.logprobs)] = torch.tensor(c.logprobs)
+            is_w = None
+            if cfg.rollout.importance_sampling == "tis":
+                is_w, is_stats = algorithms.truncated_is_weights(logprobs, sampled, mask,
+                                                                 cfg.rollout.importance_sampling_cap)
+                _accumulate(is_acc, is_stats)
             inputs = algorithms.LossInputs(
                 logprobs=logprobs, old_logprobs=logprobs.detach(), advantages=advantages[mb].reshape(-1),
-                mask=mask, ref_logprobs=ref_lp, step_tokens=step_tokens, step_sequences=step_sequences)
+                mask=mask, ref_logprobs=ref_lp, step_tokens=step_tokens, step_sequences=step_sequences,
+                is_weights=is_w)
             loss, stats = self.loss_fn(inputs, cfg.algorithm)
             loss.backward()
             loss_total += float(loss.detach())
-            for k, v in stats.items():
-                stats_acc[k] = stats_acc.get(k, 0.0) + v
+            _accumulate(stats_acc, stats)
             n_mb += 1
             ent_sum += float((entropy * mask).sum())
             n_tok += float(mask.sum())
-            sampled = torch.zeros_like(mask)
-            for r, c in enumerate(mb_comps):
-                sampled[r, : len(c.logprobs)] = torch.tensor(c.logprobs)
-            diff = (logprobs.detach() - sampled).abs() * mask
-            diff_sum += float(diff.sum())
-            diff_max = max(diff_max, float(diff.max()))
+            mb_mismatch = algorithms.sampling_mismatch(logprobs.detach(), sampled, mask)
+            for k, v in mb_mismatch.items():  # token-weighted means, extremes over micro-batches
+                if k.endswith(("_max",)):
+                    mismatch[k] = max(mismatch.get(k, v), v)
+                elif k.endswith("_min"):
+                    mismatch[k] = min(mismatch.get(k, v), v)
+                else:
+                    mismatch[k] = mismatch.get(k, 0.0) + v * float(mask.sum())
         if not n_mb:  # every group tied: nothing to learn from this batch
             return {"loss": 0.0, "grad_norm": 0.0}
         params = [p for p in self.model.parameters() if p.requires_grad]
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm))
         self.optimizer.step()
-        self.engine.update_weights(self.model)
-        return {"loss": loss_total, "grad_norm": grad_norm, "entropy": ent_sum / n_tok,
-                "sampling/logp_diff_mean": diff_sum / n_tok, "sampling/logp_diff_max": diff_max,
-                **{k: v / n_mb for k, v in stats_acc.items()}}
+        t_sync = time.perf_counter()
+        self.engine.update_weights(self.model)  # vLLM: reload_weights + reset_prefix_cache; HF: nothing to copy
+        for k in ("sampling/logp_diff_mean", "sampling/kl"):
+            mismatch[k] /= n_tok
+        return {"loss": loss_total, "grad_norm": grad_norm, "entropy": ent_sum / n_tok, **mismatch,
+                "time/sync": time.perf_counter() - t_sync,
+                **{k: v / n_mb for k, v in {**stats_acc, **is_acc}.items()}}
 
     def _ref_logprobs(self, prompts, comps):
         with torch.no_grad():
@@ -292,7 +321,8 @@ class Trainer:
                                     keep=cfg.log.keep_checkpoints)
                 bar.update(1)
                 bar.set_postfix_str(f"reward {metrics['reward']:.2f} informative {metrics['informative_group_frac']:.2f}"
-                                    f" gen {metrics['time/generate']:.1f}s train {metrics['time/train']:.1f}s")
+                                    f" gen {metrics['time/generate']:.1f}s train {metrics['time/train']:.1f}s"
+                                    f" sync {metrics.get('time/sync', 0.0):.2f}s")
                 if stop:
                     _say(f"rlvr: stopped after step {done} by the monitor (monitor.stop_on_critical): "
                          f"{self.monitor.stop_reason}; checkpoint kept")
@@ -339,7 +369,12 @@ class Trainer:
              f"{c.train.steps} steps x {c.train.prompts_per_step} prompts x G={c.train.group_size} "
              f"= {c.train.prompts_per_step * c.train.group_size} completions/step, micro-batch "
              f"{c.train.micro_batch_groups} groups | {n_params/1e6:.2f}M trainable params | "
-             f"{c.algorithm.advantage}/{c.algorithm.loss} | run dir {self.run_dir}")
+             f"{c.algorithm.advantage}/{c.algorithm.loss} | rollouts: {self.engine_name} | run dir {self.run_dir}")
+
+
+def _accumulate(acc: dict[str, float], stats: dict[str, float]) -> None:
+    for k, v in stats.items():
+        acc[k] = acc.get(k, 0.0) + v
 
 
 def _lookup(getter, name, field):

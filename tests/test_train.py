@@ -139,3 +139,22 @@ def test_monitor_disabled_logs_no_monitor_metrics(tiny_model_dir, tmp_path):
     row = read_metrics(tmp_path / "run")[0]
     assert not [k for k in row if k.startswith(("monitor/", "alerts/"))]
     assert not (tmp_path / "run" / "alerts.jsonl").exists()
+
+
+def test_training_with_the_vllm_engine_keeps_engine_and_trainer_in_sync(tiny_model_dir, tmp_path):
+    """Two steps through colocated vLLM: after each optimizer step the engine gets the new weights, so the next
+    step's sampled-token log-probs agree with the trainer's (fp32) and TIS weights stay ~1."""
+    pytest.importorskip("vllm")
+    cfg = _cfg(tiny_model_dir, tmp_path / "run", "train.steps=2", "rollout.engine=vllm",
+               "rollout.importance_sampling=tis", "train.learning_rate=5e-3", "eval.at_start=false",
+               "eval.at_end=false")
+    tr = Trainer(cfg)
+    assert tr.engine_name == "vllm"
+    tr.run()
+    rows = read_metrics(tmp_path / "run")
+    assert [r["step"] for r in rows] == [1, 2]
+    trained = [r for r in rows if r["trained_groups"]]
+    assert trained, "the toy reward should give at least one informative group"
+    for r in trained:
+        assert r["sampling/logp_diff_max"] < 1e-3 and r["sampling/kl"] < 1e-6
+        assert abs(r["sampling/tis_weight_mean"] - 1.0) < 1e-3 and r["time/sync"] >= 0

@@ -1,0 +1,329 @@
+"""Rollouts with vLLM, colocated in the trainer's process, synced with the policy after every optimizer step.
+
+The engine is built from the policy object itself, not from a path: the model's config is written to a temporary
+folder, vLLM starts on it with dummy weights (`load_format="dummy"`, nothing read from disk) and the policy's weights
+are pushed in right away with the same call that syncs them after every optimizer step:
+
+    llm.collective_rpc("reload_weights", kwargs={"weights_iterator": [(hf_name, tensor), ...]})
+    llm.reset_prefix_cache()     # mandatory: cached prompt KV was computed with the old weights
+
+`reload_weights` re-runs vLLM's own loading and post-processing (on CPU that repacks the linear weights into the
+kernel format); calling the model's `load_weights` directly, as TRL's colocate mode does, fails on CPU
+(shared/research/vllm_cpu.md). Tensors can be passed by reference because vLLM runs in this process
+(`VLLM_ENABLE_V1_MULTIPROCESSING=0`).
+
+A peft LoRA policy is synced as merged weights W + scale * B @ A (computed here, the peft model is never mutated),
+under the base model's Hugging Face names, so vLLM needs no LoRA support at all and the sampled policy is exactly
+the trained one.
+
+Sampling log-probs: vLLM is started with `logprobs_mode="processed_logprobs"`, so the logprob it returns for a
+sampled token is taken from the temperature-scaled distribution, as in HFEngine and `rlvr.forward.
+completion_logprobs` (vLLM's default, "raw_logprobs", ignores the temperature). With top_k/top_p set, vLLM's value is
+the log-prob under the *truncated, renormalised* distribution (the one it actually sampled from), while HFEngine
+records the full temperature-scaled one; the two differ by log(kept mass), which the trainer's
+`sampling/logp_diff_*` shows. With top_k = 0 and top_p = 1 (the recipes' default) they are the same quantity;
+tests/test_rollouts_vllm.py checks it to 1e-4 in fp32.
+
+CPU specifics: one OpenMP thread (2 threads on a 2-core VM are erratic for both HF and vLLM), an explicit KV-cache
+size (without one vLLM tries to reserve 92% of RAM), eager mode (torch.compile costs 10-20 s of start-up for at
+most 1.3x), no sleep mode (vLLM-CPU has none). On GPU the engine sleeps (level 2: weights and KV cache released)
+after each `generate` when `sleep_between_steps` is on, and wakes for the next weight sync / generate.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from typing import Iterable
+
+import torch
+
+from rlvr.rollouts.base import Completion, Group, SamplingParams
+
+log = logging.getLogger("rlvr")
+
+DEFAULT_CPU_KV_CACHE_GIB = 1.0
+
+
+def vllm_available() -> bool:
+    """True when `import vllm` would find a module (does not import it: that takes seconds)."""
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def _set_env() -> None:
+    """Environment vLLM reads at import / engine start. Must run before the first `import vllm`."""
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # in-process: tensors passed by reference, no extra procs
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def merged_state_dict(model) -> dict[str, torch.Tensor]:
+    """The policy's weights under the base model's Hugging Face names, LoRA adapters merged in.
+
+    For a peft model every LoRA layer contributes W + sum over active adapters of `get_delta_weight(adapter)`
+    (= scale * B @ A, with peft's own fan_in_fan_out / scaling rules); `modules_to_save` copies replace their
+    originals. Nothing is mutated. Tensors are detached; unchanged ones share storage with the model.
+    """
+    try:
+        from peft import PeftModel
+    except ImportError:  # peft is a dependency, but keep this usable without it
+        PeftModel = ()
+    with torch.no_grad():
+        if not isinstance(model, PeftModel):
+            return {k: v.detach() for k, v in model.state_dict().items()}
+        from peft.tuners.lora import LoraLayer
+
+        base = model.get_base_model()
+        deltas: dict[str, torch.Tensor] = {}
+        for name, module in base.named_modules():
+            if not isinstance(module, LoraLayer) or getattr(module, "disable_adapters", False):
+                continue
+            if getattr(module, "merged", False):  # already merged into the base weight by the user: nothing to add
+                continue
+            for adapter in module.active_adapters:
+                if adapter not in module.lora_A:
+                    continue
+                d = module.get_delta_weight(adapter)
+                key = f"{name}.weight"
+                deltas[key] = d if key not in deltas else deltas[key] + d
+        out: dict[str, torch.Tensor] = {}
+        for k, v in base.state_dict().items():
+            parts = k.split(".")
+            if any(p.startswith("lora_") for p in parts) or "original_module" in parts:
+                continue
+            if "modules_to_save" in parts:
+                i = parts.index("modules_to_save")
+                parts = parts[:i] + parts[i + 2:]  # drop "modules_to_save.<adapter>"
+            k = ".".join(p for p in parts if p != "base_layer")
+            v = v.detach()
+            if k in deltas:
+                v = v + deltas[k].to(v.dtype)
+            out[k] = v
+        return out
+
+
+def _hf_config(model):
+    try:
+        from peft import PeftModel
+
+        if isinstance(model, PeftModel):
+            return model.get_base_model().config
+    except ImportError:
+        pass
+    return model.config
+
+
+class VLLMEngine:
+    """vLLM sampler colocated with the trainer (same process), fed from the policy's in-memory weights.
+
+    Args:
+        model: the policy (a transformers causal LM or a peft LoRA model around one). Its current weights are
+            loaded at construction; call `update_weights(model)` after every optimizer step.
+        tokenizer: decodes completions (exactly as HFEngine: `skip_special_tokens=True`) and gives the stop ids.
+        max_model_len: longest prompt + completion; None = min(max_position_embeddings, 4096).
+        kv_cache_gib / kv_cache_memory_bytes: KV-cache size (bytes wins if both are set). None on CPU =
+            1 GiB (vLLM-CPU requires an explicit size); None on GPU = vLLM's profile-based size from
+            `gpu_memory_utilization`.
+        gpu_memory_utilization: GPU: fraction of GPU memory vLLM may take (weights + activations + KV), leave
+            room for training. Ignored on CPU when a KV size is set (the default).
+        enforce_eager: None = True on CPU (torch.compile: +10-20 s start-up for <= 1.3x), False (CUDA graphs) on GPU.
+        sleep_between_steps: GPU only: release vLLM's weights and KV cache after each `generate` (sleep level 2)
+            and restore them at the next sync / generate, so training gets the memory. No-op on CPU.
+        cpu_threads: CPU only: torch/OpenMP threads for the process (vLLM runs in it). 1 is the measured best on
+            a 2-core VM; None leaves the current setting.
+        dtype: vLLM's compute dtype; None = the policy's parameter dtype (fp32 keeps logprobs within 1e-4 of HF).
+        seed: engine seed (sampling itself is seeded per request from `generate(seed=...)`).
+        logprobs_mode: see the module docstring; "processed_logprobs" = temperature-scaled (what the loss uses).
+        max_num_seqs: concurrent sequences (P * G rows are decoded together when they fit).
+        llm_kwargs: anything else for `vllm.LLM(...)`.
+    """
+
+    def __init__(self, model, tokenizer, *, max_model_len: int | None = None, kv_cache_gib: float | None = None,
+                 kv_cache_memory_bytes: int | None = None, gpu_memory_utilization: float = 0.3,
+                 enforce_eager: bool | None = None, sleep_between_steps: bool = True, cpu_threads: int | None = 1,
+                 dtype: str | torch.dtype | None = None, seed: int = 0, logprobs_mode: str = "processed_logprobs",
+                 max_num_seqs: int = 256, llm_kwargs: dict | None = None):
+        _set_env()
+        import vllm
+        from vllm.platforms import current_platform
+
+        self.tokenizer = tokenizer
+        self.is_cpu = current_platform.is_cpu()
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        stops = {tokenizer.eos_token_id}
+        gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        if isinstance(gen_eos, int):
+            stops.add(gen_eos)
+        elif isinstance(gen_eos, (list, tuple)):
+            stops.update(gen_eos)
+        self.stop_ids = sorted(s for s in stops if s is not None)  # same set as HFEngine
+
+        cfg = _hf_config(model)
+        if dtype is None:
+            dtype = next(model.parameters()).dtype
+        if isinstance(dtype, torch.dtype):
+            dtype = str(dtype).removeprefix("torch.")
+        if max_model_len is None:
+            max_model_len = min(int(getattr(cfg, "max_position_embeddings", 4096) or 4096), 4096)
+        if kv_cache_memory_bytes is None and kv_cache_gib is not None:
+            kv_cache_memory_bytes = int(kv_cache_gib * (1 << 30))
+        if kv_cache_memory_bytes is None and self.is_cpu:
+            kv_cache_memory_bytes = int(DEFAULT_CPU_KV_CACHE_GIB * (1 << 30))
+        if enforce_eager is None:
+            enforce_eager = self.is_cpu
+        self.sleep_enabled = bool(sleep_between_steps) and not self.is_cpu
+        if self.is_cpu and cpu_threads is not None:
+            os.environ["OMP_NUM_THREADS"] = str(cpu_threads)
+            torch.set_num_threads(cpu_threads)
+
+        # vLLM starts from a folder: config and tokenizer only; weights come from memory right after start-up.
+        self._dir = tempfile.mkdtemp(prefix="rlvr-vllm-")
+        cfg.save_pretrained(self._dir)
+        tokenizer.save_pretrained(self._dir)
+        _quiet_vllm_logs()
+        kwargs = dict(model=self._dir, load_format="dummy", dtype=dtype, seed=seed,
+                      max_model_len=max_model_len, enforce_eager=enforce_eager, logprobs_mode=logprobs_mode,
+                      max_num_seqs=max_num_seqs, gpu_memory_utilization=gpu_memory_utilization,
+                      kv_cache_memory_bytes=kv_cache_memory_bytes, enable_sleep_mode=self.sleep_enabled,
+                      enable_prefix_caching=True)
+        if self.is_cpu:
+            # Chunked prefill splits a prompt over two engine steps when a batch's prefill exceeds the token budget;
+            # vLLM then rewinds the request's seeded generator with Generator.set_offset, which CPU generators do
+            # not have ("CPU Generator does not use offset"): every seeded batch over the budget crashed. Without
+            # chunking, prompts that do not fit wait for the next step (whole). Prefix caching shares full KV blocks
+            # even between requests of the same step, so the G samples of a prompt (and prompts with a common
+            # few-shot prefix) prefill only the tokens after the last full block: block size 32 (the CPU attention
+            # minimum; its default is 128) keeps that tail under 32 tokens per sample.
+            kwargs.update(enable_chunked_prefill=False, max_num_batched_tokens=max(8192, max_model_len),
+                          block_size=32)
+        kwargs.update(llm_kwargs or {})
+        set_threads = torch.set_num_threads
+        try:
+            self.llm = vllm.LLM(**kwargs)
+        finally:
+            # vLLM's CPU worker replaces torch.set_num_threads with a no-op (it assumes it bound the threads itself,
+            # which it does not do in-process); give the trainer its function back.
+            torch.set_num_threads = set_threads
+        self._SamplingParams = vllm.SamplingParams
+        self._asleep = False           # GPU sleep state
+        self._weights_stale = False    # weights were released by sleep level 2 and not yet reloaded
+        self.model = model
+        self.sync_seconds = 0.0
+        self.update_weights(model)
+
+    # ------------------------------------------------------------------------------------------ weights
+
+    def update_weights(self, model) -> None:
+        """Push `model`'s current weights (LoRA merged) into vLLM and drop the prefix cache built on the old ones."""
+        import time
+
+        t0 = time.perf_counter()
+        self.model = model
+        if self._asleep:
+            self.llm.wake_up(tags=["weights"])
+        sd = merged_state_dict(model)
+        self._load(sd.items())
+        self.llm.reset_prefix_cache()
+        self._weights_stale = False
+        self.sync_seconds = time.perf_counter() - t0
+
+    def _load(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": list(weights)})
+
+    def sleep(self) -> None:
+        """GPU: release weights and KV cache (level 2). Weights are reloaded from the policy before the next use."""
+        if self.sleep_enabled and not self._asleep:
+            self.llm.sleep(level=2)
+            self._asleep = True
+            self._weights_stale = True
+
+    def wake_up(self) -> None:
+        if not self._asleep:
+            return
+        if self._weights_stale:  # generate() without a sync since the sleep: reload the current policy
+            self.update_weights(self.model)
+        self.llm.wake_up()
+        self._asleep = False
+
+    # ------------------------------------------------------------------------------------------ sampling
+
+    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams, seed: int) -> list[Group]:
+        from vllm.inputs import TokensPrompt
+
+        self.wake_up()
+        sps = [self._SamplingParams(
+            n=n, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
+            max_tokens=params.max_new_tokens, logprobs=0, seed=_request_seed(seed, i, n),
+            stop_token_ids=list(self.stop_ids), detokenize=False, skip_special_tokens=True,
+        ) for i in range(len(prompts))]
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], sps, use_tqdm=False)
+        groups = []
+        for i, (p, out) in enumerate(zip(prompts, outs)):
+            g = Group(prompt_index=i, prompt_ids=list(p))
+            for c in sorted(out.outputs, key=lambda c: c.index):
+                ids = list(c.token_ids)
+                g.completions.append(Completion(
+                    token_ids=ids, logprobs=_sampled_logprobs(c.logprobs, ids),
+                    text=self.tokenizer.decode(ids, skip_special_tokens=True),
+                    finish_reason="length" if c.finish_reason == "length" else "stop",
+                ))
+            groups.append(g)
+        if self.sleep_enabled:
+            self.sleep()
+        return groups
+
+    def close(self) -> None:
+        """Free the engine (and its temporary config folder)."""
+        llm = getattr(self, "llm", None)
+        if llm is not None:
+            try:
+                llm.llm_engine.engine_core.shutdown()
+            except Exception:  # best effort: in-process engines have little to shut down
+                pass
+            self.llm = None
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __del__(self):
+        d = getattr(self, "_dir", None)
+        if d:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+class _DropKnownNoise(logging.Filter):
+    """Drops vLLM warnings that are expected in this setup and say nothing actionable:
+    its CPU worker disables torch.set_num_threads (restored by VLLMEngine), layers without weights (rotary
+    embeddings) report "Failed to load weights" on every reload, and LD_PRELOAD tuning advice."""
+
+    NOISE = ("doesn't allow to use `torch.set_num_threads`", "RotaryEmbedding: Failed to load weights",
+             "not found in LD_PRELOAD")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not any(n in msg for n in self.NOISE)
+
+
+def _quiet_vllm_logs() -> None:
+    # Filters on the emitting loggers themselves: vLLM re-applies its dictConfig (new handlers) during start-up.
+    for name in ("vllm.v1.worker.cpu_worker", "vllm.model_executor.model_loader.reload.layerwise"):
+        lg = logging.getLogger(name)
+        if not any(isinstance(f, _DropKnownNoise) for f in lg.filters):
+            lg.addFilter(_DropKnownNoise())
+
+
+def _request_seed(seed: int, index: int, n: int) -> int:
+    """Per-prompt seed; vLLM gives sample j of a request seed + j, so prompts are spaced n apart."""
+    return (seed * 1_000_003 + index * n) % (2**31 - 1)
+
+
+def _sampled_logprobs(logprobs, ids: list[int]) -> list[float]:
+    """Logprob of each sampled token from vLLM's per-position {token_id: Logprob} (logprobs=0: just that token)."""
+    if logprobs is None:
+        raise RuntimeError("vLLM returned no logprobs (SamplingParams.logprobs must be 0)")
+    return [float(pos[t].logprob) for pos, t in zip(logprobs, ids)]
