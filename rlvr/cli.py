@@ -45,7 +45,10 @@ def cmd_train(args) -> int:
     summary = Trainer(cfg).run()
     before, after = summary["heldout_pass@1_before"], summary["heldout_pass@1_after"]
     fmt = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
-    print(f"held-out pass@1 (greedy, {summary['heldout_n']} problems): before {fmt(before)} -> after {fmt(after)}")
+    if summary["heldout_n"]:
+        print(f"held-out pass@1 (greedy, {summary['heldout_n']} problems): before {fmt(before)} -> after {fmt(after)}")
+    else:
+        print("held-out evaluation: off (data.eval_size=0 or eval.at_start/at_end false)")
     print(f"train reward: first-5-step mean {fmt(summary['train_reward_first5'])} -> "
           f"last-5-step mean {fmt(summary['train_reward_last5'])}")
     print(f"summary: {os.path.join(summary['run_dir'], 'summary.json')}")
