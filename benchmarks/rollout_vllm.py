@@ -38,6 +38,9 @@ from rlvr.models import load_policy, load_tokenizer, resolve_model  # noqa: E402
 from rlvr.rollouts import HFEngine, SamplingParams  # noqa: E402
 from rlvr.rollouts.hf import left_pad  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rollout_prefill import _count_hf  # noqa: E402  (same token count as the HF-generate benchmark)
+
 
 def _quiet() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -48,16 +51,6 @@ def _quiet() -> None:
 
     transformers.utils.logging.set_verbosity_error()
     datasets.disable_progress_bars()
-
-
-def _count_hf(out: torch.Tensor, prompt_len: int, stops: list[int]) -> int:
-    n = 0
-    for row in out[:, prompt_len:].tolist():
-        for t in row:
-            n += 1
-            if t in stops:
-                break
-    return n
 
 
 def _timed(fn):

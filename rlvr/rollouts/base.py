@@ -59,3 +59,16 @@ class RolloutEngine(Protocol):
     def update_weights(self, model) -> None:
         """Make the engine sample from `model`'s current weights (called after every optimizer step)."""
         ...
+
+
+def pad_and_stop_ids(model, tokenizer) -> tuple[int, list[int]]:
+    """(pad id, sorted stop ids): the tokenizer's eos plus the model's generation_config eos (int or list); pad falls
+    back to eos. Every engine uses this set, so completions end at the same tokens whichever engine samples them."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    stops = {tokenizer.eos_token_id}
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(gen_eos, int):
+        stops.add(gen_eos)
+    elif isinstance(gen_eos, (list, tuple)):
+        stops.update(gen_eos)
+    return pad_id, sorted(s for s in stops if s is not None)

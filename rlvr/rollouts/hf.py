@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from rlvr.rollouts.base import Completion, Group, SamplingParams
+from rlvr.rollouts.base import Completion, Group, SamplingParams, pad_and_stop_ids
 
 
 def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,14 +55,7 @@ class HFEngine:
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch_prompts = max_batch_prompts
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        stops = {tokenizer.eos_token_id}
-        gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-        if isinstance(gen_eos, int):
-            stops.add(gen_eos)
-        elif isinstance(gen_eos, (list, tuple)):
-            stops.update(gen_eos)
-        self.stop_ids = sorted(s for s in stops if s is not None)
+        self.pad_id, self.stop_ids = pad_and_stop_ids(model, tokenizer)
 
     def update_weights(self, model) -> None:
         self.model = model

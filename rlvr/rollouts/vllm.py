@@ -40,7 +40,7 @@ from typing import Iterable
 
 import torch
 
-from rlvr.rollouts.base import Completion, Group, SamplingParams
+from rlvr.rollouts.base import Completion, Group, SamplingParams, pad_and_stop_ids
 
 log = logging.getLogger("rlvr")
 
@@ -156,14 +156,7 @@ class VLLMEngine:
 
         self.tokenizer = tokenizer
         self.is_cpu = current_platform.is_cpu()
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        stops = {tokenizer.eos_token_id}
-        gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-        if isinstance(gen_eos, int):
-            stops.add(gen_eos)
-        elif isinstance(gen_eos, (list, tuple)):
-            stops.update(gen_eos)
-        self.stop_ids = sorted(s for s in stops if s is not None)  # same set as HFEngine
+        self.pad_id, self.stop_ids = pad_and_stop_ids(model, tokenizer)  # same set as HFEngine
 
         cfg = _hf_config(model)
         if dtype is None:
