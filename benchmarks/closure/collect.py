@@ -68,7 +68,34 @@ def main() -> None:
         lines.append(f"| {loop} | {len(rs)} | {statistics.mean(first):.3f} -> {statistics.mean(last):.3f} "
                      f"({min(last):.3f}-{max(last):.3f}) |")
     (args.out / "results.md").write_text("\n".join(lines) + "\n")
+    plot(runs, args.out / "heldout_by_loop.png")
     print("\n".join(lines))
+
+
+def plot(runs: list[dict], path: Path) -> None:
+    """Held-out pass@1 along the run, one line per run, coloured by loop; markers at each run's first alert."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"open": "tab:green", "closed": "tab:red", "spurious": "tab:orange"}
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for r in runs:
+        steps = sorted(r["heldout"])
+        ax.plot(steps, [r["heldout"][s] for s in steps], color=colours[r["loop"]], marker="o", alpha=0.8,
+                label=r["loop"] if r["seed"] == 0 else None)
+        fired = [v for k, v in r["first_fire"].items() if not k.endswith("declared_self")]
+        if fired:
+            ax.axvline(min(fired), color=colours[r["loop"]], linestyle=":", alpha=0.6)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("held-out pass@1 (greedy, exact verifier)")
+    ax.set_title("Closure benchmark: open vs closed vs spurious loops (dotted: first alert from the estimates)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
