@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
+from rlvr.cli import _quiet_libraries  # noqa: E402
 from rlvr.config import load_config  # noqa: E402
 from rlvr.errors import ConfigError  # noqa: E402
 from rlvr.data import load_splits, render_prompt  # noqa: E402
@@ -40,17 +41,6 @@ from rlvr.rollouts.hf import left_pad  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rollout_prefill import _count_hf  # noqa: E402  (same token count as the HF-generate benchmark)
-
-
-def _quiet() -> None:
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import datasets
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    datasets.disable_progress_bars()
 
 
 def _timed(fn):
@@ -163,7 +153,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/rollout_vllm.json")
     ap.add_argument("override", nargs="*", help="recipe overrides key=value")
     args = ap.parse_args()
-    _quiet()
+    _quiet_libraries()
     cfg = load_config(args.recipe, args.override)
     torch.set_num_threads(cfg.threads)
     path = resolve_model(cfg.model)
