@@ -69,6 +69,16 @@ class Reward:
         return rewards, primary, metrics
 
 
+def _peak_rss_gib() -> float | None:
+    """Peak resident memory of this process so far, GiB (Linux ru_maxrss is in KiB); None where unavailable."""
+    try:
+        import resource
+
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+    except (ImportError, OSError):
+        return None
+
+
 def _step_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step * 7919 + 17) % (2**63 - 1)
 
@@ -265,9 +275,21 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ the run
 
+    def _eval_engine(self):
+        """The held-out evaluation's engine (eval.engine); the HF engine is built once, on demand."""
+        choice, r = self.cfg.eval.engine, self.cfg.rollout
+        if choice == "auto":
+            rounded = self.engine_name == "vllm" and r.dtype not in ("auto", self.cfg.train.dtype)
+            choice = "hf" if rounded else "rollout"
+        if choice == "rollout" or self.engine_name == "hf":
+            return self.engine
+        if getattr(self, "_hf_eval_engine", None) is None:
+            self._hf_eval_engine = make_engine("hf", self.model, self.tokenizer)
+        return self._hf_eval_engine
+
     def evaluate(self, tag: str) -> dict:
         n_tokens = self.cfg.eval.max_new_tokens or self.cfg.sampling.max_new_tokens
-        return evaluate(self.engine, self.eval_prompt_ids, list(self.splits.eval["reference"]), self.eval_verifier,
+        return evaluate(self._eval_engine(), self.eval_prompt_ids, list(self.splits.eval["reference"]), self.eval_verifier,
                         n_tokens, self.cfg.eval.batch_size, self.run_dir / f"eval_{tag}.jsonl")
 
     def run(self) -> dict:
@@ -359,6 +381,8 @@ class Trainer:
             "train_reward_first5": sum(rewards[:k]) / k if k else None,
             "train_reward_last5": sum(rewards[-k:]) / k if k else None,
             "seconds_per_step_mean": sum(r["time/step"] for r in rows) / len(rows) if rows else None,
+            "rollout_engine": self.engine_name, "rollout_dtype": self.cfg.rollout.dtype,
+            "peak_rss_gib": _peak_rss_gib(),
         }
         return summary
 

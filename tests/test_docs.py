@@ -7,7 +7,7 @@ from rlvr.config import reference_markdown
 
 def test_readme_option_table_is_current():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    assert reference_markdown() in readme, "regenerate README's option table with `python -m rlvr.config`"
+    assert reference_markdown() in readme, "regenerate README's option table: `python scripts/sync_readme_options.py`"
 
 
 def test_readme_names_the_commands_ci_runs():

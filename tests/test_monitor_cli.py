@@ -17,7 +17,7 @@ from verifiers import SignalSpec
 def _overrides(model_dir, run_dir, *extra):
     return [f"model={model_dir}", f"run_dir={run_dir}", "verifiers=[{name: 'tests.toy_verifiers:LengthVerifier'}]",
             "data.train_size=24", "data.eval_size=4", "train.prompts_per_step=2", "train.group_size=4",
-            "sampling.max_new_tokens=8", "log.progress=false", "log.tensorboard=false", *extra]
+            "sampling.max_new_tokens=8", "log.progress=false", "log.tensorboard=false", "rollout.engine=hf", *extra]
 
 
 @pytest.fixture(scope="module")

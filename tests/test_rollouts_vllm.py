@@ -157,11 +157,12 @@ def test_skipped_sync_is_caught_by_logprob_mismatch(engine, policy, tokenizer, p
     assert _logp_diff(policy, fresh, tokenizer.pad_token_id, 1.0) < 1e-4
 
 
-def test_lora_policy_syncs_merged_weights(engine, policy, tokenizer, prompts, restore):
+@pytest.mark.parametrize("targets", ["all-linear", ["q_proj", "gate_proj"]])
+def test_lora_policy_syncs_merged_weights(engine, policy, tokenizer, prompts, restore, targets):
     from peft import LoraConfig, get_peft_model
 
     base_before = {k: v.clone() for k, v in policy.state_dict().items()}
-    peft_model = get_peft_model(policy, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+    peft_model = get_peft_model(policy, LoraConfig(r=4, lora_alpha=8, target_modules=targets,
                                                    init_lora_weights=False))  # B != 0: the adapter changes outputs
     try:
         peft_model.eval()
@@ -172,7 +173,19 @@ def test_lora_policy_syncs_merged_weights(engine, policy, tokenizer, prompts, re
         sd = merged_state_dict(peft_model)
         assert set(sd) == set(base_before)  # the base model's HF names, nothing peft-specific
         assert any(not torch.equal(sd[k], base_before[k]) for k in sd)
+        engine.update_weights(peft_model)  # a new object: everything is sent
+        assert engine.sync_tensors == len(sd)
+        # a training step changes only the adapter: the next sync sends only the adapted layers' modules, and a
+        # fused q/k/v (gate/up) kernel tensor must still come out whole when only q_proj (gate_proj) is adapted
+        with torch.no_grad():
+            for n, p in peft_model.named_parameters():
+                if "lora_B" in n:
+                    p.neg_()  # same magnitude: fp32 logprob error stays at the 1e-5 level
         engine.update_weights(peft_model)
+        partial = merged_state_dict(peft_model, trainable_only=True)
+        assert engine.sync_tensors == len(partial) < len(sd)
+        assert not any("embed_tokens" in k or "norm" in k for k in partial)
+        assert any(k.endswith("self_attn.k_proj.weight") for k in partial)  # sibling of the adapted q_proj
         ours = engine.generate(prompts, 1, GREEDY, seed=0)
         ref = HFEngine(peft_model, tokenizer).generate(prompts, 1, GREEDY, seed=0)
         assert _tokens(ours) == _tokens(ref)

@@ -17,7 +17,7 @@ def _cfg(model_dir, run_dir, *extra):
     return load_config("recipes/basic_arithmetic.yaml", [
         f"model={model_dir}", f"run_dir={run_dir}", "verifiers=[{name: 'tests.toy_verifiers:LengthVerifier'}]",
         "data.train_size=24", "data.eval_size=4", "train.prompts_per_step=2", "train.group_size=4",
-        "sampling.max_new_tokens=8", "log.progress=false", "log.tensorboard=false", *extra])
+        "sampling.max_new_tokens=8", "log.progress=false", "log.tensorboard=false", "rollout.engine=hf", *extra])
 
 
 def _strip_times(rows):
@@ -145,7 +145,7 @@ def test_training_with_the_vllm_engine_keeps_engine_and_trainer_in_sync(tiny_mod
     """Two steps through colocated vLLM: after each optimizer step the engine gets the new weights, so the next
     step's sampled-token log-probs agree with the trainer's (fp32) and TIS weights stay ~1."""
     pytest.importorskip("vllm")
-    cfg = _cfg(tiny_model_dir, tmp_path / "run", "train.steps=2", "rollout.engine=vllm",
+    cfg = _cfg(tiny_model_dir, tmp_path / "run", "train.steps=2", "rollout.engine=vllm", "rollout.dtype=float32",
                "rollout.importance_sampling=tis", "train.learning_rate=5e-3", "eval.at_start=false",
                "eval.at_end=false")
     tr = Trainer(cfg)
@@ -158,3 +158,22 @@ def test_training_with_the_vllm_engine_keeps_engine_and_trainer_in_sync(tiny_mod
     for r in trained:
         assert r["sampling/logp_diff_max"] < 1e-3 and r["sampling/kl"] < 1e-6
         assert abs(r["sampling/tis_weight_mean"] - 1.0) < 1e-3 and r["time/sync"] >= 0
+    assert tr._eval_engine() is tr.engine  # fp32 engine = the policy: evaluation samples from it too
+
+
+def test_bf16_vllm_engine_mismatch_is_measured_and_eval_uses_the_policy(tiny_model_dir, tmp_path):
+    """The default recipe's setting: vLLM samples in bf16 from the fp32 policy. The mismatch is real (logp_diff well
+    above the fp32 level of 1e-5) and visible in the metrics; the held-out evaluation runs on the policy itself
+    (HF engine, fp32), not on the rounded copy."""
+    pytest.importorskip("vllm")
+    from rlvr.rollouts import HFEngine
+
+    cfg = _cfg(tiny_model_dir, tmp_path / "run", "train.steps=1", "rollout.engine=vllm", "rollout.dtype=bfloat16",
+               "rollout.importance_sampling=tis", "eval.at_end=false")
+    tr = Trainer(cfg)
+    assert isinstance(tr._eval_engine(), HFEngine) and tr._eval_engine() is tr._eval_engine()
+    tr.run()
+    (r,) = read_metrics(tmp_path / "run")
+    assert r["trained_groups"] > 0  # the length reward varies within groups
+    assert r["sampling/logp_diff_mean"] > 1e-4
+    assert load_config("recipes/basic_arithmetic.yaml").rollout.dtype == "bfloat16"
