@@ -262,7 +262,11 @@ class VLLMEngine:
         if self._asleep:
             self.llm.wake_up(tags=["weights"])
         sd = merged_state_dict(model, trainable_only=partial, buffers=self._merge_buffers)
-        self._load(sd.items())
+        _DropKnownNoise.partial_sync = partial
+        try:
+            self._load(sd.items())
+        finally:
+            _DropKnownNoise.partial_sync = False
         self.llm.reset_prefix_cache()
         self.model = self._synced_model = model
         self._weights_stale = False
@@ -338,15 +342,22 @@ class _DropKnownNoise(logging.Filter):
 
     NOISE = ("doesn't allow to use `torch.set_num_threads`", "RotaryEmbedding: Failed to load weights",
              "not found in LD_PRELOAD")
+    # A partial sync (VLLMEngine.update_weights) leaves the untouched weights out on purpose; vLLM then lists every
+    # one of them. Dropped only while a partial sync runs: after a full sync the list would mean a real gap.
+    PARTIAL_ONLY = ("Following weights were not loaded from checkpoint", "Failed to load weights")
+    partial_sync = False
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
+        if _DropKnownNoise.partial_sync and any(n in msg for n in self.PARTIAL_ONLY):
+            return False
         return not any(n in msg for n in self.NOISE)
 
 
 def _quiet_vllm_logs() -> None:
     # Filters on the emitting loggers themselves: vLLM re-applies its dictConfig (new handlers) during start-up.
-    for name in ("vllm.v1.worker.cpu_worker", "vllm.model_executor.model_loader.reload.layerwise"):
+    for name in ("vllm.v1.worker.cpu_worker", "vllm.model_executor.model_loader.reload.layerwise",
+                 "vllm.model_executor.model_loader.reload.inplace"):
         lg = logging.getLogger(name)
         if not any(isinstance(f, _DropKnownNoise) for f in lg.filters):
             lg.addFilter(_DropKnownNoise())

