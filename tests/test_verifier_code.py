@@ -1,0 +1,125 @@
+"""The code verifier on real data and on each reference format: HumanEval's 164 canonical solutions score 1 and
+wrong ones score below 1; MBPP asserts and stdin/stdout cases are scored per test; extraction and errors."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from verifiers import get_verifier
+from verifiers.code import CodeVerifier, build_job, extract_program
+from verifiers.code.humaneval import load_humaneval
+
+
+@pytest.fixture(scope="module")
+def verifier():
+    v = get_verifier("code", timeout=10.0)
+    yield v
+    v.close()
+
+
+@pytest.fixture(scope="module")
+def problems():
+    return load_humaneval()
+
+
+def test_all_164_canonical_solutions_pass(verifier, problems):
+    assert len(problems) == 164
+    verdicts = verifier.verify_batch([(p["canonical_solution"], p["reference"]) for p in problems])
+    failed = [(p["task_id"], v.score, v.detail.get("error"), v.error) for p, v in zip(problems, verdicts)
+              if v.score != 1.0 or not v.passed]
+    assert failed == []
+    assert all(len(v.detail["tests"]) >= 1 for v in verdicts)
+
+
+def _wrong(p) -> str:
+    """The canonical solution with its return value perturbed (a different value of the same type), as a full
+    function: the verifier must prepend the prompt's imports and helpers itself."""
+    entry = p["reference"]["entry_point"]
+    return (p["prompt"].replace(f"def {entry}(", f"def _orig_{entry}(", 1) + p["canonical_solution"] + "\n\n"
+            f"def {entry}(*args, **kwargs):\n"
+            f"    r = _orig_{entry}(*args, **kwargs)\n"
+            "    if isinstance(r, bool): return not r\n"
+            "    if isinstance(r, (int, float)): return r + 1\n"
+            "    if isinstance(r, str): return r + 'x'\n"
+            "    if isinstance(r, list): return r + [None]\n"
+            "    if isinstance(r, tuple): return r + (None,)\n"
+            "    if r is None: return 0\n"
+            "    return None\n")
+
+
+def test_mutated_wrong_solutions_score_below_one(verifier, problems):
+    verdicts = verifier.verify_batch([("```python\n" + _wrong(p) + "```", p["reference"]) for p in problems])
+    not_caught = [p["task_id"] for p, v in zip(problems, verdicts) if v.score >= 1.0 or v.passed]
+    assert not_caught == []
+    # partial credit exists: some perturbed solutions still pass some asserts
+    assert any(0 < v.score < 1 for v in verdicts)
+
+
+def test_humaneval_completion_as_continuation_or_full_function(verifier, problems):
+    p = next(p for p in problems if p["task_id"] == "HumanEval/0")
+    body = p["canonical_solution"]
+    assert verifier.verify(body, p["reference"]).score == 1.0                      # continuation of the prompt
+    full = "Here you go:\n```python\n" + p["prompt"] + body + "```\nDone."
+    assert verifier.verify(full, p["reference"]).score == 1.0                     # fenced full function
+    job = build_job(extract_program(full), p["reference"])
+    assert "from typing import List" in job["program"] and job["mode"] == "call"
+
+
+def test_mbpp_asserts_are_scored_one_by_one(verifier):
+    ref = {"test_list": ["assert sq(2) == 4", "assert sq(-3) == 9", "assert sq(0) == 0"],
+           "test_imports": ["import math"]}
+    good = verifier.verify("```python\ndef sq(x):\n    return x * x\n```", ref)
+    assert (good.score, good.passed, good.detail["tests"]) == (1.0, True, [True, True, True])
+    half = verifier.verify("def sq(x):\n    return x * abs(x)", ref)
+    assert half.score == pytest.approx(2 / 3) and half.detail["tests"] == [True, False, True]
+    as_list = verifier.verify("def sq(x):\n    return x ** 2", ["assert sq(5) == 25", "assert math.sqrt(sq(4)) == 4"])
+    assert as_list.detail["tests"] == [True, False]  # `math` was not imported by the reference: that test errors
+
+
+def test_stdio_cases_compare_whole_outputs(verifier):
+    cases = [{"input": "1 2\n", "output": "3\n"}, {"input": "5 7\n", "output": "12\n"},
+             {"input": "0.1 0.2\n", "output": "0.3\n"}]
+    prog = "```python\na, b = map(float, input().split())\nr = a + b\nprint(int(r) if r == int(r) else r)\n```"
+    v = verifier.verify(prog, cases)
+    assert v.detail["tests"] == [True, True, True]                 # 0.30000000000000004 within 1e-6 of 0.3
+    prefix = verifier.verify("print(3)\nprint(4)", [{"input": "", "output": "3\n4\n5\n"}])
+    assert prefix.score == 0.0                                     # a prefix of the expected output is not a pass
+    extra = verifier.verify("print(3)\nprint(4)", [{"input": "", "output": "3\n"}])
+    assert extra.score == 0.0
+    apps = verifier.verify("import sys\nprint(sys.stdin.read().upper(), end='')", {"inputs": ["ab\n"],
+                                                                                    "outputs": ["AB\n"]})
+    assert apps.score == 1.0
+
+
+def test_bad_inputs_give_zero_with_a_reason(verifier):
+    v = verifier.verify("I don't know how to write this.", ["assert f(1) == 1"])
+    assert v.score == 0.0
+    assert verifier.verify("", ["assert f(1) == 1"]).detail["reason"] == "no_code"
+    bad = verifier.verify("def f(): pass", {"nonsense": 1})
+    assert bad.score == 0.0 and "unknown code reference format" in bad.error
+    syntax = verifier.verify("def f(:\n", ["assert f() == 1"])
+    assert syntax.score == 0.0 and "SyntaxError" in syntax.detail["error"]
+
+
+def test_extract_program_takes_the_last_python_block():
+    text = "```text\nnot code\n```\n```python\nx = 1\n```\nthen\n```py\nx = 2\n```"
+    assert extract_program(text) == "x = 2"
+    assert extract_program("def f():\n    return 1") == "def f():\n    return 1"
+    assert extract_program("```python\ndef f():\n    return 1") == "def f():\n    return 1"  # unterminated fence
+
+
+def test_verifier_pickles_without_its_pool(verifier):
+    verifier.verify("def f():\n    return 1", ["assert f() == 1"])
+    clone = pickle.loads(pickle.dumps(verifier))
+    assert clone._pool is None and isinstance(clone, CodeVerifier)
+    try:
+        assert clone.verify("def f():\n    return 1", ["assert f() == 1"]).score == 1.0
+    finally:
+        clone.close()
+
+
+def test_signal_is_external_and_graded():
+    s = CodeVerifier.signal
+    assert (s.source, s.kind, s.cost) == ("external", "graded", "moderate")
