@@ -124,13 +124,36 @@ class RolloutConfig(_Section):
     importance_sampling_cap: float = Field(2.0, gt=0, description="Cap of the truncated importance weights.")
 
 
+ALGORITHM_PRESETS: dict[str, dict[str, Any]] = {
+    # DAPO (Yu et al. 2025, arXiv 2503.14476): token-level loss (eq. 8), clip-higher (eq. 10, eps_high 0.28),
+    # dynamic sampling (eq. 11), overlong filtering (sec. 3.4), no KL. Its soft overlong punishment (eq. 13) needs a
+    # buffer in tokens relative to sampling.max_new_tokens, so set `overlong_buffer` yourself (DAPO: 4096 of 20480).
+    "dapo": {"advantage": "grpo", "loss": "grpo", "epsilon": 0.2, "epsilon_high": 0.28, "beta": 0.0,
+             "group_filter": "dynamic_sampling", "overlong_mask": True},
+    # GSPO (Zheng et al. 2025, arXiv 2507.18071): sequence-level ratio, clip range 3e-4 / 4e-4 (sec. 5.1).
+    "gspo": {"loss": "gspo", "epsilon": 3e-4, "epsilon_high": 4e-4},
+}
+
+
 class AlgorithmConfig(_Section):
     """The RL algorithm, by registry name. See rlvr/algorithms.py for the formulas and papers."""
 
+    preset: Literal["none", "dapo", "gspo"] = Field("none", description="A named bundle of the options below, "
+                                                    "applied when the section is validated (recipe load); options set "
+                                                    "explicitly win. "
+                                                    "`dapo`: loss grpo (token-level), epsilon 0.2, epsilon_high 0.28, "
+                                                    "beta 0, group_filter dynamic_sampling, overlong_mask true (Yu et "
+                                                    "al. 2025, arXiv 2503.14476; set overlong_buffer for its soft "
+                                                    "overlong punishment). `gspo`: loss gspo, epsilon 3e-4, "
+                                                    "epsilon_high 4e-4 (Zheng et al. 2025, arXiv 2507.18071).")
     advantage: str = Field("grpo", description="Advantage estimator: `grpo` (group z-score, Shao et al. 2024, "
-                           "arXiv 2402.03300 eq. 3), `dr_grpo` (group mean only, Liu et al. 2025, arXiv 2503.20783).")
+                           "arXiv 2402.03300 eq. 3), `dr_grpo` (group mean only, Liu et al. 2025, arXiv 2503.20783), "
+                           "`rloo` (leave-one-out mean baseline, Ahmadian et al. 2024, arXiv 2402.14740; Kool et al. "
+                           "2019).")
     loss: str = Field("grpo", description="Policy loss: `grpo` (PPO clipped surrogate, token-level aggregation as in "
-                      "DAPO, Yu et al. 2025, arXiv 2503.14476 eq. 8).")
+                      "DAPO, Yu et al. 2025, arXiv 2503.14476 eq. 8), `grpo_seq` (per-sequence mean first, original "
+                      "GRPO), `gspo` (sequence-level importance ratio and clip, Zheng et al. 2025, arXiv 2507.18071 "
+                      "eq. 5-7; use epsilon 3e-4 / epsilon_high 4e-4, e.g. preset gspo).")
     epsilon: float = Field(0.2, gt=0, description="Lower clip range of the importance ratio (PPO, arXiv 1707.06347).")
     epsilon_high: float | None = Field(None, gt=0, description="Upper clip range; None = epsilon (DAPO clip-higher "
                                        "uses 0.28).")
@@ -139,6 +162,30 @@ class AlgorithmConfig(_Section):
                                              "'Approximating KL divergence'): k3 is unbiased and non-negative.")
     scale_rewards: Literal["group", "batch", "none"] = Field("group", description="Std used by `grpo` advantages.")
     std_eps: float = Field(1e-4, gt=0, description="Added to the std in the advantage denominator.")
+    group_filter: str = Field("none", description="How a step's batch of groups is built: `none` (the P sampled "
+                              "prompts as they come) or `dynamic_sampling` (DAPO, Yu et al. 2025, arXiv 2503.14476 "
+                              "eq. 11: drop groups whose verifier rewards all tie and sample more prompts until "
+                              "train.prompts_per_step informative groups are collected, at most max_extra_rounds more "
+                              "generation rounds of P prompts; still short, the batch is topped up with tied groups).")
+    max_extra_rounds: int = Field(3, ge=0, description="dynamic_sampling: most extra generation rounds per step "
+                                  "(each samples train.prompts_per_step new prompts; verl's max_num_gen_batches).")
+    overlong_mask: bool = Field(False, description="Overlong filtering: completions cut at sampling.max_new_tokens "
+                                "(finish_reason='length') get no loss (DAPO, arXiv 2503.14476 sec. 3.4); they still "
+                                "count in their group's advantage.")
+    overlong_buffer: int = Field(0, ge=0, description="L_cache of DAPO's soft overlong punishment (arXiv 2503.14476 "
+                                 "eq. 13), in tokens: a completion of length L in (L_max - L_cache, L_max], L_max = "
+                                 "sampling.max_new_tokens, gets reward penalty factor * ((L_max - L_cache) - L) / "
+                                 "L_cache (-1 at L_max). 0 disables it; must be < sampling.max_new_tokens (DAPO: "
+                                 "4096 of 20480).")
+    overlong_penalty_factor: float = Field(1.0, ge=0, description="Scale of the soft overlong penalty (verl's "
+                                           "overlong_buffer.penalty_factor).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") in ALGORITHM_PRESETS:
+            data = {**data, **{k: v for k, v in ALGORITHM_PRESETS[data["preset"]].items() if k not in data}}
+        return data
 
 
 class LoraConfig(_Section):

@@ -147,3 +147,21 @@ class PromptSampler:
             epoch, pos = divmod(k, self.n)
             out.append(self._perm(epoch)[pos])
         return out
+
+    def extra_indices(self, step: int, round: int, exclude: list[int] | set[int] = ()) -> list[int]:
+        """P more prompt indices for extra generation round `round` >= 1 of step `step` (dynamic sampling).
+
+        Drawn without replacement from a stream seeded by (seed, step, round) alone, avoiding `exclude` (the
+        prompts already drawn this step) while enough others remain, so they do not depend on earlier steps and the
+        epoch order of `indices` is untouched: a resumed run draws the same extra prompts.
+        """
+        if round < 1:
+            raise ValueError("extra_indices: round 0 is indices(step); extra rounds start at 1")
+        rng = random.Random(((self.seed * 1_000_003 + step) * 1_000_033 + round) * 7 + 3)
+        excluded = set(exclude)
+        pool = [i for i in range(self.n) if i not in excluded]
+        if len(pool) < self.per_step:
+            pool = list(range(self.n))
+        if len(pool) >= self.per_step:
+            return rng.sample(pool, self.per_step)
+        return [rng.choice(pool) for _ in range(self.per_step)]

@@ -1,7 +1,8 @@
 """The GRPO training loop, readable top to bottom.
 
 One step: take P prompts -> sample G completions each (rollout engine) -> verify -> combine verifier scores into
-rewards [P, G] -> advantages (registry) -> policy loss (registry) on micro-batches of groups -> AdamW step ->
+rewards [P, G] -> group filter (registry; e.g. dynamic sampling draws more rounds of prompts) -> overlong reward
+shaping and loss mask -> advantages (registry) -> policy loss (registry) on micro-batches of groups -> AdamW step ->
 sync the engine -> log, checkpoint.
 
 Simplifications, stated plainly:
@@ -11,13 +12,16 @@ Simplifications, stated plainly:
   * Groups whose rewards are all equal have zero advantage and are skipped in the backward pass; the loss is
     normalised by the tokens of the whole step, so skipping changes nothing but the cost.
   * No dropout anywhere (the model stays in eval mode): sampling and training evaluate the same function.
-  * Every step's randomness is derived from (seed, step), so a resumed run continues exactly as an uninterrupted one.
+  * Every step's randomness is derived from (seed, step) (and the generation round, for extra rounds of dynamic
+    sampling), so a resumed run continues exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 import time
 from pathlib import Path
 
@@ -79,8 +83,55 @@ def _peak_rss_gib() -> float | None:
         return None
 
 
-def _step_seed(seed: int, step: int) -> int:
-    return (seed * 1_000_003 + step * 7919 + 17) % (2**63 - 1)
+def _step_seed(seed: int, step: int, round: int = 0) -> int:
+    """Generation seed of (seed, step, round); round 0 (every step's first generation) keeps the original formula."""
+    return (seed * 1_000_003 + step * 7919 + 17 + round * 104_729) % (2**63 - 1)
+
+
+def check_batch_config(cfg: Config, world_size: int | None = None) -> None:
+    """Cross-section checks of the batch, before anything is loaded. Raises ConfigError naming the fields and the fix.
+
+    `world_size` defaults to the WORLD_SIZE environment variable (torchrun): when > 1, every rank must get the same
+    number of prompts, so train.prompts_per_step must be a multiple of it. Micro-batches need no divisibility: the
+    loss is normalised by the whole step's tokens, so a smaller last micro-batch is exact (tests/test_algorithms.py).
+    """
+    t, a = cfg.train, cfg.algorithm
+    if world_size is None:
+        raw = os.environ.get("WORLD_SIZE", "1")
+        try:
+            world_size = int(raw)
+        except ValueError:
+            raise ConfigError(f"WORLD_SIZE={raw!r}: expected a positive integer (set by torchrun)") from None
+    if world_size > 1 and t.prompts_per_step % world_size:
+        lo = max(world_size, t.prompts_per_step // world_size * world_size)
+        raise ConfigError(f"train.prompts_per_step = {t.prompts_per_step} is not divisible by WORLD_SIZE = "
+                          f"{world_size}: each rank needs the same number of prompts; set train.prompts_per_step to "
+                          f"a multiple of {world_size} (e.g. {lo} or {lo + world_size})")
+    if a.overlong_buffer >= cfg.sampling.max_new_tokens:
+        raise ConfigError(f"algorithm.overlong_buffer = {a.overlong_buffer} must be smaller than "
+                          f"sampling.max_new_tokens = {cfg.sampling.max_new_tokens} (the soft overlong penalty ramps "
+                          f"over the last overlong_buffer tokens); lower it or set 0 to disable the penalty")
+
+
+def batch_plan(cfg: Config, max_prompt_tokens: int, world_size: int | None = None) -> dict[str, int]:
+    """The numbers of one optimizer step (validated by check_batch_config first):
+
+    prompts P, group_size G, completions P*G, micro_batches ceil(P / micro_batch_groups) (at most; zero-variance
+    groups may be skipped), max_tokens P*G*(max_prompt_tokens + max_new_tokens) (the padded bound of the trained
+    batch), max_generation_rounds (1, or 1 + algorithm.max_extra_rounds with a group filter other than `none`),
+    max_completions_generated (rounds * P * G) and world_size.
+    """
+    check_batch_config(cfg, world_size)
+    t = cfg.train
+    P, G = t.prompts_per_step, t.group_size
+    rounds = 1 + cfg.algorithm.max_extra_rounds if cfg.algorithm.group_filter != "none" else 1
+    return {"prompts": P, "group_size": G, "completions": P * G,
+            "micro_batches": math.ceil(P / t.micro_batch_groups),
+            "micro_batch_groups": min(t.micro_batch_groups, P),
+            "max_prompt_tokens": max_prompt_tokens,
+            "max_tokens": P * G * (max_prompt_tokens + cfg.sampling.max_new_tokens),
+            "max_generation_rounds": rounds, "max_completions_generated": rounds * P * G,
+            "world_size": int(os.environ.get("WORLD_SIZE", "1")) if world_size is None else world_size}
 
 
 class Trainer:
@@ -92,11 +143,13 @@ class Trainer:
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
+        check_batch_config(cfg)
+        self.adv_fn = _lookup(algorithms.get_advantage, cfg.algorithm.advantage, "algorithm.advantage")
+        self.loss_fn = _lookup(algorithms.get_policy_loss, cfg.algorithm.loss, "algorithm.loss")
+        self.group_filter = _lookup(algorithms.get_group_filter, cfg.algorithm.group_filter, "algorithm.group_filter")
         torch.set_num_threads(cfg.threads)
         self.run_dir = resolve_run_dir(cfg)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.adv_fn = _lookup(algorithms.get_advantage, cfg.algorithm.advantage, "algorithm.advantage")
-        self.loss_fn = _lookup(algorithms.get_policy_loss, cfg.algorithm.loss, "algorithm.loss")
         self.splits = load_splits(cfg.data)
         self.reward = Reward(cfg.verifiers)
         from verifiers import get_verifier
@@ -157,39 +210,73 @@ class Trainer:
 
     def train_step(self, step: int) -> tuple[dict[str, float], list[dict]]:
         """Run optimizer step `step` (0-based). Returns (metrics, rollout records)."""
-        cfg, G = self.cfg, self.cfg.train.group_size
+        cfg, G, alg = self.cfg, self.cfg.train.group_size, self.cfg.algorithm
         t0 = time.perf_counter()
-        idx = self.sampler.indices(step)
-        prompts = [self.train_prompt_ids[i] for i in idx]
-        groups = self.engine.generate(prompts, G, self.params, seed=_step_seed(cfg.seed, step))
-        t_gen = time.perf_counter()
+        rounds: list[dict] = []  # per generation round: prompt indices, groups, verdicts, verifier rewards
+        timing = {"generate": 0.0, "verify": 0.0}
 
-        questions = [self.splits.train[i]["prompt"] for i in idx]
-        refs = [self.splits.train[i]["reference"] for i in idx]
+        def draw(r: int) -> torch.Tensor:
+            """Generation round r of this step: prompts from (seed, step, r), completions, verifier rewards [n, G]."""
+            ta = time.perf_counter()
+            if r == 0:
+                idx = self.sampler.indices(step)
+            else:
+                idx = self.sampler.extra_indices(step, r, exclude=[i for rd in rounds for i in rd["idx"]])
+            groups = self.engine.generate([self.train_prompt_ids[i] for i in idx], G, self.params,
+                                          seed=_step_seed(cfg.seed, step, r))
+            tb = time.perf_counter()
+            questions = [self.splits.train[i]["prompt"] for i in idx]
+            refs = [self.splits.train[i]["reference"] for i in idx]
+            texts = [c.text for g in groups for c in g.completions]
+            flat_rewards, verdicts, reward_metrics = self.reward(
+                texts, [x for x in refs for _ in range(G)], [q for q in questions for _ in range(G)], G)
+            rewards = flat_rewards.view(len(groups), G)
+            rounds.append({"idx": idx, "groups": groups, "questions": questions, "refs": refs, "rewards": rewards,
+                           "verdicts": [verdicts[k * G:(k + 1) * G] for k in range(len(groups))],
+                           "reward_metrics": reward_metrics, "n": len(texts)})
+            timing["generate"] += tb - ta
+            timing["verify"] += time.perf_counter() - tb
+            return rewards
+
+        selection, filter_metrics = self.group_filter(draw, cfg.train.prompts_per_step, alg)
+        pick = lambda key: [rounds[r][key][g] for r, g in selection]  # noqa: E731
+        idx, groups, questions, refs, group_verdicts = (pick(k) for k in ("idx", "groups", "questions", "refs",
+                                                                          "verdicts"))
+        rewards = torch.stack(pick("rewards")) if selection else torch.zeros(0, G)  # verifier rewards [n, G]
+        verdicts = [vd for gv in group_verdicts for vd in gv]
         texts = [c.text for g in groups for c in g.completions]
-        flat_refs = [r for r in refs for _ in range(G)]
+        flat_refs = [x for x in refs for _ in range(G)]
         flat_q = [q for q in questions for _ in range(G)]
-        flat_rewards, verdicts, reward_metrics = self.reward(texts, flat_refs, flat_q, G)
-        rewards = flat_rewards.view(len(groups), G)
-        t_ver = time.perf_counter()
+        # verifier metrics over every completion generated this step (dropped groups included), count-weighted
+        n_all = sum(rd["n"] for rd in rounds)
+        reward_metrics = {k: sum(rd["reward_metrics"][k] * rd["n"] for rd in rounds) / max(n_all, 1)
+                          for k in rounds[0]["reward_metrics"]}
 
-        advantages = self.adv_fn(rewards, cfg.algorithm)
         lengths = torch.tensor([[len(c.token_ids) for c in g.completions] for g in groups])
         truncated = torch.tensor([[c.finish_reason == "length" for c in g.completions] for g in groups])
-        informative = (rewards.max(-1).values != rewards.min(-1).values)
+        penalty = algorithms.soft_overlong_penalty(lengths, cfg.sampling.max_new_tokens, alg.overlong_buffer,
+                                                   alg.overlong_penalty_factor)
+        trained_rewards = rewards + penalty  # what the advantage sees
+        loss_weights = algorithms.overlong_loss_weights(truncated, alg.overlong_mask)  # [n, G] in {0, 1}
+        advantages = self.adv_fn(trained_rewards, alg)
+        informative = (trained_rewards.max(-1).values != trained_rewards.min(-1).values)
         active = [i for i in range(len(groups)) if informative[i] or not cfg.train.skip_zero_variance_groups]
-        step_tokens, step_sequences = int(lengths.sum()), len(groups) * G
+        step_tokens, step_sequences = int((lengths * loss_weights).sum()), int(loss_weights.sum())
 
-        train_metrics = self._policy_update(groups, advantages, active, step_tokens, step_sequences)
+        t_ver = time.perf_counter()
+        train_metrics = self._policy_update(groups, advantages, active, step_tokens, step_sequences, loss_weights)
         t_train = time.perf_counter()
 
         classes = [[verdicts[gi * G + j].answer_class for j in range(G)] for gi in range(len(groups))]
         metrics = rollout_stats(rewards, lengths, truncated, classes)
         metrics.update(reward_metrics)
+        metrics.update(filter_metrics)
         metrics.update(train_metrics)
         metrics.update({
             "trained_groups": len(active), "num_tokens": step_tokens, "lr": self.optimizer.param_groups[0]["lr"],
-            "time/generate": t_gen - t0, "time/verify": t_ver - t_gen,
+            "overlong/penalty_mean": float(penalty.mean()) if penalty.numel() else 0.0,
+            "overlong/masked_frac": float(1.0 - loss_weights.mean()) if loss_weights.numel() else 0.0,
+            "time/generate": timing["generate"], "time/verify": timing["verify"],
             "time/train": t_train - t_ver - train_metrics.get("time/sync", 0.0),
             "time/step": t_train - t0,
         })
@@ -205,8 +292,10 @@ class Trainer:
                    for gi, g in enumerate(groups) for j, c in enumerate(g.completions)]
         return metrics, records
 
-    def _policy_update(self, groups, advantages, active, step_tokens, step_sequences) -> dict[str, float]:
-        """Backward over micro-batches of the `active` groups, clip, AdamW step, engine sync. Returns metrics:
+    def _policy_update(self, groups, advantages, active, step_tokens, step_sequences, loss_weights=None
+                       ) -> dict[str, float]:
+        """Backward over micro-batches of the `active` groups, clip, AdamW step, engine sync. `loss_weights` [n, G]
+        (None: all 1) multiply each completion's loss mask (overlong filtering). Returns metrics:
         loss, grad_norm, entropy, the loss's own stats, and sampling/logp_diff_{mean,max} (|trainer - engine|
         log-prob of the sampled tokens; near 0 unless the engine is stale)."""
         cfg, G = self.cfg, self.cfg.train.group_size
@@ -229,9 +318,10 @@ class Trainer:
                 is_w, is_stats = algorithms.truncated_is_weights(logprobs, sampled, mask,
                                                                  cfg.rollout.importance_sampling_cap)
                 _accumulate(is_acc, is_stats)
+            loss_mask = mask if loss_weights is None else mask * loss_weights[mb].reshape(-1, 1).to(mask.dtype)
             inputs = algorithms.LossInputs(
                 logprobs=logprobs, old_logprobs=logprobs.detach(), advantages=advantages[mb].reshape(-1),
-                mask=mask, ref_logprobs=ref_lp, step_tokens=step_tokens, step_sequences=step_sequences,
+                mask=loss_mask, ref_logprobs=ref_lp, step_tokens=step_tokens, step_sequences=step_sequences,
                 is_weights=is_w)
             loss, stats = self.loss_fn(inputs, cfg.algorithm)
             loss.backward()
@@ -387,13 +477,22 @@ class Trainer:
         return summary
 
     def _print_plan(self) -> None:
-        c = self.cfg
+        c, a = self.cfg, self.cfg.algorithm
         n_params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        plan = batch_plan(c, max((len(p) for p in self.train_prompt_ids), default=0))
         _say(f"rlvr: {c.model} | train {len(self.train_prompt_ids)} / held-out {len(self.eval_prompt_ids)} problems | "
-             f"{c.train.steps} steps x {c.train.prompts_per_step} prompts x G={c.train.group_size} "
-             f"= {c.train.prompts_per_step * c.train.group_size} completions/step, micro-batch "
-             f"{c.train.micro_batch_groups} groups | {n_params/1e6:.2f}M trainable params | "
-             f"{c.algorithm.advantage}/{c.algorithm.loss} | rollouts: {self.engine_name} | run dir {self.run_dir}")
+             f"{n_params/1e6:.2f}M trainable params | rollouts: {self.engine_name} | run dir {self.run_dir}")
+        gen = (f" | generation: up to {plan['max_generation_rounds']} rounds = {plan['max_completions_generated']} "
+               f"completions ({a.group_filter})" if plan["max_generation_rounds"] > 1 else "")
+        _say(f"rlvr: batch plan: {c.train.steps} steps x P={plan['prompts']} prompts x G={plan['group_size']} = "
+             f"{plan['completions']} completions/step | {plan['micro_batches']} micro-batches of <= "
+             f"{plan['micro_batch_groups']} groups | <= {plan['max_tokens']} tokens/step "
+             f"(P*G*({plan['max_prompt_tokens']} prompt + {c.sampling.max_new_tokens} new)){gen}"
+             + (f" | WORLD_SIZE {plan['world_size']}: {plan['prompts'] // plan['world_size']} prompts/rank"
+                if plan["world_size"] > 1 else ""))
+        _say(f"rlvr: algorithm: preset {a.preset} | advantage {a.advantage} | loss {a.loss} (epsilon {a.epsilon}/"
+             f"{a.epsilon_high if a.epsilon_high is not None else a.epsilon}, beta {a.beta}) | group_filter "
+             f"{a.group_filter} | overlong_mask {a.overlong_mask} | overlong_buffer {a.overlong_buffer}")
 
 
 def _accumulate(acc: dict[str, float], stats: dict[str, float]) -> None:

@@ -177,3 +177,113 @@ def test_bf16_vllm_engine_mismatch_is_measured_and_eval_uses_the_policy(tiny_mod
     assert r["trained_groups"] > 0  # the length reward varies within groups
     assert r["sampling/logp_diff_mean"] > 1e-4
     assert load_config("recipes/basic_arithmetic.yaml").rollout.dtype == "bfloat16"
+
+
+# ---------------------------------------------------------------------------------------------- DAPO / GSPO / plan
+
+from verifiers import SignalSpec, Verdict, Verifier  # noqa: E402
+
+from rlvr import algorithms  # noqa: E402
+from rlvr.errors import ConfigError  # noqa: E402
+from rlvr.trainer import batch_plan, check_batch_config  # noqa: E402
+
+
+class OddTieVerifier(Verifier):
+    """Ties every group whose reference is odd (score 0), else the toy length score: some groups carry no signal."""
+
+    name = "toy_odd_tie"
+    signal = SignalSpec(kind="graded", deterministic=True, source="external", cost="cheap")
+
+    def _verify(self, completion, reference, *, prompt=None):
+        score = 0.0 if int(reference) % 2 else (len(completion) % 5) / 4
+        return Verdict(score=score, passed=None, answer_class=completion[:3] or None)
+
+
+def _odd_tie_cfg(tiny_model_dir, run_dir, *extra):
+    return _cfg(tiny_model_dir, run_dir, "verifiers=[{name: 'tests.test_train:OddTieVerifier'}]",
+                "eval.at_start=false", "eval.at_end=false", "monitor.enabled=false", *extra)
+
+
+def test_dapo_dynamic_sampling_refills_informative_groups_deterministically(tiny_model_dir, tmp_path, capsys):
+    cfg = _odd_tie_cfg(tiny_model_dir, tmp_path / "a", "algorithm.preset=dapo", "algorithm.max_extra_rounds=4")
+    assert cfg.algorithm.group_filter == "dynamic_sampling" and cfg.algorithm.epsilon_high == 0.28
+    tr = Trainer(cfg)
+    first = tr.sampler.indices(0)
+    # precondition: round 0 has a tied (odd-reference) prompt, so the batch must be refilled from extra rounds
+    assert any(int(tr.splits.train[i]["reference"]) % 2 for i in first)
+    metrics, records = tr.train_step(0)
+    rounds = int(metrics["dynamic_sampling/rounds"])
+    assert rounds >= 2 and metrics["dynamic_sampling/prompts_sampled"] == 2 * rounds
+    assert metrics["dynamic_sampling/filled_tied"] == 0
+    assert metrics["trained_groups"] == 2 and metrics["informative_group_frac"] == 1.0
+    assert len(records) == 2 * 4
+    picked = list(dict.fromkeys(r["prompt_index"] for r in records))
+    assert all(int(tr.splits.train[i]["reference"]) % 2 == 0 for i in picked)  # no tied group was trained on
+    drawn = list(first)
+    for r in range(1, rounds):
+        drawn += tr.sampler.extra_indices(0, r, exclude=drawn)
+    assert set(picked) <= set(drawn) and not set(picked) <= set(first)
+    tr._print_plan()
+    out = capsys.readouterr().out
+    assert "P=2 prompts x G=4 = 8 completions/step" in out and "up to 5 rounds = 40 completions" in out
+
+    again_metrics, again = Trainer(_odd_tie_cfg(tiny_model_dir, tmp_path / "b", "algorithm.preset=dapo",
+                                                "algorithm.max_extra_rounds=4")).train_step(0)
+    assert again == records  # same (seed, step): same extra prompts, completions, rewards, advantages
+    assert _strip_times([again_metrics]) == _strip_times([metrics])
+
+
+def test_overlong_penalty_and_mask_reach_the_advantage_and_loss(tiny_model_dir, tmp_path):
+    cfg = _cfg(tiny_model_dir, tmp_path / "run", "algorithm.advantage=dr_grpo", "algorithm.loss=gspo",
+               "algorithm.overlong_buffer=4", "algorithm.overlong_penalty_factor=0.5", "algorithm.overlong_mask=true",
+               "eval.at_start=false", "eval.at_end=false", "monitor.enabled=false")
+    tr = Trainer(cfg)
+    seen = []
+    real = tr.engine.generate
+
+    def spy(*a, **k):
+        out = real(*a, **k)
+        seen.extend(out)
+        return out
+
+    tr.engine.generate = spy
+    metrics, records = tr.train_step(0)
+    lengths = [len(c.token_ids) for g in seen for c in g.completions]
+    # L_max 8, L_cache 4, factor 0.5: penalty 0.5 * (4 - L) / 4 for L in 5..8, else 0
+    pen = [0.5 * (4 - n) / 4 if n > 4 else 0.0 for n in lengths]
+    assert metrics["overlong/penalty_mean"] == pytest.approx(sum(pen) / len(pen), abs=1e-6)
+    assert any(p < 0 for p in pen)  # the tiny random model runs into the cap
+    truncated = [r["finish_reason"] == "length" for r in records]
+    assert metrics["overlong/masked_frac"] == pytest.approx(sum(truncated) / len(truncated))
+    kept_tokens = sum(n for n, t in zip(lengths, truncated) if not t)
+    assert metrics["num_tokens"] == kept_tokens
+    for gi in range(2):  # dr_grpo on shaped rewards: (r + p) - mean(r + p)
+        shaped = [records[gi * 4 + j]["reward"] + pen[gi * 4 + j] for j in range(4)]
+        want = [x - sum(shaped) / 4 for x in shaped]
+        assert [records[gi * 4 + j]["advantage"] for j in range(4)] == pytest.approx(want, abs=1e-6)
+    assert math.isfinite(metrics["loss"])
+
+
+def test_batch_plan_numbers_and_errors_name_the_fields(tiny_model_dir, tmp_path, monkeypatch):
+    cfg = load_config(None, ["train.prompts_per_step=8", "train.group_size=4", "train.micro_batch_groups=3",
+                             "sampling.max_new_tokens=24"])
+    plan = batch_plan(cfg, max_prompt_tokens=100, world_size=1)
+    assert (plan["completions"], plan["micro_batches"], plan["max_tokens"]) == (32, 3, 8 * 4 * (100 + 24))
+    assert plan["max_generation_rounds"] == 1
+    dapo = load_config(None, ["algorithm.preset=dapo", "algorithm.max_extra_rounds=2"])
+    assert batch_plan(dapo, 10, world_size=1)["max_completions_generated"] == 3 * 8 * 8
+    assert batch_plan(cfg, 100, world_size=4)["world_size"] == 4
+    with pytest.raises(ConfigError, match=r"train\.prompts_per_step = 8 is not divisible by WORLD_SIZE = 3.*e\.g\. 6 "
+                                          r"or 9"):
+        check_batch_config(cfg, world_size=3)
+    with pytest.raises(ConfigError, match=r"algorithm\.overlong_buffer = 24 .*sampling\.max_new_tokens = 24"):
+        check_batch_config(load_config(None, ["algorithm.overlong_buffer=24"]), world_size=1)
+    # Trainer start: the checks and the registry names fail before anything is loaded
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    with pytest.raises(ConfigError, match="WORLD_SIZE = 3"):
+        Trainer(_cfg(tiny_model_dir, tmp_path / "r1"))
+    monkeypatch.delenv("WORLD_SIZE")
+    for field, known in (("advantage", "rloo"), ("loss", "gspo"), ("group_filter", "dynamic_sampling")):
+        with pytest.raises(ConfigError, match=rf"algorithm\.{field} = 'nope'.*{known}"):
+            Trainer(_cfg(tiny_model_dir, tmp_path / "r2", f"algorithm.{field}=nope"))
+    assert set(algorithms.GROUP_FILTERS) >= {"none", "dynamic_sampling"}
