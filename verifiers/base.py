@@ -195,6 +195,11 @@ class Verifier(abc.ABC):
         SIGNAL_DRIFT when it changes during the run, and CLOSED_LOOP when a judge's identity is the policy's."""
         return None
 
+    def judge_models(self) -> list[str]:
+        """Paths or ids of the models that judge for this verifier ([] by default: no judge). The training monitor
+        raises CLOSED_LOOP (critical) when one of them is the policy's model (same string, or the same folder)."""
+        return []
+
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state.pop("_stats_lock", None)

@@ -12,6 +12,10 @@ ENTRY_POINT_GROUP = "rlvr.verifiers"
 
 _REGISTRY: dict[str, type[Verifier]] = {}
 
+# Built-ins registered by their module's @register_verifier but imported on first lookup (the module imports
+# this one, so it cannot be imported here at load time).
+_LAZY_BUILTINS = {"rubric": ".rubric", "code": ".code"}
+
 V = TypeVar("V", bound=type[Verifier])
 
 
@@ -52,7 +56,7 @@ def register_verifier(name: str) -> Callable[[V], V]:
 
 def list_verifiers() -> list[str]:
     """Sorted names accepted by :func:`get_verifier`: registered ones and entry-point ones."""
-    return sorted(set(_REGISTRY) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+    return sorted(set(_REGISTRY) | set(_LAZY_BUILTINS) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
 
 
 def get_verifier(spec: str, **kwargs) -> Verifier:
@@ -67,6 +71,8 @@ def get_verifier(spec: str, **kwargs) -> Verifier:
         ImportError: the module of an import path or entry point cannot be imported.
         TypeError: the object found is not a ``Verifier`` subclass.
     """
+    if spec not in _REGISTRY and spec in _LAZY_BUILTINS:
+        importlib.import_module(_LAZY_BUILTINS[spec], __package__)
     if spec in _REGISTRY:
         return _REGISTRY[spec](**kwargs)
     if ":" in spec:

@@ -32,11 +32,25 @@ class Signal:
     weight: float
     spec: Any  # verifiers.SignalSpec
     identity: Callable[[], str | None] | None = None
+    judge_models: Callable[[], list[str]] | None = None  # the verifier's judge_models(): paths/ids of its judges
 
 
 def signals_from_verifiers(weighted: list[tuple[str, Any, float]]) -> list[Signal]:
     """[(name, verifier, weight)] (as in rlvr.trainer.Reward.verifiers) -> Signals."""
-    return [Signal(n, w, v.signal, getattr(v, "identity", None)) for n, v, w in weighted]
+    return [Signal(n, w, v.signal, getattr(v, "identity", None), getattr(v, "judge_models", None))
+            for n, v, w in weighted]
+
+
+def same_model(a: str, b: str) -> bool:
+    """Two model references name the same model: equal strings, or existing paths to the same folder/file."""
+    if a == b:
+        return True
+    try:
+        import os
+
+        return os.path.exists(a) and os.path.exists(b) and os.path.realpath(a) == os.path.realpath(b)
+    except (OSError, ValueError):
+        return False
 
 
 def _nan(x: float | None) -> float:
@@ -115,7 +129,10 @@ class Monitor:
             out += [a] if a else []
         if self.cfg.declared_checks and self.policy_identity:
             for s in self.signals:
-                if s.spec.source == "judge" and self.identities.get(s.name) == self.policy_identity:
+                models = list(s.judge_models() or []) if s.judge_models else []
+                ident = self.identities.get(s.name)
+                if s.spec.source == "judge" and (ident == self.policy_identity or any(
+                        same_model(m, self.policy_identity) for m in models)):
                     a = self.tracker.update("CLOSED_LOOP", f"judge_is_policy:{s.name}", "critical", True, 0, 1,
                                             {}, {"judge": s.name, "identity": self.policy_identity})
                     out += [a] if a else []
