@@ -22,6 +22,7 @@ does and does not contain, is in `verifiers/code/sandbox.py` (threat model) and 
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from typing import Any
 
@@ -48,6 +49,7 @@ def _defines(program: str, name: str) -> bool:
     return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name for n in tree.body)
 
 
+@functools.lru_cache(maxsize=1024)
 def _prompt_header(prompt: str, entry: str) -> str:
     """The HumanEval prompt without the entry point's stub: its imports and helper functions."""
     try:

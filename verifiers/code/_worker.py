@@ -145,9 +145,7 @@ def _close_all_but(keep: set[int]) -> None:
 
 
 def _libc_prctl(option: int, arg: int) -> None:
-    import ctypes
-
-    ctypes.CDLL(None).prctl(option, arg, 0, 0, 0)
+    _lockdown._libc.prctl(option, arg, 0, 0, 0)
 
 
 class _CappedBytes(io.BytesIO):
