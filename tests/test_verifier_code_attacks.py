@@ -358,3 +358,34 @@ def test_weaker_tier_than_required_is_refused():
         SandboxPool(workers=1, tier="landlock", require_tier="bwrap", limits=Limits(timeout=1))
     with pytest.raises(ValueError, match="require_tier"):
         CodeVerifier(require_tier="docker")
+
+
+def test_the_attacks_work_when_the_lockdown_is_off(tmp_path):
+    """Control: in the `rlimits` tier (no Landlock, no seccomp) the same attack programs succeed, so the zeros above
+    come from the lockdown, not from attack code that could never work."""
+    answers = tmp_path / "answers.txt"
+    answers.write_text("3 42 0")
+    marker = tmp_path / "written"
+    weak = CodeVerifier(timeout=TIMEOUT, workers=1, tier="rlimits", require_tier="rlimits")
+    try:
+        attacks = {
+            "read": f"""
+                def add(a, b):
+                    t = dict(zip([(1, 2), (20, 22), (-5, 5)], map(int, open({str(answers)!r}).read().split())))
+                    return t[(a, b)]""",
+            "fork": """
+                import os
+                def add(a, b):
+                    if os.fork() == 0:
+                        os._exit(0)
+                    return a + b""",
+            "write": f"""
+                def add(a, b):
+                    open({str(marker)!r}, "w").write("x")
+                    return a + b""",
+        }
+        for name, body in attacks.items():
+            assert _run(weak, body).score == 1.0, name
+        assert marker.exists()
+    finally:
+        weak.close()
