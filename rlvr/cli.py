@@ -1,7 +1,9 @@
 """Command line: `rlvr train RECIPE [key=value ...] [--debug]`, `rlvr monitor RUN_DIR [--once]`,
 `rlvr report RUN_DIR [--out DIR]`.
 
-`rlvr train` exits 0 when training finished, 3 when the monitor stopped it (monitor.stop_on_critical).
+`rlvr train` exits 0 when training finished, 3 when the monitor stopped it (monitor.stop_on_critical). Under
+`torchrun --nproc_per_node=N -m rlvr.cli train RECIPE` every rank runs it (data parallel, rlvr/distributed.py);
+rank 0 prints the result and all ranks exit with the same status.
 
 Bad input (missing recipe, unknown key, wrong type, missing column, missing model, G < 2, ...) exits with status 2
 and one line naming the field, the value and what is expected; `--debug` shows the traceback instead.
@@ -36,13 +38,20 @@ def cmd_train(args) -> int:
     from rlvr.config import load_config
 
     cfg = load_config(args.recipe, args.overrides)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise UserError(f"WORLD_SIZE={os.environ['WORLD_SIZE']}: data-parallel training under torchrun is not "
-                        f"implemented yet; launch with `torchrun --nproc_per_node=1` or plain `rlvr train`")
     _quiet_libraries()
+    from rlvr import distributed
     from rlvr.trainer import Trainer
 
-    summary = Trainer(cfg).run()
+    trainer = None
+    try:  # under torchrun every rank runs this; rank 0 writes the run's files and prints the result
+        trainer = Trainer(cfg)
+        summary = trainer.run()
+    finally:
+        if trainer is not None:
+            trainer.close()
+        distributed.shutdown()
+    if not trainer.dist.is_main:
+        return 3 if summary.get("stopped_by_monitor") else 0
     before, after = summary["heldout_pass@1_before"], summary["heldout_pass@1_after"]
     fmt = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
     if summary["heldout_n"]:

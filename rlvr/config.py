@@ -209,6 +209,11 @@ class TrainConfig(_Section):
     skip_zero_variance_groups: bool = Field(True, description="Skip groups whose rewards are all equal in the "
                                             "backward pass: their advantages are 0 so they carry no gradient.")
     dtype: Literal["float32", "bfloat16"] = Field("float32", description="Parameter dtype of the policy.")
+    parallelism: Literal["ddp", "fsdp"] = Field("ddp", description="Under torchrun (WORLD_SIZE > 1): `ddp` = "
+                                                "data parallel, every rank holds the whole policy, generates and "
+                                                "verifies its share of the step's prompts, and gradients are summed "
+                                                "over ranks. `fsdp` (FSDP2, sharded weights on GPU) is not "
+                                                "implemented yet and is refused at start.")
     lora: LoraConfig = Field(default_factory=LoraConfig)
 
 

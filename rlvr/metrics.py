@@ -47,19 +47,43 @@ def rollout_stats(rewards: torch.Tensor, lengths: torch.Tensor, truncated: torch
     }
 
 
+def open_step_log(path: Path, resume_step: int | None):
+    """Open a per-step JSON-lines log (metrics.jsonl, rollouts.jsonl) for appending, line-buffered, after
+    `reset_step_log`."""
+    reset_step_log(path, resume_step)
+    return open(path, "a", buffering=1)
+
+
+def reset_step_log(path: Path, resume_step: int | None) -> None:
+    """Prepare a per-step JSON-lines log (metrics, rollouts, alerts) for a run.
+
+    Fresh run (`resume_step` None): an old file is removed. Resume: rows with "step" > resume_step are dropped (the
+    steps after the checkpoint are run again and logged again), and so is a torn last line left by a kill in the
+    middle of a write. The rewrite is atomic (temporary file + rename)."""
+    path = Path(path)
+    if resume_step is not None and path.exists():
+        kept = []
+        for ln in path.read_text().splitlines():
+            try:
+                row = json.loads(ln)
+            except ValueError:
+                continue
+            if row.get("step", 0) <= resume_step:
+                kept.append(ln)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text("".join(ln + "\n" for ln in kept))
+        os.replace(tmp, path)
+    elif resume_step is None and path.exists():
+        path.unlink()
+
+
 class MetricSink:
     """Appends one JSON line per step to RUN_DIR/metrics.jsonl (flushed, so a crash keeps every finished step)
     and mirrors scalars to TensorBoard when enabled."""
 
     def __init__(self, run_dir: Path, tensorboard: bool, resume_step: int | None = None):
         self.path = Path(run_dir) / "metrics.jsonl"
-        if resume_step is not None and self.path.exists():
-            kept = [ln for ln in self.path.read_text().splitlines() if ln.strip()
-                    and json.loads(ln).get("step", 0) <= resume_step]
-            self.path.write_text("".join(ln + "\n" for ln in kept))
-        elif resume_step is None and self.path.exists():
-            self.path.unlink()
-        self._fh = open(self.path, "a", buffering=1)
+        self._fh = open_step_log(self.path, resume_step)
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -81,6 +105,16 @@ class MetricSink:
         self._fh.close()
         if self._tb is not None:
             self._tb.close()
+
+
+class NullSink:
+    """A MetricSink that writes nothing: what ranks other than 0 log to under torchrun."""
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

@@ -14,28 +14,37 @@ Simplifications, stated plainly:
   * No dropout anywhere (the model stays in eval mode): sampling and training evaluate the same function.
   * Every step's randomness is derived from (seed, step) (and the generation round, for extra rounds of dynamic
     sampling), so a resumed run continues exactly as an uninterrupted one.
+
+Under torchrun (WORLD_SIZE = N > 1, rlvr/distributed.py) the step is the same computation, split: each rank
+generates and verifies its contiguous block of the round's prompts (sampling is seeded per global prompt index, so
+the completions equal a single process's), then every rank gathers the whole round (completions, rewards, verdicts:
+small objects), so the group filter, advantages (batch-level statistics included), the loss normalisers and the
+metrics see the global batch exactly as one process would. The step's micro-batches are dealt to the ranks in
+contiguous blocks, gradients are summed over ranks (each rank's loss is already divided by the global token count),
+and the identical AdamW step keeps the replicas equal. Rank 0 alone writes files, logs, evaluates and runs the
+monitor; its stop decision is broadcast so all ranks stop together.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 
 import torch
 import yaml
 
-from rlvr import algorithms
+from rlvr import algorithms, distributed
 from rlvr.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from rlvr.config import Config, resolve_run_dir
 from rlvr.data import PromptSampler, load_splits, render_prompt
 from rlvr.errors import ConfigError
 from rlvr.evaluation import evaluate
 from rlvr.forward import completion_logprobs
-from rlvr.metrics import MetricSink, read_metrics, rollout_stats
+from rlvr.metrics import MetricSink, NullSink, open_step_log, read_metrics, rollout_stats
 from rlvr.models import load_policy, load_tokenizer, resolve_model
 from rlvr.rollouts import SamplingParams, make_engine, resolve_engine_name
 
@@ -97,11 +106,11 @@ def check_batch_config(cfg: Config, world_size: int | None = None) -> None:
     """
     t, a = cfg.train, cfg.algorithm
     if world_size is None:
-        raw = os.environ.get("WORLD_SIZE", "1")
-        try:
-            world_size = int(raw)
-        except ValueError:
-            raise ConfigError(f"WORLD_SIZE={raw!r}: expected a positive integer (set by torchrun)") from None
+        world_size = distributed.world_size()
+    if t.parallelism == "fsdp":
+        raise ConfigError("train.parallelism = 'fsdp' is not implemented yet: FSDP2 shards parameters across GPUs, "
+                          "and this trainer trains the policy on CPU; use train.parallelism=ddp (replicated "
+                          "weights, gradients summed over ranks)")
     if world_size > 1 and t.prompts_per_step % world_size:
         lo = max(world_size, t.prompts_per_step // world_size * world_size)
         raise ConfigError(f"train.prompts_per_step = {t.prompts_per_step} is not divisible by WORLD_SIZE = "
@@ -131,7 +140,7 @@ def batch_plan(cfg: Config, max_prompt_tokens: int, world_size: int | None = Non
             "max_prompt_tokens": max_prompt_tokens,
             "max_tokens": P * G * (max_prompt_tokens + cfg.sampling.max_new_tokens),
             "max_generation_rounds": rounds, "max_completions_generated": rounds * P * G,
-            "world_size": int(os.environ.get("WORLD_SIZE", "1")) if world_size is None else world_size}
+            "world_size": distributed.world_size() if world_size is None else world_size}
 
 
 class Trainer:
@@ -147,6 +156,7 @@ class Trainer:
         self.adv_fn = _lookup(algorithms.get_advantage, cfg.algorithm.advantage, "algorithm.advantage")
         self.loss_fn = _lookup(algorithms.get_policy_loss, cfg.algorithm.loss, "algorithm.loss")
         self.group_filter = _lookup(algorithms.get_group_filter, cfg.algorithm.group_filter, "algorithm.group_filter")
+        self.dist = distributed.init_from_env()  # rank 0 of 1 unless launched by torchrun
         torch.set_num_threads(cfg.threads)
         self.run_dir = resolve_run_dir(cfg)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -167,6 +177,7 @@ class Trainer:
             self.model = get_peft_model(self.model, LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
                                                                target_modules=lc.target_modules, task_type="CAUSAL_LM"))
         self.model.eval()
+        self.dist.broadcast_params([p for p in self.model.parameters() if p.requires_grad])  # replicas start equal
         self.ref_model = None
         if cfg.algorithm.beta > 0 and not cfg.train.lora.enabled:
             self.ref_model = load_policy(model_path, cfg.train.dtype).requires_grad_(False)
@@ -181,7 +192,7 @@ class Trainer:
         self.params = SamplingParams(cfg.sampling.temperature, cfg.sampling.top_p, cfg.sampling.top_k,
                                      cfg.sampling.max_new_tokens)
         self.monitor = None
-        if cfg.monitor.enabled:
+        if cfg.monitor.enabled and self.dist.is_main:  # on the gathered global batch, rank 0 only
             from rlvr.monitor import Monitor, signals_from_verifiers
 
             self.monitor = Monitor(cfg.monitor, signals_from_verifiers(self.reward.verifiers), run_dir=self.run_dir,
@@ -216,20 +227,24 @@ class Trainer:
         timing = {"generate": 0.0, "verify": 0.0}
 
         def draw(r: int) -> torch.Tensor:
-            """Generation round r of this step: prompts from (seed, step, r), completions, verifier rewards [n, G]."""
+            """Generation round r of this step: prompts from (seed, step, r), completions, verifier rewards [n, G].
+            Under torchrun each rank generates and verifies its block of the prompts; all ranks get the whole round."""
             ta = time.perf_counter()
             if r == 0:
                 idx = self.sampler.indices(step)
             else:
                 idx = self.sampler.extra_indices(step, r, exclude=[i for rd in rounds for i in rd["idx"]])
-            groups = self.engine.generate([self.train_prompt_ids[i] for i in idx], G, self.params,
-                                          seed=_step_seed(cfg.seed, step, r))
+            mine = self.dist.shard(len(idx))  # all of them when alone
+            groups = self.engine.generate([self.train_prompt_ids[i] for i in idx[mine]], G, self.params,
+                                          seed=_step_seed(cfg.seed, step, r), index_offset=mine.start)
             tb = time.perf_counter()
             questions = [self.splits.train[i]["prompt"] for i in idx]
             refs = [self.splits.train[i]["reference"] for i in idx]
             texts = [c.text for g in groups for c in g.completions]
             flat_rewards, verdicts, reward_metrics = self.reward(
-                texts, [x for x in refs for _ in range(G)], [q for q in questions for _ in range(G)], G)
+                texts, [x for x in refs[mine] for _ in range(G)], [q for q in questions[mine] for _ in range(G)], G)
+            groups, flat_rewards, verdicts, reward_metrics = self._gather_round(groups, flat_rewards, verdicts,
+                                                                                reward_metrics)
             rewards = flat_rewards.view(len(groups), G)
             rounds.append({"idx": idx, "groups": groups, "questions": questions, "refs": refs, "rewards": rewards,
                            "verdicts": [verdicts[k * G:(k + 1) * G] for k in range(len(groups))],
@@ -292,9 +307,22 @@ class Trainer:
                    for gi, g in enumerate(groups) for j, c in enumerate(g.completions)]
         return metrics, records
 
+    def _gather_round(self, groups, rewards, verdicts, reward_metrics):
+        """Every rank's share of a generation round, concatenated in rank order (= prompt order); the per-verifier
+        metrics become count-weighted means over all ranks. Unchanged when alone."""
+        if self.dist.world_size == 1:
+            return groups, rewards, verdicts, reward_metrics
+        light = [dataclasses.replace(v, detail={}) for v in verdicts]  # the trainer reads score/class/error only
+        parts = self.dist.all_gather_object((groups, rewards, light, reward_metrics))
+        n = [len(p[2]) for p in parts]
+        metrics = {k: sum(p[3][k] * m for p, m in zip(parts, n)) / max(sum(n), 1) for k in reward_metrics}
+        return ([g for p in parts for g in p[0]], torch.cat([p[1] for p in parts]), [v for p in parts for v in p[2]],
+                metrics)
+
     def _policy_update(self, groups, advantages, active, step_tokens, step_sequences, loss_weights=None
                        ) -> dict[str, float]:
-        """Backward over micro-batches of the `active` groups, clip, AdamW step, engine sync. `loss_weights` [n, G]
+        """Backward over micro-batches of the `active` groups (under torchrun: this rank's contiguous block of the
+        micro-batches, gradients then summed over ranks), clip, AdamW step, engine sync. `loss_weights` [n, G]
         (None: all 1) multiply each completion's loss mask (overlong filtering). Returns metrics:
         loss, grad_norm, entropy, the loss's own stats, and sampling/logp_diff_{mean,max} (|trainer - engine|
         log-prob of the sampled tokens; near 0 unless the engine is stale)."""
@@ -302,8 +330,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss_total, stats_acc, n_mb = 0.0, {}, 0
         ent_sum, n_tok, mismatch, is_acc = 0.0, 0.0, {}, {}
-        for s in range(0, len(active), cfg.train.micro_batch_groups):
-            mb = active[s:s + cfg.train.micro_batch_groups]
+        mbg = cfg.train.micro_batch_groups
+        mbs = [active[s:s + mbg] for s in range(0, len(active), mbg)]
+        for mb in mbs[self.dist.shard(len(mbs))]:  # all of them when alone
             mb_prompts = [groups[i].prompt_ids for i in mb]
             mb_comps = [c for i in mb for c in groups[i].completions]
             logprobs, mask, entropy = completion_logprobs(
@@ -338,9 +367,15 @@ class Trainer:
                     mismatch[k] = min(mismatch.get(k, v), v)
                 else:
                     mismatch[k] = mismatch.get(k, 0.0) + v * float(mask.sum())
+        # totals over ranks (sums; extremes for *_max / *_min); unchanged when alone
+        tot = self.dist.merge_stats({"loss": loss_total, "micro_batches": n_mb, "entropy_sum": ent_sum,
+                                     "tokens": n_tok})
+        loss_total, n_mb, ent_sum, n_tok = tot["loss"], tot["micro_batches"], tot["entropy_sum"], tot["tokens"]
+        stats_acc, mismatch = self.dist.merge_stats({**stats_acc, **is_acc}), self.dist.merge_stats(mismatch)
         if not n_mb:  # every group tied: nothing to learn from this batch
             return {"loss": 0.0, "grad_norm": 0.0}
         params = [p for p in self.model.parameters() if p.requires_grad]
+        self.dist.all_reduce_grads(params)  # sum: every rank's loss is already over the global token count
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm))
         self.optimizer.step()
         t_sync = time.perf_counter()
@@ -348,8 +383,7 @@ class Trainer:
         for k in ("sampling/logp_diff_mean", "sampling/kl"):
             mismatch[k] /= n_tok
         return {"loss": loss_total, "grad_norm": grad_norm, "entropy": ent_sum / n_tok, **mismatch,
-                "time/sync": time.perf_counter() - t_sync,
-                **{k: v / n_mb for k, v in {**stats_acc, **is_acc}.items()}}
+                "time/sync": time.perf_counter() - t_sync, **{k: v / n_mb for k, v in stats_acc.items()}}
 
     def _ref_logprobs(self, prompts, comps):
         with torch.no_grad():
@@ -383,9 +417,14 @@ class Trainer:
                         n_tokens, self.cfg.eval.batch_size, self.run_dir / f"eval_{tag}.jsonl")
 
     def run(self) -> dict:
-        """Train for `train.steps` steps (resuming if asked), evaluate, write summary.json. Returns the summary."""
-        cfg = self.cfg
-        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        """Train for `train.steps` steps (resuming if asked), evaluate, write summary.json. Returns the summary.
+
+        Under torchrun every rank trains; rank 0 alone writes config.yaml, metrics, rollouts, checkpoints, alerts,
+        evaluations and summary.json (the other ranks wait for it at their next collective), and every rank returns
+        rank 0's summary."""
+        cfg, main = self.cfg, self.dist.is_main
+        if main:
+            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         start, state = 0, {"evals": {}}
         if cfg.resume:
             ckpts = list_checkpoints(self.run_dir)
@@ -396,38 +435,43 @@ class Trainer:
                 log.info("resumed from %s (step %d)", ckpts[-1], start)
             else:
                 log.info("resume=true but no checkpoint in %s: starting from step 0", self.run_dir)
-        sink = MetricSink(self.run_dir, cfg.log.tensorboard, resume_step=start if cfg.resume else None)
+        sink = (MetricSink(self.run_dir, cfg.log.tensorboard, resume_step=start if cfg.resume else None) if main
+                else NullSink())
         evals = state.setdefault("evals", {})
-        self._print_plan()
+        if main:
+            self._print_plan()
+        stop_reason = None
         if self.monitor is not None:
             self.monitor.start(resume_step=start if cfg.resume else None, state=state.get("monitor"))
-            if self.monitor.stop_reason and start == 0:
-                _say(f"rlvr: stopped before training by the monitor (monitor.stop_on_critical): "
-                     f"{self.monitor.stop_reason}")
-                sink.close()
-                return self._stop_summary(evals)
-        if cfg.eval.at_start and "0" not in evals and len(self.eval_prompt_ids):
+            stop_reason = self.monitor.stop_reason if start == 0 else None
+        if self.dist.broadcast_object(stop_reason):
+            self._say(f"rlvr: stopped before training by the monitor (monitor.stop_on_critical): {stop_reason}")
+            sink.close()
+            return self._finish(evals, stop_reason, write_adapter=False)
+        if main and cfg.eval.at_start and "0" not in evals and len(self.eval_prompt_ids):
             evals["0"] = self.evaluate("step0")
-            _say(f"held-out pass@1 before training: {_fmt_eval(evals['0'])}")
-        rollouts = open(self.run_dir / "rollouts.jsonl", "a") if cfg.log.save_rollouts else None
-        bar = _progress(cfg, start)
+            self._say(f"held-out pass@1 before training: {_fmt_eval(evals['0'])}")
+        rollouts = (open_step_log(self.run_dir / "rollouts.jsonl", start if cfg.resume else None)
+                    if cfg.log.save_rollouts and main else None)
+        bar = _progress(cfg, start, enabled=main)
         try:
             for step in range(start, cfg.train.steps):
                 metrics, records = self.train_step(step)
                 done = step + 1
                 periodic = cfg.eval.every and done % cfg.eval.every == 0
                 final = done == cfg.train.steps and cfg.eval.at_end
-                if (periodic or final) and len(self.eval_prompt_ids):
+                if main and (periodic or final) and len(self.eval_prompt_ids):
                     evals[str(done)] = self.evaluate(f"step{done}")
                     metrics["eval/pass@1"] = evals[str(done)]["pass@1"]
-                    _say(f"held-out pass@1 after step {done}: {_fmt_eval(evals[str(done)])}")
+                    self._say(f"held-out pass@1 after step {done}: {_fmt_eval(evals[str(done)])}")
                 sink.log(done, metrics)
                 if rollouts is not None:
                     rollouts.writelines(json.dumps(r) + "\n" for r in records)
                     rollouts.flush()
-                stop = self.monitor is not None and self.monitor.stop_reason is not None
-                if ((cfg.log.checkpoint_every and done % cfg.log.checkpoint_every == 0) or done == cfg.train.steps
-                        or stop):
+                # rank 0's monitor decides; every rank stops after the same step
+                stop_reason = self.dist.broadcast_object(self.monitor.stop_reason if self.monitor else None)
+                if main and ((cfg.log.checkpoint_every and done % cfg.log.checkpoint_every == 0)
+                             or done == cfg.train.steps or stop_reason):
                     mon_state = {"monitor": self.monitor.state_dict()} if self.monitor is not None else {}
                     save_checkpoint(self.run_dir, done, self.model, self.optimizer, {"evals": evals, **mon_state},
                                     keep=cfg.log.keep_checkpoints)
@@ -435,27 +479,39 @@ class Trainer:
                 bar.set_postfix_str(f"reward {metrics['reward']:.2f} informative {metrics['informative_group_frac']:.2f}"
                                     f" gen {metrics['time/generate']:.1f}s train {metrics['time/train']:.1f}s"
                                     f" sync {metrics.get('time/sync', 0.0):.2f}s")
-                if stop:
-                    _say(f"rlvr: stopped after step {done} by the monitor (monitor.stop_on_critical): "
-                         f"{self.monitor.stop_reason}; checkpoint kept")
+                if stop_reason:
+                    self._say(f"rlvr: stopped after step {done} by the monitor (monitor.stop_on_critical): "
+                              f"{stop_reason}; checkpoint kept")
                     break
         finally:
             bar.close()
             sink.close()
             if rollouts is not None:
                 rollouts.close()
-        summary = self._summary(evals)
-        if self.monitor is not None and self.monitor.stop_reason:
-            summary["stopped_by_monitor"] = self.monitor.stop_reason
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        if cfg.train.lora.enabled:
-            self.model.save_pretrained(self.run_dir / "final_adapter")
-        return summary
+        return self._finish(evals, stop_reason, write_adapter=cfg.train.lora.enabled)
 
-    def _stop_summary(self, evals: dict) -> dict:
-        summary = {**self._summary(evals), "stopped_by_monitor": self.monitor.stop_reason}
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        return summary
+    def _finish(self, evals: dict, stop_reason: str | None, write_adapter: bool) -> dict:
+        """Rank 0 writes summary.json (and the final LoRA adapter); every rank returns that summary."""
+        summary = None
+        if self.dist.is_main:
+            summary = self._summary(evals)
+            if stop_reason:
+                summary["stopped_by_monitor"] = stop_reason
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            if write_adapter:
+                self.model.save_pretrained(self.run_dir / "final_adapter")
+        return self.dist.broadcast_object(summary)
+
+    def close(self) -> None:
+        """Free the rollout engine now (vLLM: its engine core and its process groups, which must go before
+        torchrun's default group is destroyed; otherwise vLLM's exit hook fails on the destroyed group)."""
+        close = getattr(self.engine, "close", None)
+        if close is not None:
+            close()
+
+    def _say(self, msg: str) -> None:
+        if self.dist.is_main:
+            _say(msg)
 
     def _summary(self, evals: dict) -> dict:
         rows = read_metrics(self.run_dir)
@@ -517,9 +573,9 @@ def _say(msg: str) -> None:
     tqdm.write(msg)
 
 
-def _progress(cfg: Config, start: int):
+def _progress(cfg: Config, start: int, enabled: bool = True):
     from tqdm import tqdm
 
-    return tqdm(total=cfg.train.steps, initial=start, desc="GRPO", unit="step", disable=not cfg.log.progress,
-                dynamic_ncols=True)
+    return tqdm(total=cfg.train.steps, initial=start, desc="GRPO", unit="step",
+                disable=not (cfg.log.progress and enabled), dynamic_ncols=True)
 

@@ -127,3 +127,37 @@ def test_temperature_scales_logprobs(tiny_model, tokenizer):
 def test_unknown_engine_is_named():
     with pytest.raises(KeyError, match="hf"):
         make_engine("nope", None, None)
+
+
+def test_sampling_does_not_depend_on_how_prompts_are_split(tiny_model, tokenizer):
+    """Each prompt's samples are seeded from (seed, global prompt index): generating a slice with its index_offset
+    (what a data-parallel rank does) or one prompt per batch gives the same completions as one call for all."""
+    prompts = _ids(tokenizer, _prompts(tokenizer))
+    p = SamplingParams(max_new_tokens=10)
+    whole = HFEngine(tiny_model, tokenizer).generate(prompts, 4, p, seed=5)
+    split = (HFEngine(tiny_model, tokenizer).generate(prompts[:1], 4, p, seed=5)
+             + HFEngine(tiny_model, tokenizer).generate(prompts[1:], 4, p, seed=5, index_offset=1))
+    single = HFEngine(tiny_model, tokenizer, max_batch_prompts=1).generate(prompts, 4, p, seed=5)
+    toks = lambda gs: [x.token_ids for g in gs for x in g.completions]  # noqa: E731
+    assert toks(split) == toks(whole) == toks(single)
+    assert [g.prompt_index for g in split] == [0, 1, 2]
+    assert len({tuple(t) for t in toks(whole)}) > 1  # samples of a group differ
+    for a, b in zip(whole, split):
+        for x, y in zip(a.completions, b.completions):
+            assert x.logprobs == pytest.approx(y.logprobs, abs=1e-5)
+
+
+def test_inverse_cdf_sampling_follows_the_distribution():
+    from rlvr.rollouts.hf import sample_inverse_cdf
+
+    V = 600  # not a multiple of the 256-token block: the padded tail must never be drawn
+    probs = torch.zeros(V)
+    probs[[0, 255, 256, 599]] = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    n = 100_000
+    u = 1.0 - torch.rand(n, 2, generator=torch.Generator().manual_seed(0))
+    tok = sample_inverse_cdf(probs.expand(n, V), u).squeeze(-1)
+    freq = torch.bincount(tok, minlength=V).float() / n
+    assert set(tok.unique().tolist()) == {0, 255, 256, 599}  # zero-probability tokens never come out
+    assert freq[[0, 255, 256, 599]].tolist() == pytest.approx([0.1, 0.2, 0.3, 0.4], abs=0.006)  # ~4 sigma
+    edge = sample_inverse_cdf(probs.expand(2, V), torch.tensor([[1.0, 1.0], [1e-12, 1e-12]]))
+    assert edge.squeeze(-1).tolist() == [599, 0]

@@ -128,14 +128,10 @@ class AlertLog:
     def reset(self, keep_until_step: int | None) -> None:
         """Fresh run: delete the file. Resume from step k: keep only events with step <= k (a crashed run's later
         events are replayed by the resumed steps)."""
-        if self.path is None or not self.path.exists():
-            return
-        if keep_until_step is None:
-            self.path.unlink()
-            return
-        kept = [ln for ln in self.path.read_text().splitlines()
-                if ln.strip() and json.loads(ln).get("step", 0) <= keep_until_step]
-        self.path.write_text("".join(ln + "\n" for ln in kept))
+        if self.path is not None:
+            from rlvr.metrics import reset_step_log
+
+            reset_step_log(self.path, keep_until_step)
 
     def write(self, alerts: list[Alert]) -> None:
         if self.path is None or not alerts:

@@ -52,13 +52,24 @@ class Group:
 class RolloutEngine(Protocol):
     """What the trainer needs from a generator."""
 
-    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams, seed: int) -> list[Group]:
-        """Sample `n` completions for each tokenised prompt. Deterministic given `seed` and the weights."""
+    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams, seed: int,
+                 index_offset: int = 0) -> list[Group]:
+        """Sample `n` completions for each tokenised prompt. Deterministic given `seed` and the weights.
+
+        `index_offset` is the global index of `prompts[0]`: prompt i's samples are seeded from (seed,
+        index_offset + i) alone, so data-parallel ranks that each generate a slice of a step's prompts (offset =
+        the slice's start) sample what one process generating them all would. Groups get prompt_index
+        index_offset + i."""
         ...
 
     def update_weights(self, model) -> None:
         """Make the engine sample from `model`'s current weights (called after every optimizer step)."""
         ...
+
+
+def prompt_seed(seed: int, index: int) -> int:
+    """Seed of the generator of prompt `index` (its global index within a generate call's batch) under `seed`."""
+    return (seed * 1_000_003 + index * 7_919 + 1) % (2**63 - 1)
 
 
 def pad_and_stop_ids(model, tokenizer) -> tuple[int, list[int]]:

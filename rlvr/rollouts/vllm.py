@@ -14,7 +14,9 @@ kernel format); calling the model's `load_weights` directly, as TRL's colocate m
 
 A peft LoRA policy is synced as merged weights W + scale * B @ A (computed here, the peft model is never mutated),
 under the base model's Hugging Face names, so vLLM needs no LoRA support at all and the sampled policy is exactly
-the trained one.
+the trained one. After the first sync only the adapted modules (and their fused siblings) are re-sent: vLLM keeps
+the kernel tensors of layers that get no weights, and skipping the frozen embedding alone halves the sync
+(`VLLMEngine.update_weights`).
 
 Sampling log-probs: vLLM is started with `logprobs_mode="processed_logprobs"`, so the logprob it returns for a
 sampled token is taken from the temperature-scaled distribution, as in HFEngine and `rlvr.forward.
@@ -293,19 +295,21 @@ class VLLMEngine:
 
     # ------------------------------------------------------------------------------------------ sampling
 
-    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams, seed: int) -> list[Group]:
+    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams, seed: int,
+                 index_offset: int = 0) -> list[Group]:
+        """See RolloutEngine.generate: request i is seeded from (seed, index_offset + i, n)."""
         from vllm.inputs import TokensPrompt
 
         self.wake_up()
         sps = [self._SamplingParams(
             n=n, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
-            max_tokens=params.max_new_tokens, logprobs=0, seed=_request_seed(seed, i, n),
+            max_tokens=params.max_new_tokens, logprobs=0, seed=_request_seed(seed, index_offset + i, n),
             stop_token_ids=list(self.stop_ids), detokenize=False, skip_special_tokens=True,
         ) for i in range(len(prompts))]
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], sps, use_tqdm=False)
         groups = []
         for i, (p, out) in enumerate(zip(prompts, outs)):
-            g = Group(prompt_index=i, prompt_ids=list(p))
+            g = Group(prompt_index=index_offset + i, prompt_ids=list(p))
             for c in sorted(out.outputs, key=lambda c: c.index):
                 ids = list(c.token_ids)
                 g.completions.append(Completion(

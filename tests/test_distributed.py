@@ -1,0 +1,169 @@
+"""Data-parallel training under torchrun (rlvr/distributed.py): 2 CPU processes (gloo) give the single-process run.
+
+Each variant trains the tiny model 2 steps with P=4 prompts x G=4 samples, once with `torchrun --nproc_per_node=2`
+(through the CLI) and once in this process, and compares the run directories: the sampled completions, rewards,
+advantages and answer classes are identical; every logged metric agrees to 1e-5 relative (timings aside; loss and
+grad_norm measured within 1e-7 relative); the final trainable weights agree to max |diff| <= 5% of the learning rate.
+
+Why a weight tolerance in units of lr: the recipe's 4 micro-batches (one group each) are summed as
+((g0 + g1) + g2) + g3 in one process and (g0 + g1) + (g2 + g3) over 2 ranks, so gradients differ by float32
+rounding (~1e-7 relative). AdamW's first steps move each weight by about lr * g / (|g| + eps), eps = 1e-8, which
+amplifies that rounding on the few components whose gradient is itself ~eps. Measured, 2 steps: LoRA (lr 2e-4)
+bitwise equal; full fine-tune (lr 1e-3) max |diff| 1.1e-5 = 1.1% of lr on 1 weight, 15 of 3.2M weights above 1e-7.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rlvr.cli import main as cli_main
+from rlvr.config import load_config
+from rlvr.errors import ConfigError
+from rlvr.metrics import read_metrics
+from rlvr.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parent.parent
+WEIGHT_TOL_LR = 0.05  # max |w_2proc - w_1proc| over every trainable weight after 2 steps, in units of lr
+
+
+def _overrides(model_dir, run_dir, *extra):
+    return [f"model={model_dir}", f"run_dir={run_dir}", "data.train_size=24", "data.eval_size=4",
+            "train.prompts_per_step=4", "train.group_size=4", "train.steps=2", "sampling.max_new_tokens=8",
+            "log.progress=false", "log.tensorboard=false", "rollout.engine=hf", "eval.at_start=false", *extra]
+
+
+def _torchrun(overrides, nproc=2):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "rlvr.cli", "train", "recipes/basic_arithmetic.yaml", *overrides]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
+def _rollouts(run_dir):
+    return [json.loads(ln) for ln in (Path(run_dir) / "rollouts.jsonl").read_text().splitlines()]
+
+
+def _assert_same_run(dp, single, lr):
+    # sampling and verification: identical (per-prompt seeding does not depend on the split across ranks)
+    a, b = _rollouts(dp), _rollouts(single)
+    assert len(a) == len(b) == 2 * 4 * 4
+    for x, y in zip(a, b):
+        assert x.pop("advantage") == pytest.approx(y.pop("advantage"), abs=1e-6)
+        assert x == y
+    # metrics: the same keys (monitor's and eval's included, logged by rank 0 over the whole batch), same values
+    ma, mb = read_metrics(dp), read_metrics(single)
+    assert [r["step"] for r in ma] == [r["step"] for r in mb] == [1, 2]
+    for ra, rb in zip(ma, mb):
+        assert set(ra) == set(rb)
+        for k in ra:
+            if not k.startswith("time/"):
+                assert ra[k] == pytest.approx(rb[k], rel=1e-5, abs=1e-7, nan_ok=True), k
+    # weights: rank 0's checkpoint against the single process's
+    wa = load_file(str(Path(dp) / "checkpoints/step_000002/trainable.safetensors"))
+    wb = load_file(str(Path(single) / "checkpoints/step_000002/trainable.safetensors"))
+    assert set(wa) == set(wb)
+    diff = max(float((wa[k] - wb[k]).abs().max()) for k in wa)
+    off = sum(int(((wa[k] - wb[k]).abs() > 1e-6).sum()) for k in wa)
+    assert diff <= WEIGHT_TOL_LR * lr and off <= 1e-4 * sum(w.numel() for w in wa.values()), (diff, off)
+    sa, sb = (json.loads((Path(d) / "summary.json").read_text()) for d in (dp, single))
+    assert sa["steps"] == sb["steps"] == 2 and sa["heldout_pass@1_after"] == sb["heldout_pass@1_after"]
+    return ma
+
+
+@pytest.mark.parametrize("variant", [
+    # LoRA; DAPO dynamic sampling (several generation rounds, each sharded and gathered), batch-std advantages
+    # (global statistics), one group per micro-batch (each rank runs several; some may run none)
+    ("lora", ["verifiers=[{name: 'tests.test_train:OddTieVerifier'}]", "algorithm.preset=dapo",
+              "algorithm.scale_rewards=batch", "train.micro_batch_groups=1", "monitor.enabled=false"]),
+    # full fine-tune with a KL reference model, the monitor on rank 0, held-out eval on rank 0
+    ("full", ["verifiers=[{name: 'tests.toy_verifiers:LengthVerifier'}]", "train.lora.enabled=false",
+              "train.learning_rate=1e-3", "algorithm.beta=0.05"]),
+], ids=lambda v: v[0])
+def test_two_processes_equal_one_process(tiny_model_dir, tmp_path, variant):
+    name, extra = variant
+    _torchrun(_overrides(tiny_model_dir, tmp_path / "dp", *extra))
+    cfg = load_config("recipes/basic_arithmetic.yaml", _overrides(tiny_model_dir, tmp_path / "one", *extra))
+    Trainer(cfg).run()
+    rows = _assert_same_run(tmp_path / "dp", tmp_path / "one", cfg.train.learning_rate)
+    assert any(r["trained_groups"] for r in rows) and all(r["grad_norm"] >= 0 for r in rows)
+    if name == "lora":
+        assert (tmp_path / "dp" / "final_adapter").is_dir()
+        assert max(r["dynamic_sampling/rounds"] for r in rows) >= 2  # extra rounds happened
+    else:
+        assert "monitor/signal_entropy" in rows[0] and "eval/pass@1" in rows[-1]
+
+
+def test_world_size_must_divide_prompts_per_step(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    """Checked before the process group is joined: every rank exits 2 with the fix, nothing hangs."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    code = cli_main(["train", "recipes/basic_arithmetic.yaml",
+                     *_overrides(tiny_model_dir, tmp_path / "r", "train.prompts_per_step=3")])
+    assert code == 2
+    assert "train.prompts_per_step = 3 is not divisible by WORLD_SIZE = 2" in capsys.readouterr().err
+
+
+def test_fsdp_is_refused_with_a_clear_error(tiny_model_dir, tmp_path):
+    with pytest.raises(ConfigError, match=r"train\.parallelism = 'fsdp' is not implemented"):
+        Trainer(load_config("recipes/basic_arithmetic.yaml",
+                            _overrides(tiny_model_dir, tmp_path / "r", "train.parallelism=fsdp")))
+
+
+def _helpers_worker(rank, port, out):
+    import torch.distributed as dist
+
+    from rlvr.distributed import Dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        d = Dist(rank, 2)
+        a, b, c = (torch.nn.Parameter(torch.zeros(3)) for _ in range(3))
+        if rank == 0:  # rank 1 ran no micro-batch: no gradients at all; c has none anywhere
+            a.grad, b.grad = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.5, 0.5, 0.5])
+        else:
+            a.grad = torch.tensor([10.0, 20.0, 30.0])
+        d.all_reduce_grads([a, b, c], bucket_numel=4)  # a and b land in different buckets
+        stats = {"loss": 1.0 + rank, "sampling/logp_diff_max": 0.1 * (rank + 1), "sampling/is_ratio_min": 1.0 - rank}
+        if rank == 0:
+            stats["kl"] = 0.25
+        out.put((rank, a.grad.tolist(), b.grad.tolist(), c.grad, d.merge_stats(stats), d.shard(5),
+                 d.broadcast_object({"stop": "x"} if rank == 0 else None), d.all_gather_object(rank * 2)))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_dist_helpers_on_two_gloo_processes():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_helpers_worker, args=(r, port, q)) for r in range(2)]
+    for p in procs:
+        p.start()
+    got = sorted(q.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    for rank, a, b, c, stats, shard, box, gathered in got:
+        assert a == [11.0, 22.0, 33.0] and b == [0.5, 0.5, 0.5] and c is None  # summed; none stays none
+        assert stats == pytest.approx({"loss": 3.0, "sampling/logp_diff_max": 0.2, "sampling/is_ratio_min": 0.0,
+                                       "kl": 0.25})
+        assert shard == (slice(0, 2) if rank == 0 else slice(2, 5))
+        assert box == {"stop": "x"} and gathered == [0, 2]
