@@ -153,3 +153,23 @@ def test_humaneval_recipe_data_and_one_training_step(tiny_model_dir, tmp_path, p
     Trainer(cfg).run()
     (m,) = read_metrics(tmp_path / "run")
     assert m["rewards/code/mean"] == 0.0 and m["rewards/code/error_rate"] == 0.0  # random model: no code, no crash
+
+
+def test_sandbox_works_from_a_checkout_under_tmp(tmp_path):
+    """bubblewrap mounts a fresh /tmp: a checkout (or virtualenv) living under /tmp must be bound back in."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import verifiers
+
+    shutil.copytree(Path(verifiers.__file__).parent, tmp_path / "verifiers")
+    code = ("from verifiers.code import CodeVerifier\n"
+            "v = CodeVerifier(workers=1)\n"
+            "print(v.pool.active_tier, v.verify('def f():\\n    return 1', ['assert f() == 1']).score)\n"
+            "v.close()\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-1] == "1.0"

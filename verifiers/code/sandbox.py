@@ -91,9 +91,14 @@ def _bwrap_path() -> str | None:
 
 def _bwrap_prefix(bwrap: str) -> list[str]:
     # no --die-with-parent: it is PR_SET_PDEATHSIG, tied to the starting *thread*; the worker exits on stdin EOF
-    return [bwrap, "--unshare-all", "--new-session", "--ro-bind", "/", "/", "--dev", "/dev",
-            "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm", "--clearenv", "--setenv", "LANG", "C.UTF-8",
-            "--"]
+    args = [bwrap, "--unshare-all", "--new-session", "--ro-bind", "/", "/", "--dev", "/dev",
+            "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]
+    # the fresh /tmp and /dev/shm hide whatever lives there: bind back (read-only) the worker's code and the
+    # interpreter when they do (a checkout or a virtualenv under /tmp)
+    for path in sorted({_HERE, sys.prefix, sys.base_prefix, sys.exec_prefix}):
+        if path.startswith(("/tmp/", "/dev/shm/")):
+            args += ["--ro-bind", path, path]
+    return args + ["--clearenv", "--setenv", "LANG", "C.UTF-8", "--"]
 
 
 def detect_tiers() -> dict[str, bool | str]:
