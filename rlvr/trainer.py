@@ -260,8 +260,6 @@ class Trainer:
         rewards = torch.stack(pick("rewards")) if selection else torch.zeros(0, G)  # verifier rewards [n, G]
         verdicts = [vd for gv in group_verdicts for vd in gv]
         texts = [c.text for g in groups for c in g.completions]
-        flat_refs = [x for x in refs for _ in range(G)]
-        flat_q = [q for q in questions for _ in range(G)]
         # verifier metrics over every completion generated this step (dropped groups included), count-weighted
         n_all = sum(rd["n"] for rd in rounds)
         reward_metrics = {k: sum(rd["reward_metrics"][k] * rd["n"] for rd in rounds) / max(n_all, 1)
@@ -296,10 +294,19 @@ class Trainer:
             "time/step": t_train - t0,
         })
         if self.monitor is not None:  # the info-gain monitor: estimates, alerts (written and echoed by it)
-            rows = lambda flat: [flat[gi * G:(gi + 1) * G] for gi in range(len(groups))]  # noqa: E731
+            # It sees the step's first generation round, the unfiltered draw of P prompts its estimators assume:
+            # a group filter (dynamic sampling) keeps informative groups, which would hide NO_SIGNAL and bias
+            # every variance-based estimate. Without a filter, round 0 is exactly the trained batch.
+            r0 = rounds[0]
+            g0 = r0["groups"]
             mon_metrics, _ = self.monitor.observe(
-                step + 1, rewards, classes, rows(texts), lengths, errors=rows([vd.error for vd in verdicts]),
-                references=rows(flat_refs), prompts=rows(flat_q), policy_entropy=train_metrics.get("entropy"))
+                step + 1, r0["rewards"],
+                [[vd.answer_class for vd in gv] for gv in r0["verdicts"]],
+                [[c.text for c in g.completions] for g in g0],
+                torch.tensor([[len(c.token_ids) for c in g.completions] for g in g0]),
+                errors=[[vd.error for vd in gv] for gv in r0["verdicts"]],
+                references=[[ref] * G for ref in r0["refs"]], prompts=[[q] * G for q in r0["questions"]],
+                policy_entropy=train_metrics.get("entropy"))
             metrics.update(mon_metrics)
         records = [{"step": step + 1, "prompt_index": idx[gi], "reference": refs[gi], "completion": c.text,
                     "reward": float(rewards[gi, j]), "advantage": float(advantages[gi, j]),

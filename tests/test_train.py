@@ -287,3 +287,27 @@ def test_batch_plan_numbers_and_errors_name_the_fields(tiny_model_dir, tmp_path,
         with pytest.raises(ConfigError, match=rf"algorithm\.{field} = 'nope'.*{known}"):
             Trainer(_cfg(tiny_model_dir, tmp_path / "r2", f"algorithm.{field}=nope"))
     assert set(algorithms.GROUP_FILTERS) >= {"none", "dynamic_sampling"}
+
+
+def test_monitor_sees_the_unfiltered_first_round_under_dynamic_sampling(tiny_model_dir, tmp_path):
+    """Dynamic sampling trains only on informative groups; the monitor must still see the i.i.d. first round (with
+    its tied groups), or NO_SIGNAL could never fire and every variance-based estimate would be inflated."""
+    cfg = _cfg(tiny_model_dir, tmp_path / "run", "verifiers=[{name: 'tests.test_train:OddTieVerifier'}]",
+               "eval.at_start=false", "eval.at_end=false", "algorithm.preset=dapo", "algorithm.max_extra_rounds=4")
+    tr = Trainer(cfg)
+    seen = {}
+    real = tr.monitor.observe
+
+    def spy(step, rewards, *a, **k):
+        seen["rewards"] = rewards.clone()
+        return real(step, rewards, *a, **k)
+
+    tr.monitor.observe = spy
+    first = tr.sampler.indices(0)
+    metrics, records = tr.train_step(0)
+    assert metrics["informative_group_frac"] == 1.0  # the trained batch: informative groups only
+    r = seen["rewards"]
+    assert r.shape == (len(first), 4)
+    tied = [(row.max() == row.min()).item() for row in r]
+    odd = [int(tr.splits.train[i]["reference"]) % 2 == 1 for i in first]
+    assert tied == odd and any(tied)  # the monitor got round 0 as drawn, tied (odd-reference) groups included
