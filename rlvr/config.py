@@ -195,6 +195,11 @@ class LoraConfig(_Section):
     alpha: int = Field(32, ge=1, description="LoRA scaling alpha (update scaled by alpha/r).")
     dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout; 0 keeps rollouts and training identical.")
     target_modules: list[str] | str = Field("all-linear", description="peft target modules.")
+    base_dtype: Literal["same", "bfloat16", "nf4", "int8"] = Field(
+        "same", description="QLoRA-style frozen base (Dettmers et al. 2023, arXiv 2305.14314): `same` keeps the "
+        "base in train.dtype; `bfloat16` stores the frozen base in bf16 (half the memory, any device) while the "
+        "adapters train in fp32; `nf4` / `int8` quantize it with bitsandbytes (CUDA only; `pip install "
+        "bitsandbytes`). The vLLM engine then samples from the merged weights in the base's precision (bf16).")
 
 
 class TrainConfig(_Section):

@@ -150,13 +150,31 @@ def load_tokenizer(path: str):
     return tok
 
 
-def load_policy(path: str, dtype: str = "float32"):
-    """Load a causal LM from a resolved path/id in eval mode (no dropout: rollouts and training see one function)."""
+def load_policy(path: str, dtype: str = "float32", quantize: str | None = None):
+    """Load a causal LM from a resolved path/id in eval mode (no dropout: rollouts and training see one function).
+
+    quantize: None, or "nf4" / "int8" for a bitsandbytes-quantized frozen base (QLoRA, Dettmers et al. 2023,
+    arXiv 2305.14314; CUDA only). Raises ModelError naming the fix when bitsandbytes or CUDA is missing."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    kwargs = {"dtype": getattr(torch, dtype)}
+    if quantize is not None:
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise ModelError(f"train.lora.base_dtype = '{quantize}' needs bitsandbytes (pip install bitsandbytes) "
+                             f"and a CUDA GPU; on CPU use base_dtype: bfloat16") from None
+        if not torch.cuda.is_available():
+            raise ModelError(f"train.lora.base_dtype = '{quantize}' needs a CUDA GPU (bitsandbytes); on CPU use "
+                             f"base_dtype: bfloat16")
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = (
+            BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+            if quantize == "nf4" else BitsAndBytesConfig(load_in_8bit=True))
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except Exception as e:
         raise ModelError(f"model '{path}': could not be loaded offline ({type(e).__name__}: {e})") from e
     model.eval()

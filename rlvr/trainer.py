@@ -169,13 +169,27 @@ class Trainer:
         model_path = resolve_model(cfg.model)
         self.tokenizer = load_tokenizer(model_path)
         torch.manual_seed(cfg.seed)
-        self.model = load_policy(model_path, cfg.train.dtype)
-        if cfg.train.lora.enabled:
+        lc = cfg.train.lora
+        if lc.base_dtype != "same" and not lc.enabled:
+            raise ConfigError(f"train.lora.base_dtype = '{lc.base_dtype}' freezes a low-precision base for LoRA; "
+                              f"set train.lora.enabled=true or base_dtype=same")
+        base_dtype = "bfloat16" if lc.enabled and lc.base_dtype == "bfloat16" else cfg.train.dtype
+        quantize = lc.base_dtype if lc.enabled and lc.base_dtype in ("nf4", "int8") else None
+        self.model = load_policy(model_path, base_dtype, quantize=quantize)
+        if lc.enabled:
             from peft import LoraConfig, get_peft_model
 
-            lc = cfg.train.lora
+            if quantize is not None:
+                from peft import prepare_model_for_kbit_training
+
+                self.model = prepare_model_for_kbit_training(self.model, use_gradient_checkpointing=False)
+            # autocast_adapter_dtype (peft's default) keeps the adapters in fp32 over a bf16 / quantized base
             self.model = get_peft_model(self.model, LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
                                                                target_modules=lc.target_modules, task_type="CAUSAL_LM"))
+            if cfg.train.dtype == "float32":
+                for p in self.model.parameters():
+                    if p.requires_grad:
+                        p.data = p.data.float()
         self.model.eval()
         self.dist.broadcast_params([p for p in self.model.parameters() if p.requires_grad])  # replicas start equal
         self.ref_model = None

@@ -8,6 +8,7 @@ import torch
 
 from rlvr.checkpoint import list_checkpoints
 from rlvr.config import load_config
+from rlvr.errors import ConfigError
 from rlvr.metrics import read_metrics
 from rlvr.monitor import read_alerts
 from rlvr.trainer import Trainer
@@ -311,3 +312,32 @@ def test_monitor_sees_the_unfiltered_first_round_under_dynamic_sampling(tiny_mod
     tied = [(row.max() == row.min()).item() for row in r]
     odd = [int(tr.splits.train[i]["reference"]) % 2 == 1 for i in first]
     assert tied == odd and any(tied)  # the monitor got round 0 as drawn, tied (odd-reference) groups included
+
+
+def test_lora_over_a_bf16_frozen_base(tiny_model_dir, tmp_path):
+    """QLoRA-style on CPU (train.lora.base_dtype=bfloat16): the frozen base is stored in bf16 (half the memory), the
+    adapters train in fp32, and a step changes only the adapters; 4/8-bit bases need CUDA and say so."""
+    cfg = _cfg(tiny_model_dir, tmp_path / "run", "train.steps=1", "train.lora.base_dtype=bfloat16",
+               "eval.at_start=false", "eval.at_end=false", "train.learning_rate=5e-3")
+    tr = Trainer(cfg)
+    frozen = {n: p for n, p in tr.model.named_parameters() if not p.requires_grad}
+    trained = {n: p for n, p in tr.model.named_parameters() if p.requires_grad}
+    assert frozen and all(p.dtype == torch.bfloat16 for p in frozen.values())
+    assert trained and all(p.dtype == torch.float32 for p in trained.values())
+    base_mib = sum(p.numel() * p.element_size() for p in frozen.values()) / 2**20
+    fp32_mib = sum(p.numel() * 4 for p in frozen.values()) / 2**20
+    assert base_mib == pytest.approx(fp32_mib / 2)
+    before = {n: p.detach().clone() for n, p in tr.model.named_parameters()}
+    tr.run()
+    (row,) = read_metrics(tmp_path / "run")
+    assert math.isfinite(row["loss"]) and row["trained_groups"] > 0
+    after = dict(tr.model.named_parameters())
+    assert all(torch.equal(before[n], after[n]) for n in frozen)
+    assert any(not torch.equal(before[n], after[n]) for n in trained)
+    if not torch.cuda.is_available():
+        from rlvr.errors import UserError
+
+        with pytest.raises(UserError, match="needs .*CUDA|bitsandbytes"):
+            Trainer(_cfg(tiny_model_dir, tmp_path / "q", "train.lora.base_dtype=nf4"))
+    with pytest.raises(ConfigError, match="train.lora.base_dtype"):
+        Trainer(_cfg(tiny_model_dir, tmp_path / "x", "train.lora.base_dtype=bfloat16", "train.lora.enabled=false"))
