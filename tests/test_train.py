@@ -185,7 +185,6 @@ def test_bf16_vllm_engine_mismatch_is_measured_and_eval_uses_the_policy(tiny_mod
 from verifiers import SignalSpec, Verdict, Verifier  # noqa: E402
 
 from rlvr import algorithms  # noqa: E402
-from rlvr.errors import ConfigError  # noqa: E402
 from rlvr.trainer import batch_plan, check_batch_config  # noqa: E402
 
 
