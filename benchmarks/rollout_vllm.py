@@ -114,13 +114,17 @@ def grpo_steps(recipe, overrides, steps, vllm_kwargs):
     from rlvr.trainer import Trainer
 
     run_dir = tempfile.mkdtemp(prefix="rlvr-bench-")
-    base = list(overrides) + [f"run_dir={run_dir}", "eval.at_start=false", "eval.at_end=false", "eval.every=0",
+    base = list(overrides) + [f"run_dir={run_dir}", "rollout.engine=hf", "eval.at_start=false", "eval.at_end=false",
+                              "eval.every=0",
                               "log.checkpoint_every=0", "log.tensorboard=false", "log.progress=false"]
     try:  # the info-gain monitor runs after the timed part of a step; switch it off where the config has it
         cfg = load_config(recipe, base + ["monitor.enabled=false"])
     except ConfigError:
         cfg = load_config(recipe, base)
     trainer = Trainer(cfg)
+    # the trainer is built on the HF engine (rollout.engine=hf above: the recipe's default is vLLM); the vLLM engine
+    # of the comparison is this benchmark's own, with the dtype asked for
+    assert trainer.engine_name == "hf", trainer.engine_name
     engines = {"hf": trainer.engine, "vllm": VLLMEngine(trainer.model, trainer.tokenizer, **vllm_kwargs)}
     rows = {"hf": [], "vllm": []}
     keys = ("time/generate", "time/verify", "time/train", "time/step", "num_tokens", "completions/mean_length",
