@@ -115,6 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug or getattr(args, "debug_sub", False)
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(message)s")
+    # rlvr's own messages get one handler and do not propagate: vLLM re-configures the root logger when it starts,
+    # which printed every later rlvr message twice
+    own = logging.getLogger("rlvr")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    own.handlers[:] = [handler]
+    own.setLevel(logging.DEBUG if debug else logging.INFO)
+    own.propagate = False
     try:
         return args.func(args)
     except UserError as e:

@@ -316,16 +316,21 @@ class _Child:
             return False
 
     def kill(self) -> None:
-        for target in (lambda: os.killpg(self.pid, signal.SIGKILL), lambda: os.kill(self.pid, signal.SIGKILL)):
+        try:
+            os.killpg(self.pid, signal.SIGKILL)  # the child's session: it and any thread it left
+        except (ProcessLookupError, PermissionError):
             try:
-                target()
+                os.kill(self.pid, signal.SIGKILL)  # it died before its setsid
             except (ProcessLookupError, PermissionError):
                 pass
         try:
             os.close(self.fd)
         except OSError:
             pass
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        try:
+            os.rmdir(self.scratch)  # the common case: the job wrote nothing
+        except OSError:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 class _Checker:
