@@ -246,3 +246,23 @@ def test_seeded_batch_larger_than_the_token_budget(engine, tokenizer):
     a = engine.generate(long, 2, p, seed=11)
     assert len(a) == 25 and all(len(g.completions) == 2 for g in a)
     assert _tokens(a) == _tokens(engine.generate(long, 2, p, seed=11))
+
+
+@pytest.mark.parametrize("bias", ["none", "all"])
+def test_merged_state_dict_equals_peft_merge(policy, bias):
+    """The merge sent to vLLM (one addmm per adapted weight, into reused buffers) equals peft's merge_and_unload."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    peft_model = get_peft_model(copy.deepcopy(policy), LoraConfig(r=4, lora_alpha=12, target_modules="all-linear",
+                                                                  init_lora_weights=False, bias=bias))
+    buffers = {}
+    ours = merged_state_dict(peft_model, buffers=buffers)
+    again = merged_state_dict(peft_model, buffers=buffers)  # second call writes the same buffers in place
+    ref = copy.deepcopy(peft_model).merge_and_unload().state_dict()
+    assert set(ours) == set(ref)
+    for k in ref:
+        assert torch.allclose(ours[k], ref[k], atol=1e-6), k
+        assert torch.equal(again[k], ours[k])
+    assert buffers and all(ours[k].data_ptr() == buffers[k].data_ptr() for k in buffers)

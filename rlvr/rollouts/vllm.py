@@ -92,21 +92,29 @@ def merged_state_dict(model, trainable_only: bool = False,
             return {k: v.detach() for k, v in model.state_dict().items()}
         from peft.tuners.lora import LoraLayer
 
+        from peft.tuners.lora.layer import Linear as LoraLinear
+
         base = model.get_base_model()
         deltas: dict[str, torch.Tensor] = {}
+        factors: dict[str, tuple[torch.Tensor, torch.Tensor, float]] = {}  # fast path: W + scale * B @ A in one addmm
         for name, module in base.named_modules():
             if not isinstance(module, LoraLayer) or getattr(module, "disable_adapters", False):
                 continue
             if getattr(module, "merged", False):  # already merged into the base weight by the user: nothing to add
                 continue
-            for adapter in module.active_adapters:
-                if adapter not in module.lora_A:
-                    continue
+            active = [a for a in module.active_adapters if a in module.lora_A]
+            key = f"{name}.weight"
+            if (type(module) is LoraLinear and len(active) == 1 and not module.fan_in_fan_out
+                    and not module.use_dora.get(active[0], False)
+                    and module.lora_A[active[0]].weight.dtype == module.base_layer.weight.dtype):
+                a = active[0]
+                factors[key] = (module.lora_B[a].weight, module.lora_A[a].weight, float(module.scaling[a]))
+                continue
+            for adapter in active:  # peft's own rule (fan_in_fan_out, DoRA, several adapters, mixed dtypes)
                 d = module.get_delta_weight(adapter)
-                key = f"{name}.weight"
                 deltas[key] = d if key not in deltas else deltas[key] + d
         trainable = {n for n, p in base.named_parameters() if p.requires_grad}
-        changing: set[str] = set(deltas)
+        changing: set[str] = set(deltas) | set(factors)
         out: dict[str, torch.Tensor] = {}
         for k, v in base.state_dict().items():
             parts = k.split(".")
@@ -123,15 +131,19 @@ def merged_state_dict(model, trainable_only: bool = False,
             if changing_key:
                 changing.add(k)
             v = v.detach()
-            if k in deltas and (not trainable_only or k in changing):
-                d = deltas[k].to(v.dtype)
-                if buffers is None:
-                    v = v + d
-                else:
+            if (k in deltas or k in factors) and (not trainable_only or k in changing):
+                buf = None
+                if buffers is not None:
                     buf = buffers.get(k)
                     if buf is None or buf.shape != v.shape or buf.dtype != v.dtype:
                         buf = buffers[k] = torch.empty_like(v)
-                    v = torch.add(v, d, out=buf)
+                if k in factors:
+                    B, A, scale = factors[k]
+                    v = torch.addmm(v, B, A, alpha=scale, out=buf) if buf is not None else torch.addmm(
+                        v, B, A, alpha=scale)
+                else:
+                    d = deltas[k].to(v.dtype)
+                    v = torch.add(v, d, out=buf) if buf is not None else v + d
             out[k] = v
         if not trainable_only:
             return out
