@@ -173,3 +173,13 @@ def test_sandbox_works_from_a_checkout_under_tmp(tmp_path):
                        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path)})
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split()[-1] == "1.0"
+
+
+def test_standard_library_beyond_the_preload_imports_in_the_sandbox(verifier):
+    """Only a few modules are preloaded in the zygote; the rest of the standard library is read from disk."""
+    prog = ("import statistics, decimal, datetime, textwrap\n"
+            "def f(xs):\n"
+            "    return [statistics.mean(xs), str(decimal.Decimal('1.10') + 1), datetime.date(2024, 2, 29).isoformat(),"
+            " textwrap.fill('a b', 1)]\n")
+    v = verifier.verify(prog, ["assert f([1, 2, 3]) == [2, '2.10', '2024-02-29', 'a\\nb']"])
+    assert v.score == 1.0, v.detail

@@ -22,8 +22,8 @@ the socket after the job marks the job as tampered (the verifier scores it 0). A
 
 from __future__ import annotations
 
-import array
 import ast
+import gc
 import io
 import json
 import math
@@ -45,10 +45,12 @@ except ImportError:  # run as a top-level module by the bootstrap (python -I -S:
     import _lockdown  # type: ignore[no-redef]
 
 MAX_FRAME = 1 << 20           # 1 MiB: cap of any frame from the child (return values, captured stdout)
-PRELOAD = ("math", "cmath", "re", "string", "itertools", "functools", "collections", "heapq", "bisect", "operator",
-           "fractions", "decimal", "statistics", "random", "json", "hashlib", "typing", "datetime", "copy",
-           "dataclasses", "enum", "abc", "textwrap", "numbers", "array", "struct", "io", "sys", "unicodedata",
-           "calendar", "time", "contextlib", "queue", "threading")
+# Imported in the zygote, so a candidate gets them without reading files. Kept to what solutions commonly import:
+# every preloaded page is copied into each child's page tables at fork (measured here: 1.1 ms per fork+exit with
+# 35 modules against 0.77 ms with these). Other standard-library modules still import, from disk (Landlock allows
+# reading the standard library), at a few ms each.
+PRELOAD = ("math", "re", "string", "itertools", "functools", "collections", "heapq", "bisect", "operator", "typing",
+           "copy", "random", "fractions", "hashlib")
 
 
 class FrameError(Exception):
@@ -69,19 +71,23 @@ def _send(fd: int, obj) -> None:
         buf = buf[n:]
 
 
+_RBUF: dict[int, bytearray] = {}  # bytes read ahead per fd (a frame usually arrives in one read)
+
+
 def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
-    chunks, got = [], 0
-    while got < n:
+    buf = _RBUF.setdefault(fd, bytearray())
+    while len(buf) < n:
         if deadline is not None:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
                 raise TimeoutError
-        b = os.read(fd, n - got)
+        b = os.read(fd, max(n - len(buf), 65536))
         if not b:
             raise EOFError
-        chunks.append(b)
-        got += len(b)
-    return b"".join(chunks)
+        buf += b
+    out = bytes(buf[:n])
+    del buf[:n]
+    return out
 
 
 def _recv(fd: int, deadline: float | None = None, max_len: int = MAX_FRAME):
@@ -221,6 +227,9 @@ def _zygote_main(ctrl: socket.socket, cfg: dict) -> None:
     """Fork a locked-down child per request byte; send (pid, scratch) + the child's socket to the checker."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     _libc_prctl(1, signal.SIGKILL)
+    # Everything allocated so far moves to the GC's permanent generation: a child's collections then never walk
+    # (and so never copy-on-write) the zygote's pages, which makes each fork's child cheaper to run.
+    gc.freeze()
     while True:
         try:
             req = ctrl.recv(1)
@@ -307,6 +316,8 @@ class _Child:
         """Bytes the child wrote that no request asked for (checked at the end of a job)."""
         if self.gone:
             return False
+        if _RBUF.get(self.fd):
+            return True
         try:
             r, _, _ = select.select([self.fd], [], [], 0)
             if not r:
@@ -323,6 +334,7 @@ class _Child:
                 os.kill(self.pid, signal.SIGKILL)  # it died before its setsid
             except (ProcessLookupError, PermissionError):
                 pass
+        _RBUF.pop(self.fd, None)
         try:
             os.close(self.fd)
         except OSError:
