@@ -32,7 +32,6 @@ import json
 import logging
 import math
 import time
-from pathlib import Path
 
 import torch
 import yaml
@@ -273,7 +272,6 @@ class Trainer:
                                                                           "verdicts"))
         rewards = torch.stack(pick("rewards")) if selection else torch.zeros(0, G)  # verifier rewards [n, G]
         verdicts = [vd for gv in group_verdicts for vd in gv]
-        texts = [c.text for g in groups for c in g.completions]
         # verifier metrics over every completion generated this step (dropped groups included), count-weighted
         n_all = sum(rd["n"] for rd in rounds)
         reward_metrics = {k: sum(rd["reward_metrics"][k] * rd["n"] for rd in rounds) / max(n_all, 1)

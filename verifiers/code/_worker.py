@@ -28,7 +28,6 @@ import io
 import json
 import math
 import os
-import resource
 import select
 import shutil
 import signal
@@ -349,12 +348,10 @@ class _Checker:
     def __init__(self, cfg: dict):
         self.cfg = cfg
         self.zygote = _start_zygote(cfg)
-        self._spare: _Child | None = None
         self._ask()
 
     def _ask(self) -> None:
         self.zygote.send(b"f")
-        self._pending = True
 
     def child(self) -> _Child:
         c = _Child(self.zygote)

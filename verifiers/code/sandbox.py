@@ -234,11 +234,8 @@ class SandboxPool:
             "read_paths": _read_paths(), "memory_mb": self.limits.memory_mb, "file_size": self.limits.file_size,
             "cpu_seconds": self.limits.timeout + 1,
         }
-        self._all = []
         for i in range(n):
-            w = self._spawn(i)
-            self._all.append(w)
-            self._free.put(w)
+            self._free.put(self._spawn(i))
         self.stats = {"jobs": 0, "tampered": 0, "timeouts": 0, "worker_restarts": 0}
         log.info("rlvr: code sandbox: tier %s, %d workers (%s)", tier, n, _describe(avail))
 
