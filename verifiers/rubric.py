@@ -23,6 +23,7 @@ Optional keys: ``name`` (default ``"criteria[i]"``/``"reference[i]"``), ``weight
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import importlib
 import json
@@ -236,7 +237,7 @@ def _config_digest(obj: Any) -> str:
 # ------------------------------------------------------------------------------------------- judges
 
 
-class Judge:
+class Judge(abc.ABC):
     """Base of the two judges: renders the question and turns the reply into a score in ``[0, 1]``.
 
     Args:
@@ -277,17 +278,21 @@ class Judge:
         reply = self._generate(text)
         return _scale_number(reply, criterion.scale)
 
+    @abc.abstractmethod
     def _yes_no(self, text: str) -> tuple[float, dict]:
-        raise NotImplementedError
+        """p(yes) / (p(yes) + p(no)) for a rendered yes/no question, and diagnostics."""
 
+    @abc.abstractmethod
     def _generate(self, text: str) -> str:
-        raise NotImplementedError
+        """The judge's text reply to a rendered question (number criteria)."""
 
+    @abc.abstractmethod
     def identity(self) -> str:
-        raise NotImplementedError
+        """What the verdicts depend on: model path and weights hash, or endpoint and served model."""
 
+    @abc.abstractmethod
     def models(self) -> tuple[str, ...]:
-        raise NotImplementedError
+        """Paths / served names of the judge's model(s), for the monitor's judge-is-policy check."""
 
     def config(self) -> dict:
         return {"kind": self.kind, "template": self.template, "number_template": self.number_template}
