@@ -13,7 +13,7 @@ Add a variant with::
     def my_loss(batch: LossInputs, cfg: AlgorithmConfig) -> tuple[Tensor, dict[str, float]]: ...
 
     @register_group_filter("my_filter")   # which sampled groups make up a step's batch
-    def my_filter(draw: Callable[[int], Tensor], target: int, cfg: AlgorithmConfig
+    def my_filter(draw: Callable[[int], RolloutBatch], target: int, cfg: AlgorithmConfig
                   ) -> tuple[list[tuple[int, int]], dict[str, float]]: ...
 
 DAPO is not a separate loss: it is the token-level `grpo` loss with clip-higher, dynamic sampling and overlong
@@ -23,7 +23,7 @@ shaping, bundled as `algorithm.preset: dapo` (rlvr/config.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -32,7 +32,7 @@ from rlvr.config import AlgorithmConfig
 
 ADVANTAGE_ESTIMATORS: dict[str, Callable[[Tensor, AlgorithmConfig], Tensor]] = {}
 POLICY_LOSSES: dict[str, Callable[["LossInputs", AlgorithmConfig], tuple[Tensor, dict[str, float]]]] = {}
-GroupFilter = Callable[[Callable[[int], Tensor], int, AlgorithmConfig], tuple[list[tuple[int, int]], dict[str, float]]]
+GroupFilter = Callable[[Callable[[int], Any], int, AlgorithmConfig], tuple[list[tuple[int, int]], dict[str, float]]]
 GROUP_FILTERS: dict[str, GroupFilter] = {}
 
 
@@ -168,7 +168,8 @@ def overlong_loss_weights(truncated: Tensor, enabled: bool) -> Tensor:
 #
 # A group filter decides which sampled groups form a step's batch. It calls `draw(r)` for generation round r = 0,
 # 1, ... (the trainer samples that round's prompts, generates and verifies them, deterministically in (seed, step,
-# r)) and gets the round's verifier rewards [n, G]; it returns the chosen (round, group-within-round) pairs, in
+# r)) and gets the round as an `rlvr.batch.RolloutBatch` (verifier rewards `.rewards` [n, G], verdicts, lengths,
+# texts); it returns the chosen (round, group-within-round) pairs, in
 # batch order, and its metrics. It must call draw(0) first and rounds in order.
 
 
@@ -178,14 +179,14 @@ def _informative(rewards: Tensor) -> Tensor:
 
 
 @register_group_filter("none")
-def no_group_filter(draw: Callable[[int], Tensor], target: int, cfg: AlgorithmConfig
+def no_group_filter(draw: Callable[[int], Any], target: int, cfg: AlgorithmConfig
                     ) -> tuple[list[tuple[int, int]], dict[str, float]]:
     """Keep the first round's groups as sampled (plain GRPO). Returns ([(0, 0), ..., (0, n-1)], {})."""
-    return [(0, g) for g in range(draw(0).shape[0])], {}
+    return [(0, g) for g in range(draw(0).rewards.shape[0])], {}
 
 
 @register_group_filter("dynamic_sampling")
-def dynamic_sampling(draw: Callable[[int], Tensor], target: int, cfg: AlgorithmConfig
+def dynamic_sampling(draw: Callable[[int], Any], target: int, cfg: AlgorithmConfig
                      ) -> tuple[list[tuple[int, int]], dict[str, float]]:
     """DAPO dynamic sampling (Yu et al. 2025, arXiv 2503.14476, eq. 11 and Algorithm 1): keep only groups with
     0 < #correct < G, i.e. whose rewards do not all tie, and draw more rounds until `target` (P) are collected or
@@ -200,7 +201,7 @@ def dynamic_sampling(draw: Callable[[int], Tensor], target: int, cfg: AlgorithmC
     tied: list[tuple[int, int]] = []
     rounds = sampled = 0
     for r in range(1 + cfg.max_extra_rounds):
-        rewards = draw(r)
+        rewards = draw(r).rewards
         rounds, sampled = rounds + 1, sampled + rewards.shape[0]
         for g, ok in enumerate(_informative(rewards).tolist()):
             (kept if ok else tied).append((r, g))

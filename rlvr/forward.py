@@ -26,8 +26,8 @@ def right_pad(seqs: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
 
 
 def completion_logprobs(model, prompts: list[list[int]], completions: list[list[int]], group_size: int,
-                        pad_id: int, temperature: float = 1.0, with_entropy: bool = False
-                        ) -> tuple[Tensor, Tensor, Tensor | None]:
+                        pad_id: int, temperature: float = 1.0, with_entropy: bool = False,
+                        device: torch.device | str | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
     """Per-token log pi(token | prefix) of completions, temperature-scaled as during sampling.
 
     Args:
@@ -35,20 +35,23 @@ def completion_logprobs(model, prompts: list[list[int]], completions: list[list[
             (completions[i*G:(i+1)*G] belong to prompts[i]).
     Returns:
         logprobs [R, T] float32 (grad flows to the model), mask [R, T] float32, entropy [R, T] (detached, nats)
-        or None. R = g * group_size, T = longest completion.
+        or None. R = g * group_size, T = longest completion. All on `device` (default: the model's device); token
+        ids are built on the CPU and moved there once.
     """
-    ids, pmask = left_pad(prompts, pad_id)
+    if device is None:
+        device = next(model.parameters()).device
+    ids, pmask = (t.to(device) for t in left_pad(prompts, pad_id))
     pos = (pmask.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=ids, attention_mask=pmask, position_ids=pos, use_cache=True, logits_to_keep=1)
     cache = out.past_key_values
     if group_size > 1:
         cache.batch_repeat_interleave(group_size)
     first = out.logits[:, -1:].repeat_interleave(group_size, 0)  # [R, 1, V] predicts completion token 0
-    comp, cmask = right_pad(completions, pad_id)
+    comp, cmask = (t.to(device) for t in right_pad(completions, pad_id))
     T = comp.shape[1]
     if T > 1:
         full_mask = torch.cat([pmask.repeat_interleave(group_size, 0), cmask[:, :-1].long()], dim=-1)
-        cpos = pos[:, -1:].repeat_interleave(group_size, 0) + 1 + torch.arange(T - 1)
+        cpos = pos[:, -1:].repeat_interleave(group_size, 0) + 1 + torch.arange(T - 1, device=device)
         rest = model(input_ids=comp[:, :-1], attention_mask=full_mask, position_ids=cpos,
                      past_key_values=cache, use_cache=True).logits  # [R, T-1, V]
         logits = torch.cat([first, rest], dim=1)

@@ -15,7 +15,7 @@ import torch
 
 
 def rollout_stats(rewards: torch.Tensor, lengths: torch.Tensor, truncated: torch.Tensor,
-                  answer_classes: list[list[str | None]]) -> dict[str, float]:
+                  answer_classes: list[list[str | None]], passed: torch.Tensor | None = None) -> dict[str, float]:
     """Statistics of one step's rollouts.
 
     Args:
@@ -24,11 +24,14 @@ def rollout_stats(rewards: torch.Tensor, lengths: torch.Tensor, truncated: torch
     Returns:
         reward, reward_std (over all P*G), frac_reward_zero_std (groups whose rewards are all equal: no GRPO
         gradient), informative_group_frac (1 - that), completions/{mean,min,max}_length, completions/clipped_ratio,
-        answers/extracted_rate, answers/distinct_per_group, pass@1 (mean reward > 0.5), pass@G (share of groups
-        with at least one reward > 0.5).
+        answers/extracted_rate, answers/distinct_per_group, pass@1 (share of passed completions) and pass@G (share
+        of groups with at least one passed completion). passed: [P, G] bool, the primary verdicts' pass/fail
+        (rlvr.scoring.passed); None: reward >= rlvr.scoring.PASS_THRESHOLD.
     """
+    from rlvr.scoring import PASS_THRESHOLD
+
     zero_std = (rewards.max(-1).values == rewards.min(-1).values).float()
-    passed = (rewards > 0.5).float()
+    passed = (rewards >= PASS_THRESHOLD).float() if passed is None else passed.float()
     flat = [c for grp in answer_classes for c in grp]
     distinct = [len(set(grp)) for grp in answer_classes]  # None counts as one class, as in the probe
     return {

@@ -150,8 +150,9 @@ def load_tokenizer(path: str):
     return tok
 
 
-def load_policy(path: str, dtype: str = "float32", quantize: str | None = None):
-    """Load a causal LM from a resolved path/id in eval mode (no dropout: rollouts and training see one function).
+def load_policy(path: str, dtype: str = "float32", quantize: str | None = None, device=None):
+    """Load a causal LM from a resolved path/id in eval mode (no dropout: rollouts and training see one function),
+    on `device` (torch.device or str; None: CPU).
 
     quantize: None, or "nf4" / "int8" for a bitsandbytes-quantized frozen base (QLoRA, Dettmers et al. 2023,
     arXiv 2305.14314; CUDA only). Raises ModelError naming the fix when bitsandbytes or CUDA is missing."""
@@ -173,10 +174,13 @@ def load_policy(path: str, dtype: str = "float32", quantize: str | None = None):
         kwargs["quantization_config"] = (
             BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
             if quantize == "nf4" else BitsAndBytesConfig(load_in_8bit=True))
+        kwargs["device_map"] = {"": str(device or "cuda")}
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except Exception as e:
         raise ModelError(f"model '{path}': could not be loaded offline ({type(e).__name__}: {e})") from e
+    if device is not None and quantize is None:
+        model.to(device)
     model.eval()
     model.config.use_cache = True
     return model

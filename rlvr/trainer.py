@@ -1,33 +1,40 @@
-"""The GRPO training loop, readable top to bottom.
+"""The GRPO run, readable top to bottom. A step, from recipe to optimizer step, through named types:
 
-One step: take P prompts -> sample G completions each (rollout engine) -> verify -> combine verifier scores into
-rewards [P, G] -> group filter (registry; e.g. dynamic sampling draws more rounds of prompts) -> overlong reward
-shaping and loss mask -> advantages (registry) -> policy loss (registry) on micro-batches of groups -> AdamW step ->
-sync the engine -> log, checkpoint.
+    Config (rlvr/config.py)                     the recipe, validated; `auto` device/dtype resolved by
+      -> build()        -> Built                rlvr/hardware.py (rlvr/build.py: tokenizer, policy, reference
+                                                model, AdamW, rollout engine, all on train.device)
+    per step s:
+      BatchCollector.collect(s) -> RolloutBatch (rlvr/collect.py, rlvr/batch.py)
+          round r: P prompts from (seed, s, r) -> engine.generate: G Completions each
+                   -> scoring.score / Reward: verdicts, rewards [P, G] (deadline per group, rlvr/scoring.py)
+          group filter (registry) picks groups across rounds -> RolloutBatch.select
+          RolloutBatch.shape: overlong penalty, loss weights, advantages (registry) [P, G]
+      PolicyUpdater.update(batch) (rlvr/update.py)
+          mu = train.updates_per_batch passes x train.mini_batches optimizer steps; pi_old log-probs once;
+          micro-batches of informative groups -> policy loss (registry) -> backward -> clip -> AdamW
+      engine.update_weights(policy)             vLLM: merged weights synced; HF: the policy itself
+      metrics (rollout_stats), monitor.observe_batch (first round), rollouts.jsonl, checkpoint, eval
 
 Simplifications, stated plainly:
-  * One optimizer step per rollout batch (fully on-policy), so `old_logprobs` are the detached current log-probs
-    and the PPO ratio is 1 at the update; the clip only matters for variants that reuse a batch. The engine's own
-    sampling log-probs are compared with the trainer's every step (`sampling/logp_diff_*`) to catch a stale engine.
+  * By default (mu = 1, one mini-batch) each batch gets one optimizer step at pi_old itself: the PPO ratio is 1
+    at the update and the clip does nothing; `train.updates_per_batch` / `train.mini_batches` reuse a batch.
+    The engine's own sampling log-probs are compared with the trainer's every step (`sampling/logp_diff_*`).
   * Groups whose rewards are all equal have zero advantage and are skipped in the backward pass; the loss is
-    normalised by the tokens of the whole step, so skipping changes nothing but the cost.
+    normalised by the tokens of the whole (mini-)batch, so skipping changes nothing but the cost.
   * No dropout anywhere (the model stays in eval mode): sampling and training evaluate the same function.
   * Every step's randomness is derived from (seed, step) (and the generation round, for extra rounds of dynamic
     sampling), so a resumed run continues exactly as an uninterrupted one.
 
 Under torchrun (WORLD_SIZE = N > 1, rlvr/distributed.py) the step is the same computation, split: each rank
-generates and verifies its contiguous block of the round's prompts (sampling is seeded per global prompt index, so
-the completions equal a single process's), then every rank gathers the whole round (completions, rewards, verdicts:
-small objects), so the group filter, advantages (batch-level statistics included), the loss normalisers and the
-metrics see the global batch exactly as one process would. The step's micro-batches are dealt to the ranks in
-contiguous blocks, gradients are summed over ranks (each rank's loss is already divided by the global token count),
-and the identical AdamW step keeps the replicas equal. Rank 0 alone writes files, logs, evaluates and runs the
-monitor; its stop decision is broadcast so all ranks stop together.
+generates and verifies its block of each round's prompts, every rank gathers the whole round, the micro-batches of
+each optimizer step are dealt to the ranks in contiguous blocks, gradients are summed over ranks (each rank's
+loss is already divided by the global token count), and the identical AdamW step keeps the replicas equal. Rank 0
+alone writes files, logs, evaluates and runs the monitor; its stop decision is broadcast so all ranks stop
+together.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -37,48 +44,30 @@ import torch
 import yaml
 
 from rlvr import algorithms, distributed
+from rlvr.batch import RolloutBatch
+from rlvr.build import build, resolve_placement
 from rlvr.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from rlvr.collect import BatchCollector, step_seed
 from rlvr.config import Config, resolve_run_dir
 from rlvr.data import PromptSampler, load_splits, render_prompt
 from rlvr.errors import ConfigError
 from rlvr.evaluation import evaluate
-from rlvr.forward import completion_logprobs
 from rlvr.metrics import MetricSink, NullSink, open_step_log, read_metrics, rollout_stats
-from rlvr.models import load_policy, load_tokenizer, resolve_model
-from rlvr.rollouts import SamplingParams, make_engine, resolve_engine_name
+from rlvr.rollouts import make_engine
+from rlvr.scoring import Reward, VerifierSpec
+from rlvr.update import PolicyUpdater
 
 log = logging.getLogger("rlvr")
 
 
-class Reward:
-    """Weighted sum of verifier scores. Each verifier's mean score is logged as `rewards/<name>/mean`."""
+def build_reward(refs) -> Reward:
+    """The training reward of `verifiers:` (VerifierRef list): instances from the registry, weights, deadlines."""
+    from verifiers import get_verifier
 
-    def __init__(self, refs):
-        from verifiers import get_verifier
-
-        try:
-            self.verifiers = [(r.name, get_verifier(r.name, **r.kwargs), r.weight) for r in refs]
-        except KeyError as e:
-            raise ConfigError(f"verifiers: {e.args[0] if e.args else e}") from None
-        total = sum(w for _, _, w in self.verifiers)
-        self.verifiers = [(n, v, w / total) for n, v, w in self.verifiers]
-
-    def __call__(self, texts: list[str], references: list[str], prompts: list[str], group_size: int = 1):
-        """Items are group-major (`group_size` completions per prompt; verifiers that need the whole group, such
-        as majority_vote, get it through `verify_groups`). Returns (rewards [N] float tensor, primary verdicts,
-        per-verifier metrics)."""
-        rewards = torch.zeros(len(texts))
-        metrics: dict[str, float] = {}
-        primary = None
-        items = [{"completion": t, "reference": r, "prompt": p} for t, r, p in zip(texts, references, prompts)]
-        for name, v, w in self.verifiers:
-            verdicts = v.verify_groups(items, group_size)
-            scores = torch.tensor([vd.score for vd in verdicts], dtype=torch.float32)
-            rewards += w * scores
-            metrics[f"rewards/{name}/mean"] = float(scores.mean())
-            metrics[f"rewards/{name}/error_rate"] = sum(vd.error is not None for vd in verdicts) / max(len(verdicts), 1)
-            primary = primary or verdicts
-        return rewards, primary, metrics
+    try:
+        return Reward([VerifierSpec(r.name, get_verifier(r.name, **r.kwargs), r.weight, r.timeout_s) for r in refs])
+    except KeyError as e:
+        raise ConfigError(f"verifiers: {e.args[0] if e.args else e}") from None
 
 
 def _peak_rss_gib() -> float | None:
@@ -89,11 +78,6 @@ def _peak_rss_gib() -> float | None:
         return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
     except (ImportError, OSError):
         return None
-
-
-def _step_seed(seed: int, step: int, round: int = 0) -> int:
-    """Generation seed of (seed, step, round); round 0 (every step's first generation) keeps the original formula."""
-    return (seed * 1_000_003 + step * 7919 + 17 + round * 104_729) % (2**63 - 1)
 
 
 def check_batch_config(cfg: Config, world_size: int | None = None) -> None:
@@ -107,9 +91,8 @@ def check_batch_config(cfg: Config, world_size: int | None = None) -> None:
     if world_size is None:
         world_size = distributed.world_size()
     if t.parallelism == "fsdp":
-        raise ConfigError("train.parallelism = 'fsdp' is not implemented yet: FSDP2 shards parameters across GPUs, "
-                          "and this trainer trains the policy on CPU; use train.parallelism=ddp (replicated "
-                          "weights, gradients summed over ranks)")
+        raise ConfigError("train.parallelism = 'fsdp' is not implemented yet (FSDP2 sharding is planned); use "
+                          "train.parallelism=ddp (replicated weights, gradients summed over ranks)")
     if world_size > 1 and t.prompts_per_step % world_size:
         lo = max(world_size, t.prompts_per_step // world_size * world_size)
         raise ConfigError(f"train.prompts_per_step = {t.prompts_per_step} is not divisible by WORLD_SIZE = "
@@ -127,7 +110,7 @@ def batch_plan(cfg: Config, max_prompt_tokens: int, world_size: int | None = Non
     prompts P, group_size G, completions P*G, micro_batches ceil(P / micro_batch_groups) (at most; zero-variance
     groups may be skipped), max_tokens P*G*(max_prompt_tokens + max_new_tokens) (the padded bound of the trained
     batch), max_generation_rounds (1, or 1 + algorithm.max_extra_rounds with a group filter other than `none`),
-    max_completions_generated (rounds * P * G) and world_size.
+    max_completions_generated (rounds * P * G), optimizer_steps (updates_per_batch * mini-batches) and world_size.
     """
     check_batch_config(cfg, world_size)
     t = cfg.train
@@ -139,92 +122,66 @@ def batch_plan(cfg: Config, max_prompt_tokens: int, world_size: int | None = Non
             "max_prompt_tokens": max_prompt_tokens,
             "max_tokens": P * G * (max_prompt_tokens + cfg.sampling.max_new_tokens),
             "max_generation_rounds": rounds, "max_completions_generated": rounds * P * G,
+            "optimizer_steps": t.updates_per_batch * min(t.mini_batches, P),
             "world_size": distributed.world_size() if world_size is None else world_size}
 
 
 class Trainer:
     """Builds everything a run needs from a Config, then `run()` trains and evaluates.
 
-    Attributes after construction: run_dir, tokenizer, model (peft-wrapped when LoRA is on), engine, optimizer,
-    train/eval splits (datasets.Dataset), reward.
+    Stages (each readable on its own): `rlvr.build.build` (device, precision, model, engine, optimizer),
+    `rlvr.collect.BatchCollector` (generate, score, filter, shape -> RolloutBatch), `rlvr.update.PolicyUpdater`
+    (PPO epochs, mini-batches, micro-batches, AdamW), and this class's run loop (eval, checkpoints, logging).
+
+    Attributes after construction: run_dir, device, train_precision, rollout_precision, tokenizer, model
+    (peft-wrapped when LoRA is on), ref_model, engine, optimizer, train/eval splits (datasets.Dataset), reward,
+    sampler, collector, updater, monitor.
     """
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
         check_batch_config(cfg)
-        self.adv_fn = _lookup(algorithms.get_advantage, cfg.algorithm.advantage, "algorithm.advantage")
-        self.loss_fn = _lookup(algorithms.get_policy_loss, cfg.algorithm.loss, "algorithm.loss")
-        self.group_filter = _lookup(algorithms.get_group_filter, cfg.algorithm.group_filter, "algorithm.group_filter")
+        resolve_placement(cfg)  # a bad train.device fails here, before anything is loaded
+        adv_fn = _lookup(algorithms.get_advantage, cfg.algorithm.advantage, "algorithm.advantage")
+        loss_fn = _lookup(algorithms.get_policy_loss, cfg.algorithm.loss, "algorithm.loss")
+        group_filter = _lookup(algorithms.get_group_filter, cfg.algorithm.group_filter, "algorithm.group_filter")
         self.dist = distributed.init_from_env()  # rank 0 of 1 unless launched by torchrun
         torch.set_num_threads(cfg.threads)
         self.run_dir = resolve_run_dir(cfg)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.splits = load_splits(cfg.data)
-        self.reward = Reward(cfg.verifiers)
+        self.reward = build_reward(cfg.verifiers)
         from verifiers import get_verifier
 
         self.eval_verifier = get_verifier(cfg.eval.verifier)
-
-        model_path = resolve_model(cfg.model)
-        self.tokenizer = load_tokenizer(model_path)
-        torch.manual_seed(cfg.seed)
-        lc = cfg.train.lora
-        if lc.base_dtype != "same" and not lc.enabled:
-            raise ConfigError(f"train.lora.base_dtype = '{lc.base_dtype}' freezes a low-precision base for LoRA; "
-                              f"set train.lora.enabled=true or base_dtype=same")
-        base_dtype = "bfloat16" if lc.enabled and lc.base_dtype == "bfloat16" else cfg.train.dtype
-        quantize = lc.base_dtype if lc.enabled and lc.base_dtype in ("nf4", "int8") else None
-        self.model = load_policy(model_path, base_dtype, quantize=quantize)
-        if lc.enabled:
-            from peft import LoraConfig, get_peft_model
-
-            if quantize is not None:
-                from peft import prepare_model_for_kbit_training
-
-                self.model = prepare_model_for_kbit_training(self.model, use_gradient_checkpointing=False)
-            # autocast_adapter_dtype (peft's default) keeps the adapters in fp32 over a bf16 / quantized base
-            self.model = get_peft_model(self.model, LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
-                                                               target_modules=lc.target_modules, task_type="CAUSAL_LM"))
-            if cfg.train.dtype == "float32":
-                for p in self.model.parameters():
-                    if p.requires_grad:
-                        p.data = p.data.float()
-        self.model.eval()
-        self.dist.broadcast_params([p for p in self.model.parameters() if p.requires_grad])  # replicas start equal
-        self.ref_model = None
-        if cfg.algorithm.beta > 0 and not cfg.train.lora.enabled:
-            self.ref_model = load_policy(model_path, cfg.train.dtype).requires_grad_(False)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay,
-                                           betas=tuple(cfg.train.adam_betas))
-        self.engine_name, self.engine = self._make_engine()
+        b = build(cfg, self.dist)
+        self.device, self.train_precision, self.rollout_precision = b.device, b.train_precision, b.rollout_precision
+        self.tokenizer, self.model, self.ref_model, self.optimizer = b.tokenizer, b.model, b.ref_model, b.optimizer
+        self.engine_name = b.engine_name
         self.pad_id = self.tokenizer.pad_token_id
         self.train_prompt_ids = [self._tokenize(q) for q in self.splits.train["prompt"]]
         self.eval_prompt_ids = [self._tokenize(q) for q in self.splits.eval["prompt"]]
         self.sampler = PromptSampler(len(self.train_prompt_ids), cfg.train.prompts_per_step, cfg.seed)
-        self.params = SamplingParams(cfg.sampling.temperature, cfg.sampling.top_p, cfg.sampling.top_k,
-                                     cfg.sampling.max_new_tokens)
+        self.collector = BatchCollector(b.engine, self.reward, self.sampler, self.splits.train, self.train_prompt_ids,
+                                        group_filter, adv_fn, cfg, self.dist)
+        self.updater = PolicyUpdater(self.model, self.optimizer, loss_fn, cfg, self.dist, self.device, self.pad_id,
+                                     ref_model=self.ref_model)
         self.monitor = None
         if cfg.monitor.enabled and self.dist.is_main:  # on the gathered global batch, rank 0 only
             from rlvr.monitor import Monitor, signals_from_verifiers
 
             self.monitor = Monitor(cfg.monitor, signals_from_verifiers(self.reward.verifiers), run_dir=self.run_dir,
-                                   reference_verifier=self.eval_verifier, policy_identity=str(model_path), echo=_say)
+                                   reference_verifier=self.eval_verifier, policy_identity=str(b.model_path),
+                                   echo=_say, reference_timeout_s=cfg.eval.timeout_s)
 
-    def _make_engine(self):
-        r = self.cfg.rollout
-        name = resolve_engine_name(r.engine)
-        kw = {}
-        if name == "vllm":
-            kw = dict(dtype=None if r.dtype == "auto" else r.dtype, kv_cache_gib=r.kv_cache_gib,
-                      max_model_len=r.max_model_len, enforce_eager=r.enforce_eager,
-                      gpu_memory_utilization=r.gpu_memory_utilization, sleep_between_steps=r.sleep_between_steps,
-                      cpu_threads=self.cfg.threads, seed=self.cfg.seed)
-        try:
-            return name, make_engine(name, self.model, self.tokenizer, **kw)
-        except ImportError as e:
-            raise ConfigError(f"rollout.engine = '{r.engine}': vllm cannot be imported ({e}); run "
-                              f"`bash scripts/install.sh` or set rollout.engine=hf") from None
+    @property
+    def engine(self):
+        """The rollout engine (the collector's); assignable (benchmarks swap engines between steps)."""
+        return self.collector.engine
+
+    @engine.setter
+    def engine(self, value) -> None:
+        self.collector.engine = value
 
     def _tokenize(self, question: str) -> list[int]:
         text = render_prompt(self.tokenizer, question, self.cfg.data.prompt)
@@ -233,196 +190,47 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ one step
 
     def train_step(self, step: int) -> tuple[dict[str, float], list[dict]]:
-        """Run optimizer step `step` (0-based). Returns (metrics, rollout records)."""
-        cfg, G, alg = self.cfg, self.cfg.train.group_size, self.cfg.algorithm
+        """Run optimizer step `step` (0-based): collect a batch, update the policy, sync the engine, observe.
+        Returns (metrics, rollout records)."""
         t0 = time.perf_counter()
-        rounds: list[dict] = []  # per generation round: prompt indices, groups, verdicts, verifier rewards
-        timing = {"generate": 0.0, "verify": 0.0}
-
-        def draw(r: int) -> torch.Tensor:
-            """Generation round r of this step: prompts from (seed, step, r), completions, verifier rewards [n, G].
-            Under torchrun each rank generates and verifies its block of the prompts; all ranks get the whole round."""
-            ta = time.perf_counter()
-            if r == 0:
-                idx = self.sampler.indices(step)
-            else:
-                idx = self.sampler.extra_indices(step, r, exclude=[i for rd in rounds for i in rd["idx"]])
-            mine = self.dist.shard(len(idx))  # all of them when alone
-            groups = self.engine.generate([self.train_prompt_ids[i] for i in idx[mine]], G, self.params,
-                                          seed=_step_seed(cfg.seed, step, r), index_offset=mine.start)
-            tb = time.perf_counter()
-            questions = [self.splits.train[i]["prompt"] for i in idx]
-            refs = [self.splits.train[i]["reference"] for i in idx]
-            texts = [c.text for g in groups for c in g.completions]
-            flat_rewards, verdicts, reward_metrics = self.reward(
-                texts, [x for x in refs[mine] for _ in range(G)], [q for q in questions[mine] for _ in range(G)], G)
-            groups, flat_rewards, verdicts, reward_metrics = self._gather_round(groups, flat_rewards, verdicts,
-                                                                                reward_metrics)
-            rewards = flat_rewards.view(len(groups), G)
-            rounds.append({"idx": idx, "groups": groups, "questions": questions, "refs": refs, "rewards": rewards,
-                           "verdicts": [verdicts[k * G:(k + 1) * G] for k in range(len(groups))],
-                           "reward_metrics": reward_metrics, "n": len(texts)})
-            timing["generate"] += tb - ta
-            timing["verify"] += time.perf_counter() - tb
-            return rewards
-
-        selection, filter_metrics = self.group_filter(draw, cfg.train.prompts_per_step, alg)
-        pick = lambda key: [rounds[r][key][g] for r, g in selection]  # noqa: E731
-        idx, groups, questions, refs, group_verdicts = (pick(k) for k in ("idx", "groups", "questions", "refs",
-                                                                          "verdicts"))
-        rewards = torch.stack(pick("rewards")) if selection else torch.zeros(0, G)  # verifier rewards [n, G]
-        verdicts = [vd for gv in group_verdicts for vd in gv]
-        # verifier metrics over every completion generated this step (dropped groups included), count-weighted
-        n_all = sum(rd["n"] for rd in rounds)
-        reward_metrics = {k: sum(rd["reward_metrics"][k] * rd["n"] for rd in rounds) / max(n_all, 1)
-                          for k in rounds[0]["reward_metrics"]}
-
-        lengths = torch.tensor([[len(c.token_ids) for c in g.completions] for g in groups])
-        truncated = torch.tensor([[c.finish_reason == "length" for c in g.completions] for g in groups])
-        penalty = algorithms.soft_overlong_penalty(lengths, cfg.sampling.max_new_tokens, alg.overlong_buffer,
-                                                   alg.overlong_penalty_factor)
-        trained_rewards = rewards + penalty  # what the advantage sees
-        loss_weights = algorithms.overlong_loss_weights(truncated, alg.overlong_mask)  # [n, G] in {0, 1}
-        advantages = self.adv_fn(trained_rewards, alg)
-        informative = (trained_rewards.max(-1).values != trained_rewards.min(-1).values)
-        active = [i for i in range(len(groups)) if informative[i] or not cfg.train.skip_zero_variance_groups]
-        step_tokens, step_sequences = int((lengths * loss_weights).sum()), int(loss_weights.sum())
-
-        t_ver = time.perf_counter()
-        train_metrics = self._policy_update(groups, advantages, active, step_tokens, step_sequences, loss_weights)
-        t_train = time.perf_counter()
-
-        classes = [[verdicts[gi * G + j].answer_class for j in range(G)] for gi in range(len(groups))]
-        metrics = rollout_stats(rewards, lengths, truncated, classes)
-        metrics.update(reward_metrics)
-        metrics.update(filter_metrics)
-        metrics.update(train_metrics)
-        metrics.update({
-            "trained_groups": len(active), "num_tokens": step_tokens, "lr": self.optimizer.param_groups[0]["lr"],
-            "overlong/penalty_mean": float(penalty.mean()) if penalty.numel() else 0.0,
-            "overlong/masked_frac": float(1.0 - loss_weights.mean()) if loss_weights.numel() else 0.0,
-            "time/generate": timing["generate"], "time/verify": timing["verify"],
-            "time/train": t_train - t_ver - train_metrics.get("time/sync", 0.0),
-            "time/step": t_train - t0,
-        })
-        if self.monitor is not None:  # the info-gain monitor: estimates, alerts (written and echoed by it)
-            # It sees the step's first generation round, the unfiltered draw of P prompts its estimators assume:
-            # a group filter (dynamic sampling) keeps informative groups, which would hide NO_SIGNAL and bias
-            # every variance-based estimate. Without a filter, round 0 is exactly the trained batch.
-            r0 = rounds[0]
-            g0 = r0["groups"]
-            mon_metrics, _ = self.monitor.observe(
-                step + 1, r0["rewards"],
-                [[vd.answer_class for vd in gv] for gv in r0["verdicts"]],
-                [[c.text for c in g.completions] for g in g0],
-                torch.tensor([[len(c.token_ids) for c in g.completions] for g in g0]),
-                errors=[[vd.error for vd in gv] for gv in r0["verdicts"]],
-                references=[[ref] * G for ref in r0["refs"]], prompts=[[q] * G for q in r0["questions"]],
-                policy_entropy=train_metrics.get("entropy"))
-            metrics.update(mon_metrics)
-        records = [{"step": step + 1, "prompt_index": idx[gi], "reference": refs[gi], "completion": c.text,
-                    "reward": float(rewards[gi, j]), "advantage": float(advantages[gi, j]),
-                    "answer_class": verdicts[gi * G + j].answer_class, "finish_reason": c.finish_reason}
-                   for gi, g in enumerate(groups) for j, c in enumerate(g.completions)]
-        return metrics, records
-
-    def _gather_round(self, groups, rewards, verdicts, reward_metrics):
-        """Every rank's share of a generation round, concatenated in rank order (= prompt order); the per-verifier
-        metrics become count-weighted means over all ranks. Unchanged when alone."""
-        if self.dist.world_size == 1:
-            return groups, rewards, verdicts, reward_metrics
-        light = [dataclasses.replace(v, detail={}) for v in verdicts]  # the trainer reads score/class/error only
-        parts = self.dist.all_gather_object((groups, rewards, light, reward_metrics))
-        n = [len(p[2]) for p in parts]
-        metrics = {k: sum(p[3][k] * m for p, m in zip(parts, n)) / max(sum(n), 1) for k in reward_metrics}
-        return ([g for p in parts for g in p[0]], torch.cat([p[1] for p in parts]), [v for p in parts for v in p[2]],
-                metrics)
-
-    def _policy_update(self, groups, advantages, active, step_tokens, step_sequences, loss_weights=None
-                       ) -> dict[str, float]:
-        """Backward over micro-batches of the `active` groups (under torchrun: this rank's contiguous block of the
-        micro-batches, gradients then summed over ranks), clip, AdamW step, engine sync. `loss_weights` [n, G]
-        (None: all 1) multiply each completion's loss mask (overlong filtering). Returns metrics:
-        loss, grad_norm, entropy, the loss's own stats, and sampling/logp_diff_{mean,max} (|trainer - engine|
-        log-prob of the sampled tokens; near 0 unless the engine is stale)."""
-        cfg, G = self.cfg, self.cfg.train.group_size
-        self.optimizer.zero_grad(set_to_none=True)
-        loss_total, stats_acc, n_mb = 0.0, {}, 0
-        ent_sum, n_tok, mismatch, is_acc = 0.0, 0.0, {}, {}
-        mbg = cfg.train.micro_batch_groups
-        mbs = [active[s:s + mbg] for s in range(0, len(active), mbg)]
-        for mb in mbs[self.dist.shard(len(mbs))]:  # all of them when alone
-            mb_prompts = [groups[i].prompt_ids for i in mb]
-            mb_comps = [c for i in mb for c in groups[i].completions]
-            logprobs, mask, entropy = completion_logprobs(
-                self.model, mb_prompts, [c.token_ids for c in mb_comps], G, self.pad_id,
-                cfg.sampling.temperature, with_entropy=True)
-            ref_lp = self._ref_logprobs(mb_prompts, mb_comps) if cfg.algorithm.beta > 0 else None
-            sampled = torch.zeros_like(mask)  # the engine's log-probs of the same tokens
-            for r, c in enumerate(mb_comps):
-                sampled[r, : len(c.logprobs)] = torch.tensor(c.logprobs)
-            is_w = None
-            if cfg.rollout.importance_sampling == "tis":
-                is_w, is_stats = algorithms.truncated_is_weights(logprobs, sampled, mask,
-                                                                 cfg.rollout.importance_sampling_cap)
-                _accumulate(is_acc, is_stats)
-            loss_mask = mask if loss_weights is None else mask * loss_weights[mb].reshape(-1, 1).to(mask.dtype)
-            inputs = algorithms.LossInputs(
-                logprobs=logprobs, old_logprobs=logprobs.detach(), advantages=advantages[mb].reshape(-1),
-                mask=loss_mask, ref_logprobs=ref_lp, step_tokens=step_tokens, step_sequences=step_sequences,
-                is_weights=is_w)
-            loss, stats = self.loss_fn(inputs, cfg.algorithm)
-            loss.backward()
-            loss_total += float(loss.detach())
-            _accumulate(stats_acc, stats)
-            n_mb += 1
-            ent_sum += float((entropy * mask).sum())
-            n_tok += float(mask.sum())
-            mb_mismatch = algorithms.sampling_mismatch(logprobs.detach(), sampled, mask)
-            for k, v in mb_mismatch.items():  # token-weighted means, extremes over micro-batches
-                if k.endswith(("_max",)):
-                    mismatch[k] = max(mismatch.get(k, v), v)
-                elif k.endswith("_min"):
-                    mismatch[k] = min(mismatch.get(k, v), v)
-                else:
-                    mismatch[k] = mismatch.get(k, 0.0) + v * float(mask.sum())
-        # totals over ranks (sums; extremes for *_max / *_min); unchanged when alone
-        tot = self.dist.merge_stats({"loss": loss_total, "micro_batches": n_mb, "entropy_sum": ent_sum,
-                                     "tokens": n_tok})
-        loss_total, n_mb, ent_sum, n_tok = tot["loss"], tot["micro_batches"], tot["entropy_sum"], tot["tokens"]
-        stats_acc, mismatch = self.dist.merge_stats({**stats_acc, **is_acc}), self.dist.merge_stats(mismatch)
-        if not n_mb:  # every group tied: nothing to learn from this batch
-            return {"loss": 0.0, "grad_norm": 0.0}
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.dist.all_reduce_grads(params)  # sum: every rank's loss is already over the global token count
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm))
-        self.optimizer.step()
+        batch, first_round, collect_metrics = self.collector.collect(step)
+        t_update = time.perf_counter()
+        train_metrics = self.updater.update(batch)
         t_sync = time.perf_counter()
-        self.engine.update_weights(self.model)  # vLLM: reload_weights + reset_prefix_cache; HF: nothing to copy
-        for k in ("sampling/logp_diff_mean", "sampling/kl"):
-            mismatch[k] /= n_tok
-        return {"loss": loss_total, "grad_norm": grad_norm, "entropy": ent_sum / n_tok, **mismatch,
-                "time/sync": time.perf_counter() - t_sync, **{k: v / n_mb for k, v in stats_acc.items()}}
+        if train_metrics["updates"]:
+            self.engine.update_weights(self.model)  # vLLM: reload_weights + reset_prefix_cache; HF: nothing to copy
+        t_end = time.perf_counter()
+        metrics = self._step_metrics(batch, collect_metrics, train_metrics)
+        metrics.update({"time/train": t_sync - t_update, "time/sync": t_end - t_sync, "time/step": t_end - t0})
+        if self.monitor is not None:  # the info-gain monitor: estimates, alerts (written and echoed by it)
+            mon_metrics, _ = self.monitor.observe_batch(step + 1, first_round, train_metrics.get("entropy"))
+            metrics.update(mon_metrics)
+        return metrics, batch.records(step + 1)
 
-    def _ref_logprobs(self, prompts, comps):
-        with torch.no_grad():
-            if self.ref_model is not None:
-                lp, _, _ = completion_logprobs(self.ref_model, prompts, [c.token_ids for c in comps],
-                                               self.cfg.train.group_size, self.pad_id, self.cfg.sampling.temperature)
-            else:  # LoRA: the reference is the base model, adapter disabled (no second copy in memory)
-                with self.model.disable_adapter():
-                    lp, _, _ = completion_logprobs(self.model, prompts, [c.token_ids for c in comps],
-                                                   self.cfg.train.group_size, self.pad_id,
-                                                   self.cfg.sampling.temperature)
-        return lp
+    def _step_metrics(self, batch: RolloutBatch, collect_metrics: dict, train_metrics: dict) -> dict:
+        metrics = rollout_stats(batch.rewards, batch.lengths, batch.truncated, batch.answer_classes, batch.passed)
+        metrics.update(batch.reward_metrics)
+        metrics.update(collect_metrics)
+        metrics.update(train_metrics)
+        w = batch.loss_weights
+        penalty = batch.overlong_penalty
+        metrics.update({
+            "trained_groups": int(sum(bool(x) for x in batch.informative())
+                                  if self.cfg.train.skip_zero_variance_groups else batch.n_groups),
+            "num_tokens": int((batch.lengths * w).sum()), "lr": self.optimizer.param_groups[0]["lr"],
+            "overlong/penalty_mean": float(penalty.mean()) if penalty.numel() else 0.0,
+            "overlong/masked_frac": float(1.0 - w.mean()) if w.numel() else 0.0,
+            "device": str(self.device), "train_dtype": self.train_precision.dtype,
+        })
+        return metrics
 
     # ------------------------------------------------------------------------------------------ the run
 
     def _eval_engine(self):
         """The held-out evaluation's engine (eval.engine); the HF engine is built once, on demand."""
-        choice, r = self.cfg.eval.engine, self.cfg.rollout
+        choice = self.cfg.eval.engine
         if choice == "auto":
-            rounded = self.engine_name == "vllm" and r.dtype not in ("auto", self.cfg.train.dtype)
+            rounded = self.engine_name == "vllm" and self.rollout_precision.dtype != self.train_precision.dtype
             choice = "hf" if rounded else "rollout"
         if choice == "rollout" or self.engine_name == "hf":
             return self.engine
@@ -431,9 +239,12 @@ class Trainer:
         return self._hf_eval_engine
 
     def evaluate(self, tag: str) -> dict:
-        n_tokens = self.cfg.eval.max_new_tokens or self.cfg.sampling.max_new_tokens
-        return evaluate(self._eval_engine(), self.eval_prompt_ids, list(self.splits.eval["reference"]), self.eval_verifier,
-                        n_tokens, self.cfg.eval.batch_size, self.run_dir / f"eval_{tag}.jsonl")
+        e = self.cfg.eval
+        n_tokens = e.max_new_tokens or self.cfg.sampling.max_new_tokens
+        return evaluate(self._eval_engine(), self.eval_prompt_ids, list(self.splits.eval["reference"]),
+                        self.eval_verifier, n_tokens, e.batch_size, self.run_dir / f"eval_{tag}.jsonl",
+                        prompts=list(self.splits.eval["prompt"]), samples=e.samples, temperature=e.temperature,
+                        seed=step_seed(self.cfg.seed, 0, 0), timeout_s=e.timeout_s)
 
     def run(self) -> dict:
         """Train for `train.steps` steps (resuming if asked), evaluate, write summary.json. Returns the summary.
@@ -546,7 +357,8 @@ class Trainer:
             "train_reward_first5": sum(rewards[:k]) / k if k else None,
             "train_reward_last5": sum(rewards[-k:]) / k if k else None,
             "seconds_per_step_mean": sum(r["time/step"] for r in rows) / len(rows) if rows else None,
-            "rollout_engine": self.engine_name, "rollout_dtype": self.cfg.rollout.dtype,
+            "rollout_engine": self.engine_name, "rollout_dtype": self.rollout_precision.dtype,
+            "device": str(self.device), "train_dtype": self.train_precision.dtype,
             "peak_rss_gib": _peak_rss_gib(),
         }
         return summary
@@ -562,17 +374,17 @@ class Trainer:
         _say(f"rlvr: batch plan: {c.train.steps} steps x P={plan['prompts']} prompts x G={plan['group_size']} = "
              f"{plan['completions']} completions/step | {plan['micro_batches']} micro-batches of <= "
              f"{plan['micro_batch_groups']} groups | <= {plan['max_tokens']} tokens/step "
-             f"(P*G*({plan['max_prompt_tokens']} prompt + {c.sampling.max_new_tokens} new)){gen}"
+             f"(P*G*({plan['max_prompt_tokens']} prompt + {c.sampling.max_new_tokens} new)) | "
+             f"{plan['optimizer_steps']} optimizer step(s)/batch{gen}"
              + (f" | WORLD_SIZE {plan['world_size']}: {plan['prompts'] // plan['world_size']} prompts/rank"
                 if plan["world_size"] > 1 else ""))
+        _say(f"rlvr: device {self.device} | train dtype {self.train_precision.dtype} ({self.train_precision.reason})"
+             f" | rollout dtype {self.rollout_precision.dtype if self.engine_name == 'vllm' else self.train_precision.dtype}"
+             f" ({self.rollout_precision.reason if self.engine_name == 'vllm' else 'the HF engine samples from the policy'})"
+             f" | updates per batch {c.train.updates_per_batch} x {c.train.mini_batches} mini-batch(es)")
         _say(f"rlvr: algorithm: preset {a.preset} | advantage {a.advantage} | loss {a.loss} (epsilon {a.epsilon}/"
              f"{a.epsilon_high if a.epsilon_high is not None else a.epsilon}, beta {a.beta}) | group_filter "
              f"{a.group_filter} | overlong_mask {a.overlong_mask} | overlong_buffer {a.overlong_buffer}")
-
-
-def _accumulate(acc: dict[str, float], stats: dict[str, float]) -> None:
-    for k, v in stats.items():
-        acc[k] = acc.get(k, 0.0) + v
 
 
 def _lookup(getter, name, field):
@@ -583,7 +395,10 @@ def _lookup(getter, name, field):
 
 
 def _fmt_eval(e: dict) -> str:
-    return f"{e['pass@1']:.3f} ({e['correct']}/{e['n']} problems, answer extracted {e['extracted_rate']:.0%})"
+    k = e.get("samples", 1)
+    extra = f", sampled pass@1 {e['pass@1_sampled']:.3f}, pass@{k} {e[f'pass@{k}']:.3f}" if k > 1 else ""
+    return (f"{e['pass@1']:.3f} ({e['correct']}/{e['n']} problems, answer extracted {e['extracted_rate']:.0%}"
+            f"{extra})")
 
 
 def _say(msg: str) -> None:

@@ -1,6 +1,7 @@
 """Advantages, KL and the policy loss against values computed by hand."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -236,7 +237,7 @@ def _toy_draw(rounds):
 
     def draw(r):
         asked.append(r)
-        return torch.tensor(rounds[r])
+        return SimpleNamespace(rewards=torch.tensor(rounds[r]))  # what a filter reads of a RolloutBatch
     return draw, asked
 
 

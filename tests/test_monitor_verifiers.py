@@ -7,7 +7,8 @@ import zlib
 import pytest
 
 from rlvr.config import VerifierRef
-from rlvr.trainer import Reward
+from rlvr.scoring import make_items
+from rlvr.trainer import build_reward
 from verifiers import SignalSpec, Verdict, Verifier, answer_class_of, get_verifier, list_verifiers
 
 
@@ -114,8 +115,8 @@ def test_base_verify_groups_falls_back_and_identity_defaults_to_none():
 
 
 def test_trainer_reward_passes_whole_groups():
-    reward = Reward([VerifierRef(name="majority_vote")])
+    reward = build_reward([VerifierRef(name="majority_vote")])
     texts = ["<answer>1</answer>", "<answer>1</answer>", "<answer>2</answer>",
              "<answer>3</answer>", "<answer>4</answer>", "<answer>4</answer>"]
-    rewards, verdicts, metrics = reward(texts, ["0"] * 6, ["q1"] * 3 + ["q2"] * 3, 3)
+    rewards, verdicts, metrics = reward(make_items(texts, ["0"] * 6, ["q1"] * 3 + ["q2"] * 3), 3)
     assert rewards.tolist() == [1, 1, 0, 0, 1, 1] and metrics["rewards/majority_vote/mean"] == pytest.approx(4 / 6)

@@ -73,12 +73,16 @@ class Monitor:
         policy_identity: the policy's model id/path, compared with judges' identities (a judge that is the policy
             closes the loop).
         echo: called with each alert's one-line message (the trainer passes tqdm.write).
+        reference_timeout_s: deadline of the reference verifier's verdicts per completion (the recipe's
+            eval.timeout_s; rlvr.scoring).
     """
 
     def __init__(self, config: MonitorConfig | None = None, signals: list[Signal] | None = None, *,
                  run_dir: str | Path | None = None, reference_verifier: Any = None,
-                 policy_identity: str | None = None, echo: Callable[[str], None] | None = None):
+                 policy_identity: str | None = None, echo: Callable[[str], None] | None = None,
+                 reference_timeout_s: float | None = 120.0):
         self.cfg = config or MonitorConfig()
+        self.reference_timeout_s = reference_timeout_s
         self.signals = list(signals or [])
         total = sum(s.weight for s in self.signals) or 1.0
         self.self_weight = sum(s.weight for s in self.signals if s.spec.source == "self") / total
@@ -217,13 +221,26 @@ class Monitor:
         metrics.update({f"alerts/{n}": float(n in active) for n in NAMES})
         return metrics, alerts
 
+    def observe_batch(self, step: int, batch, policy_entropy: float | None = None
+                      ) -> tuple[dict[str, float], list[Alert]]:
+        """:meth:`observe` on a `rlvr.batch.RolloutBatch` (the trainer's step, first generation round)."""
+        G = batch.group_size
+        return self.observe(step, batch.rewards, batch.answer_classes, batch.texts, batch.lengths,
+                            errors=batch.errors, references=[[r] * G for r in batch.references],
+                            prompts=[[q] * G for q in batch.prompts], policy_entropy=policy_entropy)
+
     def _reference_scores(self, texts, references, prompts) -> list[list[float]]:
-        flat = [(t, r, p) for tr, rr, pr in zip(texts, references, prompts or [[None] * len(t) for t in texts])
-                for t, r, p in zip(tr, rr, pr)]
-        verdicts = self.reference_verifier.verify_batch(flat)
+        """The reference verifier's pass/fail (1.0 / 0.0) on the rollouts, through rlvr.scoring (same item shape,
+        deadline and pass rule as training and held-out evaluation). Rows may differ in length."""
+        from rlvr.scoring import make_items, passed, score
+
+        prompts = prompts or [[None] * len(t) for t in texts]
+        flat_t = [t for tr in texts for t in tr]
+        items = make_items(flat_t, [r for rr in references for r in rr], [p for pr in prompts for p in pr])
+        verdicts = score(self.reference_verifier, items, 1, self.reference_timeout_s)
         out, i = [], 0
         for row in texts:
-            out.append([verdicts[i + j].score for j in range(len(row))])
+            out.append([float(passed(verdicts[i + j])) for j in range(len(row))])
             i += len(row)
         return out
 

@@ -13,7 +13,9 @@ a slice of a step's prompts (passing the slice's start as `index_offset`) theref
 generating all of them would. Tokens are drawn by inverse CDF (`sample_inverse_cdf`), exact in float64 where it
 matters and ~35x cheaper than `torch.multinomial` (which draws V exponentials per row) on a 49k vocabulary.
 
-The engine holds the policy module itself, so `update_weights` has nothing to copy.
+The engine holds the policy module itself, so `update_weights` has nothing to copy, and it runs wherever the policy
+is (`train.device`): prompts are moved to the policy's device, the per-prompt generators stay on the CPU so a
+seed draws the same uniforms on every device.
 """
 
 from __future__ import annotations
@@ -98,7 +100,8 @@ class HFEngine:
 
     def _generate_chunk(self, chunk, offset, n, params: SamplingParams, gens) -> list[Group]:
         model = self.model
-        ids, mask = left_pad(chunk, self.pad_id)
+        device = next(model.parameters()).device  # token ids are built on the CPU and moved once per call
+        ids, mask = (t.to(device) for t in left_pad(chunk, self.pad_id))
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
         cache = out.past_key_values
@@ -112,25 +115,27 @@ class HFEngine:
         tokens: list[list[int]] = [[] for _ in range(rows)]
         logps: list[list[float]] = [[] for _ in range(rows)]
         finished = [False] * rows
-        active = torch.arange(rows)  # original row index of each row still in the batch
-        stop = torch.tensor(self.stop_ids, dtype=torch.long)
+        active = torch.arange(rows, device=device)  # original row index of each row still in the batch
+        stop = torch.tensor(self.stop_ids, dtype=torch.long, device=device)
         for t in range(params.max_new_tokens):
             if params.temperature > 0:
                 scaled = logits / params.temperature
                 logp_all = torch.log_softmax(scaled, dim=-1)
                 probs = filter_logits(scaled, params.top_k, params.top_p).softmax(-1)
                 # every sample of every prompt draws its two uniforms, finished or not: the streams stay aligned
+                # (CPU generators: the same stream on every device)
                 u = 1.0 - torch.cat([torch.rand(n, 2, generator=g) for g in gens])  # [rows, 2] in (0, 1]
-                tok = sample_inverse_cdf(probs, u[active])
+                tok = sample_inverse_cdf(probs, u.to(device)[active])
             else:
                 logp_all = torch.log_softmax(logits, dim=-1)
                 tok = logits.argmax(-1, keepdim=True)
             lp = logp_all.gather(-1, tok).squeeze(-1)
             is_stop = torch.isin(tok.squeeze(-1), stop)
-            for j, r in enumerate(active.tolist()):
-                tokens[r].append(int(tok[j]))
-                logps[r].append(float(lp[j]))
-                if is_stop[j]:
+            # one device-to-host copy per decoding step
+            for r, t_j, lp_j, stop_j in zip(active.tolist(), tok.squeeze(-1).tolist(), lp.tolist(), is_stop.tolist()):
+                tokens[r].append(t_j)
+                logps[r].append(lp_j)
+                if stop_j:
                     finished[r] = True
             if t == params.max_new_tokens - 1:
                 break

@@ -1,0 +1,206 @@
+"""Updating the policy on one `RolloutBatch`: PPO epochs over mini-batches of groups, micro-batched backward.
+
+    for epoch in 1..mu (train.updates_per_batch):               # GRPO's mu (Shao et al. 2024, arXiv 2402.03300,
+        for mini-batch in the batch's groups, M parts:          #   Algorithm 1); TRL num_iterations, verl ppo_epochs
+            zero_grad
+            for micro-batch of <= train.micro_batch_groups informative groups (this rank's share):
+                log-probs (with grad) -> loss(logprobs, old_logprobs, advantages, ...) / mini-batch tokens -> backward
+            sum gradients over ranks, clip, AdamW step
+
+`old_logprobs` are the policy's log-probs of the sampled tokens *before the first update* of this batch (the pi_old
+of the PPO ratio, Schulman et al. 2017, arXiv 1707.06347 eq. 6). With mu = 1 and one mini-batch the only update
+happens at pi_old itself, so they are the detached log-probs of that same forward (no extra pass, ratio exactly 1:
+today's fully on-policy step, as in TRL when num_iterations = 1). Otherwise one no-grad pass over the informative
+groups computes and stores them first (and the reference model's log-probs when beta > 0), so the clip, dual-clip
+and GSPO variants and `clip_ratio/*` act from the second update on.
+
+Loss normaliser: the tokens (or sequences) of the mini-batch's groups, tied groups included, so with M = 1 the
+sum of micro-batch losses is the whole step's loss exactly (token-level aggregation, DAPO eq. 8). Groups whose
+trained rewards all tie have zero advantage and no gradient; they are skipped in the backward (unless
+train.skip_zero_variance_groups is false). Mini-batches are contiguous blocks of the batch's groups in batch
+order, the same in every epoch (no reshuffle: the batch order is already a seeded random draw).
+
+Metrics: `entropy` and `sampling/*` (engine vs trainer on the sampled tokens) come from the pi_old forward; `loss`
+and the loss's own stats (`clip_ratio/*`, `kl`) are means over the optimizer updates (loss: per-update sum over
+micro-batches); `grad_norm` is the last update's; `updates` counts optimizer steps.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rlvr import algorithms
+from rlvr.batch import RolloutBatch
+from rlvr.forward import completion_logprobs
+
+
+def mini_batch_groups(n_groups: int, mini_batches: int) -> list[range]:
+    """Contiguous blocks of range(n_groups): `mini_batches` parts as equal as possible (earlier parts are not
+    larger than later ones); empty parts are dropped. `mini_batch_groups(8, 3)` -> [0:2], [2:5], [5:8]."""
+    m = max(1, min(mini_batches, n_groups)) if n_groups else 1
+    return [r for r in (range(k * n_groups // m, (k + 1) * n_groups // m) for k in range(m)) if len(r)]
+
+
+class PolicyUpdater:
+    """Runs the optimizer updates of one batch. Holds the policy, optional reference model, optimizer, the loss
+    function (a registry entry), the configs and the distributed helper; knows nothing of the algorithm beyond
+    the `LossInputs` it fills."""
+
+    def __init__(self, model, optimizer, loss_fn, cfg, dist, device: torch.device, pad_id: int, ref_model=None):
+        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.cfg, self.dist, self.device, self.pad_id, self.ref_model = cfg, dist, device, pad_id, ref_model
+
+    def update(self, batch: RolloutBatch) -> dict[str, float]:
+        """All optimizer updates for `batch` (shaped: advantages and loss weights set). Returns the metrics above,
+        or {"loss": 0, "grad_norm": 0, "updates": 0} when no group carries a gradient."""
+        cfg = self.cfg
+        tcfg = cfg.train
+        informative = batch.informative()
+        trainable = {i for i in range(batch.n_groups) if informative[i] or not tcfg.skip_zero_variance_groups}
+        mu, M = tcfg.updates_per_batch, tcfg.mini_batches
+        reuse = mu > 1 or M > 1
+        parts = mini_batch_groups(batch.n_groups, M)
+        plan = []  # per mini-batch: (this rank's micro-batches of group indices, tokens, sequences)
+        for part in parts:
+            groups = [i for i in part if i in trainable]
+            mbs = [groups[s:s + tcfg.micro_batch_groups] for s in range(0, len(groups), tcfg.micro_batch_groups)]
+            w = batch.loss_weights[list(part)]
+            plan.append((mbs[self.dist.shard(len(mbs))], int((batch.lengths[list(part)] * w).sum()), int(w.sum())))
+
+        first = {}  # per micro-batch (tuple of groups): pi_old log-probs, ref log-probs, engine log-probs
+        obs = _Observed()
+        if reuse:  # pi_old before any update
+            with torch.no_grad():
+                for mbs, _, _ in plan:
+                    for mb in mbs:
+                        lp, mask, ent = self._logprobs(batch, mb, with_entropy=True)
+                        first[tuple(mb)] = (lp, self._ref_logprobs(batch, mb) if cfg.algorithm.beta > 0 else None)
+                        obs.add(lp, self._engine_logprobs(batch, mb, mask), mask, ent)
+
+        totals = {"loss": 0.0}
+        stats_acc: dict[str, float] = {}
+        grad_norm, n_updates, n_mb_total = 0.0, 0, 0
+        for _epoch in range(mu):
+            for mbs, step_tokens, step_sequences in plan:
+                n_mb = self.dist.merge_stats({"n": float(len(mbs))})["n"]
+                if not n_mb:
+                    continue
+                self.optimizer.zero_grad(set_to_none=True)
+                loss_sum, mb_stats = 0.0, {}
+                for mb in mbs:
+                    loss, stats = self._micro_batch(batch, mb, first, obs if not reuse else None,
+                                                    step_tokens, step_sequences)
+                    loss_sum += loss
+                    _accumulate(mb_stats, stats)
+                tot = self.dist.merge_stats({"loss": loss_sum, **mb_stats})
+                totals["loss"] += tot.pop("loss")
+                for k, v in tot.items():
+                    stats_acc[k] = stats_acc.get(k, 0.0) + v / n_mb
+                params = [p for p in self.model.parameters() if p.requires_grad]
+                self.dist.all_reduce_grads(params)  # sum: every rank's loss is over the mini-batch's token count
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, tcfg.max_grad_norm))
+                self.optimizer.step()
+                n_updates += 1
+                n_mb_total += n_mb
+        if not n_updates:  # every group tied: nothing to learn from this batch
+            return {"loss": 0.0, "grad_norm": 0.0, "updates": 0.0}
+        return {"loss": totals["loss"] / n_updates, "grad_norm": grad_norm, "updates": float(n_updates),
+                **obs.metrics(self.dist), **{k: v / n_updates for k, v in stats_acc.items()}}
+
+    # ------------------------------------------------------------------------------------------ pieces
+
+    def _micro_batch(self, batch, mb, first, obs, step_tokens, step_sequences) -> tuple[float, dict]:
+        cfg = self.cfg
+        logprobs, mask, entropy = self._logprobs(batch, mb, with_entropy=obs is not None)
+        sampled = self._engine_logprobs(batch, mb, mask)
+        if obs is None:  # pi_old was computed before the first update
+            old, ref_lp = first[tuple(mb)]
+        else:  # mu = 1, one mini-batch: this forward is pi_old
+            old = logprobs.detach()
+            ref_lp = self._ref_logprobs(batch, mb) if cfg.algorithm.beta > 0 else None
+            obs.add(old, sampled, mask, entropy)
+        stats: dict[str, float] = {}
+        is_w = None
+        if cfg.rollout.importance_sampling == "tis":  # pi_old / engine: the sampling correction, fixed per batch
+            is_w, is_stats = algorithms.truncated_is_weights(old, sampled, mask, cfg.rollout.importance_sampling_cap)
+            stats.update(is_stats)
+        weights = batch.loss_weights[mb].reshape(-1, 1).to(self.device, mask.dtype)
+        inputs = algorithms.LossInputs(
+            logprobs=logprobs, old_logprobs=old, advantages=batch.advantages[mb].reshape(-1).to(self.device),
+            mask=mask * weights, ref_logprobs=ref_lp, step_tokens=step_tokens, step_sequences=step_sequences,
+            is_weights=is_w)
+        loss, loss_stats = self.loss_fn(inputs, cfg.algorithm)
+        loss.backward()
+        stats.update(loss_stats)
+        return float(loss.detach()), stats
+
+    def _logprobs(self, batch, mb, with_entropy=False):
+        G = batch.group_size
+        comps = [c.token_ids for i in mb for c in batch.completions[i]]
+        return completion_logprobs(self.model, [batch.prompt_ids[i] for i in mb], comps, G, self.pad_id,
+                                   self.cfg.sampling.temperature, with_entropy=with_entropy, device=self.device)
+
+    def _engine_logprobs(self, batch, mb, mask):
+        """The engine's own log-probs of the sampled tokens, [R, T] on the training device (0 past each end)."""
+        sampled = torch.zeros(mask.shape, dtype=torch.float32)
+        for r, c in enumerate(c for i in mb for c in batch.completions[i]):
+            sampled[r, : len(c.logprobs)] = torch.tensor(c.logprobs)
+        return sampled.to(self.device)
+
+    def _ref_logprobs(self, batch, mb):
+        with torch.no_grad():
+            if self.ref_model is not None:
+                model, ctx = self.ref_model, _nullcontext()
+            else:  # LoRA: the reference is the base model, adapter disabled (no second copy in memory)
+                model, ctx = self.model, self.model.disable_adapter()
+            with ctx:
+                G = batch.group_size
+                comps = [c.token_ids for i in mb for c in batch.completions[i]]
+                lp, _, _ = completion_logprobs(model, [batch.prompt_ids[i] for i in mb], comps, G, self.pad_id,
+                                               self.cfg.sampling.temperature, device=self.device)
+        return lp
+
+
+class _Observed:
+    """Token-weighted entropy and engine/trainer mismatch over the pi_old forward of every micro-batch."""
+
+    def __init__(self):
+        self.ent_sum, self.tokens, self.mismatch = 0.0, 0.0, {}
+
+    def add(self, logprobs, sampled, mask, entropy):
+        n = float(mask.sum())
+        if entropy is not None:
+            self.ent_sum += float((entropy * mask).sum())
+        self.tokens += n
+        for k, v in algorithms.sampling_mismatch(logprobs.detach(), sampled, mask).items():
+            if k.endswith("_max"):
+                self.mismatch[k] = max(self.mismatch.get(k, v), v)
+            elif k.endswith("_min"):
+                self.mismatch[k] = min(self.mismatch.get(k, v), v)
+            else:  # token-weighted mean
+                self.mismatch[k] = self.mismatch.get(k, 0.0) + v * n
+
+    def metrics(self, dist) -> dict[str, float]:
+        tot = dist.merge_stats({"entropy_sum": self.ent_sum, "tokens": self.tokens})
+        mismatch = dist.merge_stats(dict(self.mismatch))
+        n = tot["tokens"]
+        if not n:
+            return {}
+        for k in ("sampling/logp_diff_mean", "sampling/kl"):
+            if k in mismatch:
+                mismatch[k] /= n
+        return {"entropy": tot["entropy_sum"] / n, **mismatch}
+
+
+def _accumulate(acc: dict[str, float], stats: dict[str, float]) -> None:
+    for k, v in stats.items():
+        acc[k] = acc.get(k, 0.0) + v
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
