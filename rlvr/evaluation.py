@@ -25,8 +25,9 @@ def evaluate(engine: RolloutEngine, prompt_ids: list[list[int]], references: lis
         prompts: the question text of each prompt, passed to the verifier (None: no prompt; avoid).
     Returns:
         {"pass@1": greedy pass@1 in [0, 1], "correct": int, "n": int, "extracted_rate", "error_rate",
-        "timeout_rate"}; with k > 1 also "samples": k, "pass@1_sampled" and "pass@k" (means over prompts of the
-        unbiased estimator, Chen et al. 2021, arXiv 2107.03374 eq. 1, with n = k samples). When `out_path` is
+        "timeout_rate"}; with k > 1 also "samples": k, "pass@1_sampled" and "pass@j" for j in
+        `pass_k_values(k)` (means over prompts of the unbiased estimator with n = k samples, Chen et al. 2021,
+        arXiv 2107.03374 eq. 1). When `out_path` is
         given, every completion and verdict is written there as JSON lines.
     """
     if not prompt_ids:
@@ -51,9 +52,9 @@ def evaluate(engine: RolloutEngine, prompt_ids: list[list[int]], references: lis
         s_verdicts = score(verifier, make_items(s_texts, rep(references), rep(prompts)), samples, timeout_s)
         s_ok = [passed(v) for v in s_verdicts]
         per_prompt = [sum(s_ok[i * samples:(i + 1) * samples]) for i in range(n)]
-        out.update({"samples": samples,
-                    "pass@1_sampled": sum(pass_at_k(samples, c, 1) for c in per_prompt) / n,
-                    f"pass@{samples}": sum(pass_at_k(samples, c, samples) for c in per_prompt) / n})
+        out.update({"samples": samples, "pass@1_sampled": sum(pass_at_k(samples, c, 1) for c in per_prompt) / n})
+        for k in pass_k_values(samples):
+            out[f"pass@{k}"] = sum(pass_at_k(samples, c, k) for c in per_prompt) / n
         rows += [{"sample": j, "prompt_index": i, "completion": s_texts[i * samples + j], "reference": references[i],
                   "score": s_verdicts[i * samples + j].score, "passed": s_ok[i * samples + j],
                   "answer_class": s_verdicts[i * samples + j].answer_class, "error": s_verdicts[i * samples + j].error}
@@ -62,6 +63,11 @@ def evaluate(engine: RolloutEngine, prompt_ids: list[list[int]], references: lis
         with open(out_path, "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
     return out
+
+
+def pass_k_values(samples: int) -> list[int]:
+    """The k > 1 reported for `samples` completions per prompt: powers of two below it, and `samples` itself."""
+    return sorted({2 ** i for i in range(1, samples.bit_length()) if 2 ** i < samples} | {samples}) if samples > 1 else []
 
 
 def _generate(engine, prompt_ids, n, params, batch_size, seed) -> list[str]:

@@ -396,7 +396,7 @@ def _lookup(getter, name, field):
 
 def _fmt_eval(e: dict) -> str:
     k = e.get("samples", 1)
-    extra = f", sampled pass@1 {e['pass@1_sampled']:.3f}, pass@{k} {e[f'pass@{k}']:.3f}" if k > 1 else ""
+    extra = f", {k} samples: pass@1 {e['pass@1_sampled']:.3f}, pass@{k} {e[f'pass@{k}']:.3f}" if k > 1 else ""
     return (f"{e['pass@1']:.3f} ({e['correct']}/{e['n']} problems, answer extracted {e['extracted_rate']:.0%}"
             f"{extra})")
 

@@ -62,11 +62,14 @@ class _Crash(RuntimeError):
     pass
 
 
-def test_crash_keeps_metrics_and_checkpoint_then_resume_is_exact(tiny_model_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("updates", [[], ["train.updates_per_batch=2", "train.mini_batches=2"]],
+                         ids=["mu1", "mu2_minibatch2"])
+def test_crash_keeps_metrics_and_checkpoint_then_resume_is_exact(tiny_model_dir, tmp_path, monkeypatch, updates):
     # monitor.no_signal_max=1.0 makes NO_SIGNAL's condition hold every step, so with window 3 it fires at step 3:
     # the run crashes after the step-2 checkpoint, so the resumed run fires it on time only if the alert window
-    # (streak 2) came back from the checkpoint.
-    steps = ["train.steps=4", "log.checkpoint_every=2", "monitor.no_signal_max=1.0"]
+    # (streak 2) came back from the checkpoint. With mu = 2 and 2 mini-batches (4 AdamW steps per batch) resume
+    # is exact too: the optimizer state in the checkpoint is all the updates carry over.
+    steps = ["train.steps=4", "log.checkpoint_every=2", "monitor.no_signal_max=1.0", *updates]
     # uninterrupted reference run
     Trainer(_cfg(tiny_model_dir, tmp_path / "ref", *steps)).run()
     ref = read_metrics(tmp_path / "ref")
@@ -76,6 +79,7 @@ def test_crash_keeps_metrics_and_checkpoint_then_resume_is_exact(tiny_model_dir,
         (3, "NO_SIGNAL", "fired")]
     assert [r["alerts/NO_SIGNAL"] for r in ref] == [0.0, 0.0, 1.0, 1.0]
     assert all("monitor/signal_entropy" in r and "monitor/closure_ratio" in r for r in ref)
+    assert max(r["updates"] for r in ref) == (4.0 if updates else 1.0)  # optimizer steps per batch
 
     # a run that dies during step 3
     tr = Trainer(_cfg(tiny_model_dir, tmp_path / "run", *steps))

@@ -21,3 +21,16 @@ class FailingVerifier(Verifier):
 
     def _verify(self, completion, reference, *, prompt=None):
         raise RuntimeError("reference service unavailable")
+
+
+class SleepyVerifier(Verifier):
+    """A plug-in that never answers in time: `_verify` sleeps an hour (a hung judge endpoint, a deadlock)."""
+
+    name = "toy_sleepy"
+    signal = SignalSpec(kind="binary", deterministic=True, source="external", cost="cheap")
+
+    def _verify(self, completion, reference, *, prompt=None):
+        import time
+
+        time.sleep(3600)
+        return Verdict(score=1.0, passed=True, answer_class="late")
