@@ -26,6 +26,29 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
 
 
+def machine() -> dict:
+    """The CPU the figures were measured on: lscpu's model name and core count, torch's dispatch level, and the
+    bf16 probe the recipe's `dtype: auto` follows (rlvr/hardware.py)."""
+    import os
+    import platform
+
+    import torch
+
+    from rlvr.hardware import cpu_bf16_support
+
+    model = platform.processor()
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        model = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), model)
+        flags = next((ln.split(":", 1)[1].split() for ln in out.splitlines() if ln.startswith("Flags")), [])
+    except (OSError, subprocess.SubprocessError):
+        flags = []
+    ok, why = cpu_bf16_support()
+    return {"cpu": model, "cores": os.cpu_count(), "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "avx512f": "avx512f" in flags, "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags,
+            "native_bf16": ok, "probe": why, "torch": torch.__version__}
+
+
 def collect(run_dirs: dict[int, Path], out: Path, overrides: list[str], walls: dict[int, float]) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     per_seed = {}
@@ -49,6 +72,7 @@ def collect(run_dirs: dict[int, Path], out: Path, overrides: list[str], walls: d
     before = [v["heldout_before"] for v in per_seed.values()]
     summary = {
         "command": "python benchmarks/default_recipe.py " + " ".join(overrides),
+        "machine": machine(),
         "per_seed": per_seed,
         "heldout_before_mean": statistics.mean(before),
         "heldout_after_mean": statistics.mean(after),
