@@ -46,7 +46,10 @@ def machine() -> dict:
     ok, why = cpu_bf16_support()
     return {"cpu": model, "cores": os.cpu_count(), "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "avx512f": "avx512f" in flags, "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags,
-            "native_bf16": ok, "probe": why, "torch": torch.__version__}
+            "native_bf16": ok, "probe": why, "torch": torch.__version__,
+            # set to emulate an AVX2-only CPU on an AVX-512 one (torch and oneDNN dispatch AVX2 kernels)
+            "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY"),
+            "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA")}
 
 
 def collect(run_dirs: dict[int, Path], out: Path, overrides: list[str], walls: dict[int, float]) -> dict:

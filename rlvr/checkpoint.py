@@ -57,8 +57,10 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def load_checkpoint(path: Path, model, optimizer) -> dict:
-    """Restore trainable weights and optimizer state in place; return the saved state dict (with `step`)."""
+def load_trainable(path: Path, model) -> None:
+    """Copy a checkpoint's trainable weights into `model` in place (no optimizer state, RNG untouched).
+
+    Raises RuntimeError when the checkpoint names parameters the model does not have."""
     weights = load_file(str(Path(path) / "trainable.safetensors"))
     params = dict(model.named_parameters())
     missing = [n for n in weights if n not in params]
@@ -67,6 +69,11 @@ def load_checkpoint(path: Path, model, optimizer) -> dict:
     with torch.no_grad():
         for n, t in weights.items():
             params[n].copy_(t)
+
+
+def load_checkpoint(path: Path, model, optimizer) -> dict:
+    """Restore trainable weights and optimizer state in place; return the saved state dict (with `step`)."""
+    load_trainable(path, model)
     optimizer.load_state_dict(torch.load(Path(path) / "optimizer.pt", weights_only=True))
     state = json.loads((Path(path) / "state.json").read_text())
     torch.set_rng_state(torch.tensor(state.pop("torch_rng"), dtype=torch.uint8))

@@ -1,4 +1,5 @@
-"""Command line: `rlvr train RECIPE [key=value ...] [--debug]`, `rlvr monitor RUN_DIR [--once]`,
+"""Command line: `rlvr train RECIPE [key=value ...] [--debug]`, `rlvr eval MODEL_OR_RUN_DIR [--data ...]
+[--verifier ...] [--samples K]`, `rlvr export RUN_DIR OUT [--merge]`, `rlvr monitor RUN_DIR [--once]`,
 `rlvr report RUN_DIR [--out DIR]`.
 
 `rlvr train` exits 0 when training finished, 3 when the monitor stopped it (monitor.stop_on_critical). Under
@@ -68,6 +69,37 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    _quiet_libraries()
+    from rlvr.evaluation import evaluate_model
+
+    s = evaluate_model(args.model, recipe=args.recipe, data=args.data, n=args.n, verifier=args.verifier,
+                       samples=args.samples, temperature=args.temperature, engine=args.engine, device=args.device,
+                       out=args.out, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                       timeout_s=args.timeout_s, progress=not args.no_progress)
+    line = (f"{s['loaded']} on {s['data']} ({s['n']} problems, verifier {s['verifier']}, {s['engine']} "
+            f"{s['dtype']} on {s['device']}): greedy pass@1 {s['pass@1']:.3f} ({s['correct']}/{s['n']})")
+    if s["samples"] > 1:
+        ks = [k for k in s if k.startswith("pass@") and k not in ("pass@1", "pass@1_sampled")]
+        line += f" | {s['samples']} samples: pass@1 {s['pass@1_sampled']:.3f}, " + ", ".join(
+            f"{k} {s[k]:.3f}" for k in ks)
+    print(line)
+    print(f"answer extracted {s['extracted_rate']:.0%} | verifier errors {s['error_rate']:.1%}, timeouts "
+          f"{s['timeout_rate']:.1%} | {s['tokens_per_s']:.1f} completion tokens/s | {s['wall_seconds']:.1f} s")
+    print(f"wrote {s['out']}/eval.jsonl and {s['out']}/eval_summary.json")
+    return 0
+
+
+def cmd_export(args) -> int:
+    _quiet_libraries()
+    from rlvr.artifacts import export
+
+    out = export(args.run_dir, args.out, merge=args.merge)
+    kind = "merged HF model (transformers / vLLM load it directly)" if args.merge else "LoRA adapter (peft)"
+    print(f"exported {args.run_dir} -> {out} ({kind})")
+    return 0
+
+
 def cmd_monitor(args) -> int:
     from rlvr.monitor.view import latest_json, watch
 
@@ -98,6 +130,36 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("overrides", nargs="*", help="key=value overrides with dotted keys, e.g. train.steps=5 seed=1")
     t.add_argument("--debug", action="store_true", dest="debug_sub", help=argparse.SUPPRESS)
     t.set_defaults(func=cmd_train)
+    e = sub.add_parser("eval", help="evaluate a model, run directory, final adapter or checkpoint: pass@1, pass@k")
+    e.add_argument("model", help="run directory, RUN/final_adapter, RUN/checkpoints/step_N, or a model (alias, HF "
+                   "folder, .gguf)")
+    e.add_argument("--recipe", default=None, help="take prompt, data and verifier from this recipe (default: the "
+                   "run's own config.yaml, else the defaults)")
+    e.add_argument("--data", default=None, help="reasoning-gym task, .jsonl/.parquet/.csv file, or humaneval "
+                   "(default: the run's / recipe's held-out split)")
+    e.add_argument("--n", type=int, default=None, help="number of problems (default: eval_size for tasks, every "
+                   "row for files)")
+    e.add_argument("--verifier", default=None, help="verifier name (default: eval.verifier)")
+    e.add_argument("--samples", type=int, default=None, help="k completions per problem for pass@k (default 1: "
+                   "greedy only)")
+    e.add_argument("--temperature", type=float, default=None, help="sampling temperature for --samples > 1")
+    e.add_argument("--engine", default="auto", choices=["auto", "hf", "vllm"], help="rollout engine (auto: the "
+                   "run's evaluation engine; vLLM where installed for plain models)")
+    e.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    e.add_argument("--out", default=None, help="output folder (default RUN/eval or evals/<model>)")
+    e.add_argument("--max-new-tokens", type=int, default=None, dest="max_new_tokens")
+    e.add_argument("--batch-size", type=int, default=None, dest="batch_size")
+    e.add_argument("--timeout-s", type=float, default=None, dest="timeout_s", help="verifier deadline per prompt")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e.set_defaults(func=cmd_eval)
+
+    x = sub.add_parser("export", help="export a run's policy: the LoRA adapter, or a merged HF folder (--merge)")
+    x.add_argument("run_dir", help="run directory, RUN/final_adapter or RUN/checkpoints/step_N")
+    x.add_argument("out", help="new output folder")
+    x.add_argument("--merge", action="store_true", help="merge LoRA into the base: a plain HF folder (safetensors, "
+                   "config, tokenizer, chat template) for transformers and vLLM")
+    x.set_defaults(func=cmd_export)
+
     m = sub.add_parser("monitor", help="live view of a run's monitor quantities and alerts")
     m.add_argument("run_dir", help="the run directory (run_dir of `rlvr train`)")
     m.add_argument("--once", action="store_true", help="print one snapshot and exit")

@@ -264,10 +264,26 @@ class EvalConfig(_Section):
                                                      "an fp32 policy would score a rounded policy).")
 
 
+class WandbConfig(_Section):
+    """Weights & Biases logging (`pip install wandb`), next to TensorBoard: the same scalars, the resolved config, the
+    monitor's alerts (W&B alerts plus an `alerts` table) and, at the end, the monitor report's images."""
+
+    project: str = Field(..., description="W&B project.")
+    entity: str | None = Field(None, description="W&B entity (team or user); None: your default.")
+    mode: Literal["online", "offline", "disabled"] = Field("online", description="offline writes RUN_DIR/wandb/ "
+                                                           "without network (`wandb sync` uploads it later); "
+                                                           "disabled logs nothing.")
+    name: str | None = Field(None, description="W&B run name; None: the run directory's name.")
+    tags: list[str] = Field(default_factory=list, description="W&B run tags.")
+
+
 class LogConfig(_Section):
     checkpoint_every: int = Field(5, ge=0, description="Write a checkpoint every N steps (0: only at the end).")
     keep_checkpoints: int = Field(2, ge=1, description="Most recent checkpoints kept on disk.")
     tensorboard: bool = Field(True, description="Write TensorBoard scalars to RUN_DIR/tensorboard.")
+    wandb: WandbConfig | None = Field(None, description="Weights & Biases logging, e.g. `log.wandb: {project: "
+                                      "rlvr, mode: offline}`; null (default) turns it off. The W&B run id is "
+                                      "derived from the run directory, so a resumed run continues the same W&B run.")
     save_rollouts: bool = Field(True, description="Append every step's completions and verdicts to rollouts.jsonl.")
     progress: bool = Field(True, description="Show a progress bar.")
 

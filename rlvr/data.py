@@ -122,6 +122,18 @@ def load_splits(cfg: DataConfig) -> Splits:
     )
 
 
+def heldout_rows(cfg: DataConfig, n: int | None = None) -> list[dict]:
+    """The held-out split of `cfg` exactly as `load_splits` builds it (same generator seed or seeded shuffle), without
+    building the training split. `n` (None: cfg.eval_size) caps the rows; for files `n=0` means every row.
+    Raises DataError like load_splits."""
+    size = cfg.eval_size if n is None else n
+    if cfg.task is not None:
+        return _reasoning_gym_rows(cfg.task, size or cfg.eval_size, cfg.eval_seed, cfg.task_config)
+    rows = _file_rows(cfg)
+    random.Random(cfg.eval_seed).shuffle(rows)
+    return rows[:size] if size else rows
+
+
 def build_messages(question: str, prompt: PromptConfig) -> list[dict[str, str]]:
     """Chat messages for one question: [system], few-shot user/assistant pairs, then the user turn."""
     msgs: list[dict[str, str]] = []

@@ -80,14 +80,72 @@ def reset_step_log(path: Path, resume_step: int | None) -> None:
         path.unlink()
 
 
+def _scalars(metrics: dict) -> dict[str, float]:
+    """The finite numbers of a metrics dict (what TensorBoard and W&B get; strings and None stay in the jsonl)."""
+    return {k: v for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+class WandbSink:
+    """A W&B run mirroring the metric sink (rlvr.config.WandbConfig). The run id is a hash of the run directory's
+    absolute path, so `resume=true` continues the same W&B run (resume="allow")."""
+
+    def __init__(self, run_dir: Path, wcfg, config: dict, resume: bool):
+        try:
+            import wandb
+        except ImportError:
+            from rlvr.errors import ConfigError
+
+            raise ConfigError("log.wandb is set but wandb is not installed: `pip install wandb` (or set "
+                              "log.wandb=null)") from None
+        import hashlib
+
+        self._wandb = wandb
+        run_dir = Path(run_dir)
+        rid = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:12]
+        os.environ.setdefault("WANDB_SILENT", "true")
+        self.run = wandb.init(project=wcfg.project, entity=wcfg.entity, mode=wcfg.mode, dir=str(run_dir),
+                              name=wcfg.name or run_dir.name, tags=list(wcfg.tags) or None, config=config, id=rid,
+                              resume="allow" if resume else None)
+        self._alert_rows: list[list] = []
+
+    def log(self, step: int, metrics: dict) -> None:
+        self.run.log(_scalars(metrics), step=step)
+
+    def alerts(self, step: int, alerts: list) -> None:
+        """Each monitor alert event as a W&B alert (title `NAME fired|cleared`, the one-line message as text) and a
+        row of the `alerts` table (step, name, rule, severity, event, evidence JSON)."""
+        if not alerts:
+            return
+        levels = {"critical": self._wandb.AlertLevel.ERROR, "warning": self._wandb.AlertLevel.WARN}
+        for a in alerts:
+            self._alert_rows.append([a.step, a.name, a.rule, a.severity, a.event, json.dumps(a.evidence, default=str)])
+            level = levels.get(a.severity, self._wandb.AlertLevel.INFO) if a.event == "fired" else \
+                self._wandb.AlertLevel.INFO
+            self.run.alert(title=f"{a.name} {a.event}", text=a.message(), level=level, wait_duration=0)
+        table = self._wandb.Table(columns=["step", "name", "rule", "severity", "event", "evidence"],
+                                  data=list(self._alert_rows))
+        self.run.log({"alerts": table}, step=step)
+
+    def images(self, step: int, paths: dict[str, Path]) -> None:
+        """Report images (e.g. the monitor report's report.png) under their keys."""
+        logged = {k: self._wandb.Image(str(p)) for k, p in paths.items() if Path(p).is_file()}
+        if logged:
+            self.run.log(logged, step=step)
+
+    def close(self) -> None:
+        self.run.finish()
+
+
 class MetricSink:
     """Appends one JSON line per step to RUN_DIR/metrics.jsonl (flushed, so a crash keeps every finished step)
-    and mirrors scalars to TensorBoard when enabled."""
+    and mirrors scalars to TensorBoard and, when `wandb` (a WandbSink) is given, to Weights & Biases."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool, resume_step: int | None = None):
+    def __init__(self, run_dir: Path, tensorboard: bool, resume_step: int | None = None, wandb=None):
         self.path = Path(run_dir) / "metrics.jsonl"
         self._fh = open_step_log(self.path, resume_step)
         self._tb = None
+        self.wandb = wandb
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -99,21 +157,38 @@ class MetricSink:
         self._fh.flush()
         os.fsync(self._fh.fileno())
         if self._tb is not None:
-            for k, v in metrics.items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                    self._tb.add_scalar(k, v, step)
+            for k, v in _scalars(metrics).items():
+                self._tb.add_scalar(k, v, step)
             self._tb.flush()
+        if self.wandb is not None:
+            self.wandb.log(step, metrics)
+
+    def alerts(self, step: int, alerts: list) -> None:
+        if self.wandb is not None:
+            self.wandb.alerts(step, alerts)
+
+    def images(self, step: int, paths: dict) -> None:
+        if self.wandb is not None:
+            self.wandb.images(step, paths)
 
     def close(self) -> None:
         self._fh.close()
         if self._tb is not None:
             self._tb.close()
+        if self.wandb is not None:
+            self.wandb.close()
 
 
 class NullSink:
     """A MetricSink that writes nothing: what ranks other than 0 log to under torchrun."""
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def alerts(self, step: int, alerts: list) -> None:
+        pass
+
+    def images(self, step: int, paths: dict) -> None:
         pass
 
     def close(self) -> None:

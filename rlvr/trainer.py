@@ -265,8 +265,8 @@ class Trainer:
                 log.info("resumed from %s (step %d)", ckpts[-1], start)
             else:
                 log.info("resume=true but no checkpoint in %s: starting from step 0", self.run_dir)
-        sink = (MetricSink(self.run_dir, cfg.log.tensorboard, resume_step=start if cfg.resume else None) if main
-                else NullSink())
+        sink = (MetricSink(self.run_dir, cfg.log.tensorboard, resume_step=start if cfg.resume else None,
+                           wandb=self._wandb_sink()) if main else NullSink())
         evals = state.setdefault("evals", {})
         if main:
             self._print_plan()
@@ -274,6 +274,7 @@ class Trainer:
         if self.monitor is not None:
             self.monitor.start(resume_step=start if cfg.resume else None, state=state.get("monitor"))
             stop_reason = self.monitor.stop_reason if start == 0 else None
+            sink.alerts(start, self.monitor.drain())
         if self.dist.broadcast_object(stop_reason):
             self._say(f"rlvr: stopped before training by the monitor (monitor.stop_on_critical): {stop_reason}")
             sink.close()
@@ -295,6 +296,8 @@ class Trainer:
                     metrics["eval/pass@1"] = evals[str(done)]["pass@1"]
                     self._say(f"held-out pass@1 after step {done}: {_fmt_eval(evals[str(done)])}")
                 sink.log(done, metrics)
+                if self.monitor is not None:
+                    sink.alerts(done, self.monitor.drain())
                 if rollouts is not None:
                     rollouts.writelines(json.dumps(r) + "\n" for r in records)
                     rollouts.flush()
@@ -313,12 +316,28 @@ class Trainer:
                     self._say(f"rlvr: stopped after step {done} by the monitor (monitor.stop_on_critical): "
                               f"{stop_reason}; checkpoint kept")
                     break
+            if main and getattr(sink, "wandb", None) is not None and self.monitor is not None:
+                from rlvr.monitor.report import report
+
+                try:
+                    png, _ = report(self.run_dir)
+                    sink.images(cfg.train.steps if not stop_reason else done, {"monitor/report": png})
+                except Exception as e:  # a plot must not fail a finished run
+                    log.warning("rlvr: the monitor report for W&B failed (%s: %s)", type(e).__name__, e)
         finally:
             bar.close()
             sink.close()
             if rollouts is not None:
                 rollouts.close()
         return self._finish(evals, stop_reason, write_adapter=cfg.train.lora.enabled)
+
+    def _wandb_sink(self):
+        """A WandbSink when log.wandb is set (rank 0 only), else None."""
+        if self.cfg.log.wandb is None:
+            return None
+        from rlvr.metrics import WandbSink
+
+        return WandbSink(self.run_dir, self.cfg.log.wandb, self.cfg.model_dump(mode="json"), resume=self.cfg.resume)
 
     def _finish(self, evals: dict, stop_reason: str | None, write_adapter: bool) -> dict:
         """Rank 0 writes summary.json (and the final LoRA adapter); every rank returns that summary."""

@@ -141,3 +141,33 @@ def test_closure_recipes_run_on_a_tiny_model(loop, tiny_model_dir, tmp_path):
         if (tmp_path / loop / "alerts.jsonl").exists() else []
     declared = [(a["name"], a["rule"]) for a in alerts if a["step"] == 0]
     assert declared == ([("CLOSED_LOOP", "declared_self")] if loop == "closed" else [])
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_live_view_keeps_every_number_whole_at_80_and_200_columns(synthetic_run, columns):
+    """At 80 columns the view used to cut every value to four characters (`0.3…`, `[0.306, 0.8…`)."""
+    import io
+    import re
+
+    from rich.console import Console
+
+    from rlvr.monitor.view import render
+
+    con = Console(width=columns, file=io.StringIO(), record=True, color_system=None)
+    con.print(render(synthetic_run, columns=columns))
+    text = con.export_text()
+    assert max(len(line) for line in text.splitlines()) <= columns
+    assert "…" not in text
+    rows = [json.loads(x) for x in (synthetic_run / "metrics.jsonl").read_text().splitlines()]
+    last = rows[-1]
+    for key in ("monitor/signal_entropy", "monitor/informative_group_frac"):
+        assert f"{last[key]:.3f}" in text  # the latest value, whole
+    lo, hi = last["monitor/signal_entropy_lo"], last["monitor/signal_entropy_hi"]
+    assert f"[{lo:.3f}, {hi:.3f}]" in text  # its interval, whole
+    alert = json.loads((synthetic_run / "alerts.jsonl").read_text().splitlines()[0])
+    flat = re.sub(r"\s+", " ", text)
+    numbers = {k: v for k, v in alert["evidence"].items() if isinstance(v, float)}
+    assert numbers
+    for k, v in numbers.items():  # the alert's evidence, every number whole (wrapped at spaces, never cut)
+        assert f"{k}={v:.3f}" in flat, k
+    assert ("meaning" in text) == (columns >= 120)

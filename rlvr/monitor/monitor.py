@@ -320,8 +320,15 @@ class Monitor:
                 out.append(a)
         return out
 
+    def drain(self) -> list[Alert]:
+        """The alert events emitted since the last call (pre-flight ones included), oldest first; for other sinks
+        (the trainer forwards them to W&B)."""
+        out, self.pending = getattr(self, "pending", []), []
+        return out
+
     def _emit(self, alerts: list[Alert]) -> None:
         self.log.write(alerts)
+        self.pending = getattr(self, "pending", []) + list(alerts)
         for a in alerts:
             if self.echo is not None:
                 self.echo(a.message())

@@ -28,7 +28,7 @@ QUANTITIES = [
     ("class efficiency", "monitor/class_efficiency", "1: verdict depends on the answer only"),
     ("distinct answers/group", "monitor/distinct_per_group", ""),
     ("policy entropy", "monitor/policy_entropy", "nats per token"),
-    ("pass@1", "monitor/pass@1", "training reward > 0.5"),
+    ("pass@1", "monitor/pass@1", "share of completions the reward passes"),
     ("pass@G", "monitor/pass@G", ""),
     ("verifier errors", "monitor/error_rate", ""),
     ("verifier timeouts", "monitor/timeout_rate", ""),
@@ -87,8 +87,15 @@ def alert_spans(alerts: list[dict]) -> list[dict]:
     return spans
 
 
-def render(run_dir: Path, width: int = 24):
-    """The whole view as one rich renderable."""
+COMPACT_BELOW = 120  # terminal columns under which the compact layout is used
+
+
+def render(run_dir: Path, width: int = 24, columns: int | None = None):
+    """The whole view as one rich renderable, laid out for a terminal of `columns` (None: the wide layout).
+
+    Below COMPACT_BELOW columns (an 80-column terminal) the view drops the `meaning` column, shortens the sparkline
+    to 12 steps, and prints each alert on two lines (name, rule, severity, steps; then its evidence, wrapped), so
+    every number stays whole instead of being cut to `0.3…`."""
     from rich.console import Group
     from rich.panel import Panel
     from rich.table import Table
@@ -111,10 +118,14 @@ def render(run_dir: Path, width: int = 24):
     status = "finished" if done else "running"
     head = Text(f"{name}  |  step {last}/{total or '?'}  |  {status}  |  {run_dir}", style="bold")
 
+    compact = columns is not None and columns < COMPACT_BELOW
+    if compact:
+        width = min(width, 12)
     table = Table(show_edge=False, pad_edge=False, expand=False)
-    for col, just in (("quantity", "left"), ("latest", "right"), ("95% CI", "right"), (f"last {width} steps", "left"),
-                      ("meaning", "left")):
-        table.add_column(col, justify=just, no_wrap=col != "meaning")
+    cols = [("quantity", "left"), ("latest", "right"), ("95% CI", "right"), (f"last {width} steps", "left")]
+    for col, just in cols + ([] if compact else [("meaning", "left")]):
+        table.add_column(col, justify=just, no_wrap=col not in ("meaning", "quantity"),
+                         overflow="fold" if col == "quantity" else "ellipsis")
     for label, key, meaning in quantity_keys(rows):
         series = [r.get(key) for r in rows]
         defined = [v for v in series if _finite(v)]
@@ -123,18 +134,14 @@ def render(run_dir: Path, width: int = 24):
               else (rows[-1] if rows else {}))
         latest, lo, hi = at.get(key), at.get(key + "_lo"), at.get(key + "_hi")
         ci = f"[{_num(lo)}, {_num(hi)}]" if _finite(lo) and _finite(hi) else ""
-        table.add_row(label, _num(latest), ci, sparkline(series if key != "eval/pass@1" else defined, width), meaning)
+        cells = [label, _num(latest), ci, sparkline(series if key != "eval/pass@1" else defined, width)]
+        table.add_row(*cells, *([] if compact else [meaning]))
 
     active = [s for s in spans if s["cleared"] is None]
-    alerts = Table(show_edge=False, pad_edge=False)
-    for col in ("", "alert", "rule", "severity", "fired", "cleared", "evidence"):
-        alerts.add_column(col, no_wrap=col not in ("evidence",))
-    for s in sorted(spans, key=lambda s: (s["cleared"] is not None, s["fired"])):
-        mark = "●" if s["cleared"] is None else "○"
-        style = {"critical": "bold red", "warning": "yellow"}.get(s["severity"], "") if s["cleared"] is None else "dim"
-        ev = ", ".join(f"{k}={_num(v) if _finite(v) else v}" for k, v in s["evidence"].items())
-        alerts.add_row(mark, s["name"], s["rule"], s["severity"], str(s["fired"]),
-                       "active" if s["cleared"] is None else str(s["cleared"]), ev, style=style)
+    if compact:
+        alerts = _compact_alerts(spans)
+    else:
+        alerts = _wide_alerts(spans)
     title = f"alerts: {len(active)} active, {len(spans) - len(active)} cleared" if spans else "alerts: none"
     parts = [head, Panel(table, title="quantities"), Panel(alerts if spans else Text("no alert has fired"),
                                                                title=title)]
@@ -142,6 +149,44 @@ def render(run_dir: Path, width: int = 24):
         parts.append(Text("what to do: " + " | ".join(f"{s['name']}: {s['action']}" for s in active[:2]),
                           style="italic"))
     return Group(*parts)
+
+
+def _evidence(s: dict) -> str:
+    return ", ".join(f"{k}={_num(v) if _finite(v) else v}" for k, v in s["evidence"].items())
+
+
+def _order(spans):
+    return sorted(spans, key=lambda s: (s["cleared"] is not None, s["fired"]))
+
+
+def _style(s: dict) -> str:
+    return {"critical": "bold red", "warning": "yellow"}.get(s["severity"], "") if s["cleared"] is None else "dim"
+
+
+def _compact_alerts(spans: list[dict]):
+    """Two lines per alert: `● NAME (rule) severity, fired N, active|cleared M`, then the evidence, wrapped."""
+    from rich.text import Text
+
+    out = Text()
+    for i, s in enumerate(_order(spans)):
+        mark = "●" if s["cleared"] is None else "○"
+        state = "active" if s["cleared"] is None else f"cleared {s['cleared']}"
+        out.append(f"{mark} {s['name']} ({s['rule']}) {s['severity']}, fired {s['fired']}, {state}\n", style=_style(s))
+        out.append(f"  {_evidence(s)}" + ("\n" if i < len(spans) - 1 else ""), style="dim" if s["cleared"] else "")
+    return out
+
+
+def _wide_alerts(spans: list[dict]):
+    from rich.table import Table
+
+    alerts = Table(show_edge=False, pad_edge=False)
+    for col in ("", "alert", "rule", "severity", "fired", "cleared", "evidence"):
+        alerts.add_column(col, no_wrap=col not in ("evidence",))
+    for s in _order(spans):
+        mark = "●" if s["cleared"] is None else "○"
+        alerts.add_row(mark, s["name"], s["rule"], s["severity"], str(s["fired"]),
+                       "active" if s["cleared"] is None else str(s["cleared"]), _evidence(s), style=_style(s))
+    return alerts
 
 
 def _finished(run_dir: Path) -> bool:
@@ -165,16 +210,16 @@ def watch(run_dir: Path, once: bool = False, interval: float = 2.0, console=None
 
         raise UserError(f"run directory '{run_dir}' not found: pass the run_dir of a `rlvr train` run")
     if once:
-        console.print(render(run_dir))
+        console.print(render(run_dir, columns=console.width))
         return 0
     seen = None
-    with Live(render(run_dir), console=console, refresh_per_second=4) as live:
+    with Live(render(run_dir, columns=console.width), console=console, refresh_per_second=4) as live:
         try:
             while True:
                 stamp = tuple(p.stat().st_mtime_ns if p.exists() else 0 for p in
                               (run_dir / "metrics.jsonl", run_dir / "alerts.jsonl", run_dir / "summary.json"))
                 if stamp != seen:
-                    live.update(render(run_dir))
+                    live.update(render(run_dir, columns=console.width))
                     seen = stamp
                 if _finished(run_dir):
                     break
