@@ -28,7 +28,7 @@ QUANTITIES = [
     ("class efficiency", "monitor/class_efficiency", "1: verdict depends on the answer only"),
     ("distinct answers/group", "monitor/distinct_per_group", ""),
     ("policy entropy", "monitor/policy_entropy", "nats per token"),
-    ("pass@1", "monitor/pass@1", "share of completions the reward passes"),
+    ("pass@1", "monitor/pass@1", "training reward > 0.5"),
     ("pass@G", "monitor/pass@G", ""),
     ("verifier errors", "monitor/error_rate", ""),
     ("verifier timeouts", "monitor/timeout_rate", ""),
