@@ -313,6 +313,12 @@ class MonitorConfig(_Section):
                                      "verdict is (almost) the model's own majority answer (0 for a majority-vote "
                                      "reward; an exact verifier on a model at 60% sampled accuracy reads ~0.18 in "
                                      "simulation, tests/test_monitor_alerts.py).")
+    min_informative_groups: int = Field(8, ge=1, description="Evidence before the closure_ratio rule of "
+                                        "CLOSED_LOOP (critical): the pooled window must hold at least this many "
+                                        "informative groups, else the closure ratio is undetermined (the condition "
+                                        "neither advances nor resets). On the default recipe a window with 0, 2 and "
+                                        "0 informative groups read closure ratio 0.000 and raised a critical false "
+                                        "alarm at step 23 while held-out accuracy was rising.")
     no_signal_max: float = Field(0.05, ge=0, le=1, description="NO_SIGNAL when the informative-group fraction is at "
                                  "or below this (near 0: no GRPO gradient).")
     spurious_share_max: float = Field(0.3, ge=0, le=1, description="SPURIOUS_SIGNAL (feature rule) when a surface "

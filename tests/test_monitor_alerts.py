@@ -245,3 +245,38 @@ def test_state_survives_resume(tmp_path):
     c = Monitor(None, [Signal("s", 1.0, BIN)])
     c.start()
     assert _run(c, stream, 5, start=6)[0] != ev2
+
+
+def _plurality_step(n_informative, P=8, G=8):
+    """A step where the verdict is the plurality answer (closure ratio 0) in `n_informative` groups; the other
+    groups tie (every completion the same wrong answer)."""
+    rewards, classes = [], []
+    for g in range(P):
+        if g < n_informative:
+            rewards.append([1.0] * 5 + [0.0] * 3)
+            classes.append(["a"] * 5 + ["b"] * 3)
+        else:
+            rewards.append([0.0] * G)
+            classes.append(["c"] * G)
+    return rewards, classes
+
+
+@pytest.mark.parametrize("per_step, fires", [(1, False), (4, True)])
+def test_closed_loop_needs_enough_informative_groups_in_the_window(per_step, fires):
+    """The default recipe's false alarm: a window of 0 + 2 + 0 informative groups read closure ratio 0.000 and
+    fired CLOSED_LOOP (critical). With 1 informative group per step (3 per window) the ratio is 0 but undetermined;
+    with 4 per step (12 per window, >= monitor.min_informative_groups = 8) the same pattern fires."""
+    from rlvr.monitor import Monitor, Signal
+    from verifiers import SignalSpec
+
+    mon = Monitor(None, [Signal("ext", 1.0, SignalSpec("binary", True, "external", "cheap"))])
+    mon.start()
+    fired = []
+    for t in range(1, 9):
+        rewards, classes = _plurality_step(per_step)
+        m, alerts = mon.observe(t, rewards, classes, [["x"] * 8 for _ in rewards], [[5] * 8 for _ in rewards])
+        if t >= 3:
+            assert m["monitor/closure_ratio_window"] == 0.0
+            assert m["monitor/window_informative_groups"] == 3 * per_step
+        fired += [(a.name, a.step) for a in alerts if a.event == "fired"]
+    assert (("CLOSED_LOOP", 5) in fired) == fires, fired

@@ -188,10 +188,12 @@ class Monitor:
         cr = est.closure_ratio(levels, s_hat, cfg.min_signal_entropy, B, seed)
         self.recent = (self.recent + [{"levels": levels, "s_hat": s_hat}])[-cfg.window:]
         crw = Estimate(None)
+        q["window_informative_groups"] = float("nan")
         if len(self.recent) == cfg.window:  # pooled over the window's groups: steadier than one step's
             pooled_l = [r for st in self.recent for r in st["levels"]]
             pooled_s = [r for st in self.recent for r in st["s_hat"]]
             crw = est.closure_ratio(pooled_l, pooled_s, cfg.min_signal_entropy, B, seed)
+            q["window_informative_groups"] = float(sum(1 for r in pooled_l if r and max(r) != min(r)))
         for key, e in (("informative_group_frac", inf), ("signal_entropy", h), ("novel_bits", nb),
                        ("closure_ratio", cr), ("closure_ratio_window", crw)):
             q[key], q[key + "_lo"], q[key + "_hi"] = _nan(e.value), _nan(e.lo), _nan(e.hi)
@@ -263,10 +265,12 @@ class Monitor:
                 out.append(a)
 
         cr = q["closure_ratio_window"]
-        upd("CLOSED_LOOP", "closure_ratio", "critical", (cr < cfg.closure_ratio_min) if _ok(cr) else None,
+        enough = q.get("window_informative_groups", 0.0) >= cfg.min_informative_groups  # else undetermined
+        upd("CLOSED_LOOP", "closure_ratio", "critical", (cr < cfg.closure_ratio_min) if _ok(cr) and enough else None,
             {"closure_ratio_min": cfg.closure_ratio_min},
             {"closure_ratio_window": cr, "ci": [q["closure_ratio_window_lo"], q["closure_ratio_window_hi"]],
              "closure_ratio_step": q["closure_ratio"],
+             "window_informative_groups": q.get("window_informative_groups"),
              "novel_bits": q["novel_bits"], "signal_entropy": q["signal_entropy"]})
 
         inf = q["informative_group_frac"]
