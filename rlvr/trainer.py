@@ -203,7 +203,8 @@ class Trainer:
         metrics = self._step_metrics(batch, collect_metrics, train_metrics)
         metrics.update({"time/train": t_sync - t_update, "time/sync": t_end - t_sync, "time/step": t_end - t0})
         if self.monitor is not None:  # the info-gain monitor: estimates, alerts (written and echoed by it)
-            mon_metrics, _ = self.monitor.observe_batch(step + 1, first_round, train_metrics.get("entropy"))
+            mon_metrics, _ = self.monitor.observe_batch(step + 1, first_round, train_metrics.get("entropy"),
+                                                        rescore=lambda items, g: self.reward(items, g)[0])
             metrics.update(mon_metrics)
         return metrics, batch.records(step + 1)
 

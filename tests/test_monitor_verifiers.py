@@ -1,10 +1,12 @@
 """Verifiers of known information content for the closure benchmark: majority_vote (self-sourced), length_bonus
 (a surface feature), prompt_split (the probe's loop C); the group-level hook of the Verifier base class."""
 
+import math
 import pickle
 import zlib
 
 import pytest
+import torch
 
 from rlvr.config import VerifierRef
 from rlvr.scoring import make_items
@@ -120,3 +122,71 @@ def test_trainer_reward_passes_whole_groups():
              "<answer>3</answer>", "<answer>4</answer>", "<answer>4</answer>"]
     rewards, verdicts, metrics = reward(make_items(texts, ["0"] * 6, ["q1"] * 3 + ["q2"] * 3), 3)
     assert rewards.tolist() == [1, 1, 0, 0, 1, 1] and metrics["rewards/majority_vote/mean"] == pytest.approx(4 / 6)
+
+
+# ---------------------------------------------------------------------------------------------- intervention
+
+def _batch(texts_per_group, refs, prompts, rewards):
+    from rlvr.batch import RolloutBatch
+    from rlvr.rollouts.base import Completion
+
+    comps = [[Completion([1], [0.0], t, "stop") for t in row] for row in texts_per_group]
+    verdicts = [[Verdict(float(r), bool(r), None) for r in row] for row in rewards]
+    return RolloutBatch(list(range(len(refs))), [[1]] * len(refs), prompts, refs, comps, torch.tensor(rewards),
+                        verdicts)
+
+
+def _sensitivity(refs_cfg, texts, refs, prompts, groups=4):
+    from rlvr.config import MonitorConfig
+    from rlvr.monitor import Monitor, signals_from_verifiers
+
+    reward = build_reward(refs_cfg)
+    G = len(texts[0])
+    flat = make_items([t for row in texts for t in row], [r for r in refs for _ in range(G)],
+                      [p for p in prompts for _ in range(G)])
+    rewards = reward(flat, G)[0].view(len(refs), G).tolist()
+    mon = Monitor(MonitorConfig(intervention_groups=groups), signals_from_verifiers(reward.verifiers))
+    mon.start()
+    m, _ = mon.observe_batch(1, _batch(texts, refs, prompts, rewards), rescore=lambda it, g: reward(it, g)[0])
+    return m
+
+
+def test_reference_sensitivity_exact_blind_and_mixed():
+    """Exact verifier: its passes turn to fails under another problem's answer -> 1. A verifier that never reads the
+    reference (declared external) -> 0. A reward exact on half the prompts and blind on the rest -> 1/2."""
+    import zlib
+
+    refs = ["3", "5", "7", "9"]
+    prompts = ["q0", "q1", "a", "b"]  # CRC-32 parity 0, 0, 1, 1: prompt_split's even (math) / odd (blind) halves
+    assert [zlib.crc32(q.encode()) % 2 for q in prompts] == [0, 0, 1, 1]
+    texts = [[f"<answer>{r}</answer>", f"<answer>{r}</answer>", "<answer>0</answer>"] for r in refs]
+    m = _sensitivity([VerifierRef(name="math")], texts, refs, prompts)
+    assert m["monitor/reference_sensitivity"] == 1.0 and m["monitor/intervention_calls"] == 12
+    m = _sensitivity([VerifierRef(name="tests.toy_verifiers:FirstCompletionVerifier")], texts, refs, prompts)
+    assert m["monitor/reference_sensitivity"] == 0.0
+    mixed = VerifierRef(name="prompt_split", kwargs={"even": "math",
+                                                     "odd": "tests.toy_verifiers:FirstCompletionVerifier"})
+    m = _sensitivity([mixed], texts, refs, prompts)
+    assert m["monitor/reference_sensitivity"] == 0.5  # 4 of the 8 passes change: the exact half's
+    # a judge-sourced reward is not intervened on (a rubric may ignore the reference): undetermined, no calls
+    m = _sensitivity([VerifierRef(name="majority_vote")], texts, refs, prompts)
+    assert m["monitor/intervention_calls"] == 0 and math.isnan(m["monitor/reference_sensitivity"])
+
+
+def test_reference_blind_reward_raises_closed_loop_in_a_real_run(tiny_model_dir, tmp_path):
+    """The undeclared self-derived loop of the monitor issue: the passive ratio read 'open' for 15+ steps. By
+    intervention it is CLOSED_LOOP (reference_blind) at step 4: every group's first completion passes and 4 groups
+    are re-scored per step, so the pooled window holds >= 8 passes from step 2 on (none changes), and the condition
+    must then hold for 3 consecutive steps (window 3)."""
+    from rlvr.config import load_config
+    from rlvr.monitor import read_alerts
+    from rlvr.trainer import Trainer
+
+    over = [f"model={tiny_model_dir}", f"run_dir={tmp_path / 'r'}", "data.train_size=16", "data.eval_size=2",
+            "train.prompts_per_step=4", "train.group_size=4", "train.steps=4", "sampling.max_new_tokens=6",
+            "log.progress=false", "log.tensorboard=false", "rollout.engine=hf", "eval.at_start=false",
+            "eval.at_end=false", "verifiers=[{name: 'tests.toy_verifiers:FirstCompletionVerifier'}]",
+            "monitor.intervention_groups=4"]
+    Trainer(load_config("recipes/basic_arithmetic.yaml", over)).run()
+    fired = [(a["name"], a["rule"], a["step"]) for a in read_alerts(tmp_path / "r") if a["event"] == "fired"]
+    assert ("CLOSED_LOOP", "reference_blind", 4) in fired, fired

@@ -34,3 +34,24 @@ class SleepyVerifier(Verifier):
 
         time.sleep(3600)
         return Verdict(score=1.0, passed=True, answer_class="late")
+
+
+class FirstCompletionVerifier(Verifier):
+    """Closed but undeclared: 1 when a completion's answer equals its group's first completion's answer. It never
+    reads the reference and declares source='external' (the loop the passive closure ratio did not see)."""
+
+    name = "toy_first_completion"
+    signal = SignalSpec(kind="binary", deterministic=True, source="external", cost="cheap")
+
+    def _verify(self, completion, reference, *, prompt=None):
+        return Verdict(score=1.0, passed=True, answer_class=completion or None)
+
+    def verify_groups(self, items, group_size):
+        out = []
+        for s in range(0, len(items), group_size):
+            group = items[s:s + group_size]
+            first = group[0]["completion"] if isinstance(group[0], dict) else group[0][0]
+            for it in group:
+                c = it["completion"] if isinstance(it, dict) else it[0]
+                out.append(Verdict(score=float(c == first), passed=c == first, answer_class=c or None))
+        return out

@@ -435,3 +435,32 @@ def reward_gold_gap(rewards: Any, reference_scores: Any) -> dict[str, float]:
     mean_r = sum(s for row in r for s in row) / max(n, 1)
     return {"reference_pass@1": k / max(n, 1), "reference_pass@1_lo": lo, "reference_pass@1_hi": hi,
             "reward_gold_gap": mean_r - k / max(n, 1)}
+
+
+def reference_sensitivity_counts(original: Any, swapped: Any, threshold: float = 0.5) -> tuple[int, int]:
+    """(changed, passed) for an intervention on the reference: `original` [k][G] rewards of k groups as scored,
+    `swapped` [k][G] the same completions re-scored against another prompt's reference. `passed` counts the
+    original rewards >= `threshold`; `changed` those of them whose reward moved (|diff| > 1e-9).
+
+    Why passed verdicts only: a wrong completion stays wrong under another problem's reference with an exact
+    verifier too, so it carries no evidence either way; a right one must turn wrong unless the verdict ignores the
+    reference. I(X; S | Z_t) > 0 needs S to depend on X (paper-notes): a verifier whose passes survive a swapped
+    reference is reference-blind, i.e. closed or self-derived whatever it declares."""
+    changed = passed = 0
+    for o_row, s_row in zip(as_rows(original), as_rows(swapped)):
+        for o, s in zip(o_row, s_row):
+            if o >= threshold:
+                passed += 1
+                changed += abs(o - s) > 1e-9
+    return changed, passed
+
+
+def reference_sensitivity(changed: int, passed: int) -> Estimate:
+    """Share of passed verdicts that change when the reference is swapped (see `reference_sensitivity_counts`),
+    with a Wilson 95% interval. None when nothing passed. Exact verifier on arithmetic: ~1 (a swapped answer
+    collides with the right one rarely); a reference-blind verifier: 0; a reward exact on a share s of the prompts
+    and blind on the rest: ~s."""
+    if passed == 0:
+        return Estimate(None, n=0)
+    lo, hi = wilson_interval(changed, passed)
+    return Estimate(changed / passed, lo, hi, n=passed)

@@ -161,7 +161,8 @@ class Monitor:
                 lengths: Any, *, errors: list[list[str | None]] | None = None,
                 references: list[list[Any]] | None = None, prompts: list[list[str | None]] | None = None,
                 reference_scores: Any = None,
-                policy_entropy: float | None = None) -> tuple[dict[str, float], list[Alert]]:
+                policy_entropy: float | None = None,
+                intervention: tuple[Any, Any] | None = None) -> tuple[dict[str, float], list[Alert]]:
         """Estimate this step's quantities and update the alerts.
 
         Args:
@@ -172,6 +173,8 @@ class Monitor:
             reference_scores: [P][G] reference verdicts, when the caller already has them (otherwise they are
                 computed with ``reference_verifier`` from ``references``).
             policy_entropy: mean token entropy of the policy on these completions (the trainer's ``entropy``).
+            intervention: (original [k][G], swapped [k][G]) rewards of k groups re-scored against another
+                prompt's reference (the trainer's closure-by-intervention sample); None: not measured this step.
         Returns:
             (metrics: ``monitor/*`` and ``alerts/<NAME>`` (1 while active), new alert events).
         """
@@ -186,7 +189,14 @@ class Monitor:
         h = est.signal_entropy(levels, B, seed)
         nb = est.novel_bits(levels, s_hat, True, B, seed)
         cr = est.closure_ratio(levels, s_hat, cfg.min_signal_entropy, B, seed)
-        self.recent = (self.recent + [{"levels": levels, "s_hat": s_hat}])[-cfg.window:]
+        counts = est.reference_sensitivity_counts(*intervention) if intervention is not None else (0, 0)
+        self.recent = (self.recent + [{"levels": levels, "s_hat": s_hat, "intervention": list(counts)}])[-cfg.window:]
+        rs = est.reference_sensitivity(*counts)
+        q["reference_sensitivity"], q["reference_sensitivity_lo"], q["reference_sensitivity_hi"] = (
+            _nan(rs.value), _nan(rs.lo), _nan(rs.hi))
+        pooled = [sum(st.get("intervention", (0, 0))[i] for st in self.recent) for i in (0, 1)]
+        rsw = est.reference_sensitivity(*pooled)
+        q["reference_sensitivity_window"], q["intervention_passes_window"] = _nan(rsw.value), float(pooled[1])
         crw = Estimate(None)
         q["window_informative_groups"] = float("nan")
         if len(self.recent) == cfg.window:  # pooled over the window's groups: steadier than one step's
@@ -223,13 +233,53 @@ class Monitor:
         metrics.update({f"alerts/{n}": float(n in active) for n in NAMES})
         return metrics, alerts
 
-    def observe_batch(self, step: int, batch, policy_entropy: float | None = None
+    @property
+    def intervenes(self) -> bool:
+        """Whether closure by intervention applies: enabled, and every verifier declares an external source (a
+        judge may legitimately ignore the reference; self-sourced rewards are closed by declaration)."""
+        return self.cfg.intervention_groups > 0 and bool(self.signals) and all(
+            s.spec.source == "external" for s in self.signals)
+
+    def observe_batch(self, step: int, batch, policy_entropy: float | None = None, rescore=None
                       ) -> tuple[dict[str, float], list[Alert]]:
-        """:meth:`observe` on a `rlvr.batch.RolloutBatch` (the trainer's step, first generation round)."""
+        """:meth:`observe` on a `rlvr.batch.RolloutBatch` (the trainer's step, first generation round).
+
+        `rescore(items, group_size) -> rewards [n]` is the training reward; with it (and `intervenes`), up to
+        `monitor.intervention_groups` groups with a passed verdict, picked by a seeded draw of `step`, are
+        re-scored against the reference of another group whose reference differs (the next such group in batch
+        order), for `monitor/reference_sensitivity`."""
         G = batch.group_size
-        return self.observe(step, batch.rewards, batch.answer_classes, batch.texts, batch.lengths,
-                            errors=batch.errors, references=[[r] * G for r in batch.references],
-                            prompts=[[q] * G for q in batch.prompts], policy_entropy=policy_entropy)
+        intervention = None
+        if rescore is not None and self.intervenes:
+            intervention = self._intervene(step, batch, rescore)
+        metrics, alerts = self.observe(step, batch.rewards, batch.answer_classes, batch.texts, batch.lengths,
+                                       errors=batch.errors, references=[[r] * G for r in batch.references],
+                                       prompts=[[q] * G for q in batch.prompts], policy_entropy=policy_entropy,
+                                       intervention=intervention)
+        metrics["monitor/intervention_calls"] = float(sum(map(len, intervention[0])) if intervention else 0)
+        return metrics, alerts
+
+    def _intervene(self, step: int, batch, rescore):
+        import random
+
+        from rlvr.scoring import PASS_THRESHOLD, make_items
+
+        G, P = batch.group_size, batch.n_groups
+        refs = [str(r) for r in batch.references]
+        candidates = [g for g in range(P) if float(batch.rewards[g].max()) >= PASS_THRESHOLD
+                      and any(refs[h] != refs[g] for h in range(P))]
+        if not candidates:
+            return None
+        picked = sorted(random.Random(step * 7_919 + 13).sample(candidates, min(self.cfg.intervention_groups,
+                                                                               len(candidates))))
+        donors = [next(batch.references[(g + d) % P] for d in range(1, P) if refs[(g + d) % P] != refs[g])
+                  for g in picked]
+        texts = [c for g in picked for c in batch.texts[g]]
+        items = make_items(texts, [r for r in donors for _ in range(G)], [batch.prompts[g] for g in picked
+                                                                         for _ in range(G)])
+        swapped = rescore(items, G)
+        swapped = swapped.tolist() if hasattr(swapped, "tolist") else list(swapped)
+        return ([batch.rewards[g].tolist() for g in picked], [swapped[i * G:(i + 1) * G] for i in range(len(picked))])
 
     def _reference_scores(self, texts, references, prompts) -> list[list[float]]:
         """The reference verifier's pass/fail (1.0 / 0.0) on the rollouts, through rlvr.scoring (same item shape,
@@ -272,6 +322,14 @@ class Monitor:
              "closure_ratio_step": q["closure_ratio"],
              "window_informative_groups": q.get("window_informative_groups"),
              "novel_bits": q["novel_bits"], "signal_entropy": q["signal_entropy"]})
+
+        rsw, passes = q["reference_sensitivity_window"], q["intervention_passes_window"]
+        upd("CLOSED_LOOP", "reference_blind", "critical",
+            (rsw <= cfg.reference_sensitivity_min) if _ok(rsw) and passes >= cfg.min_intervention_passes else None,
+            {"reference_sensitivity_min": cfg.reference_sensitivity_min,
+             "min_intervention_passes": cfg.min_intervention_passes},
+            {"reference_sensitivity_window": rsw, "intervention_passes_window": passes,
+             "ci": [q["reference_sensitivity_lo"], q["reference_sensitivity_hi"]]})
 
         inf = q["informative_group_frac"]
         upd("NO_SIGNAL", "informative_groups", "warning", inf <= cfg.no_signal_max if _ok(inf) else None,
