@@ -330,6 +330,17 @@ class MonitorConfig(_Section):
                                              "the verdicts do not depend on the task's reference.")
     min_intervention_passes: int = Field(8, ge=1, description="Passed verdicts re-scored in the window before the "
                                          "reference_blind rule can judge (else undetermined).")
+    canaries: bool = Field(True, description="Verifier canaries (rlvr/monitor/canaries.py): before training, the "
+                           "references of the first canary_rows training rows, written as completions would write "
+                           "them, must pass every external verifier of the reward, and a perturbed reference must "
+                           "fail; otherwise VERIFIER_FAULT (canary:<verifier>, critical) at step 0 with the failing "
+                           "pairs.")
+    canary_rows: int = Field(4, ge=1, description="Training rows used for canaries.")
+    canary_forms: list[Literal["tagged", "boxed", "plain"]] | None = Field(
+        None, description="How the reference is written in the must-pass canaries: tagged <answer>R</answer>, "
+        "boxed \\boxed{R}, plain 'The answer is R.'. None: the forms the recipe's few-shot answers use (all three "
+        "when it has none). Code references use the dataset's canonical solution instead.")
+    canary_every: int = Field(0, ge=0, description="Also run the canaries every N steps (0: before training only).")
     no_signal_max: float = Field(0.05, ge=0, le=1, description="NO_SIGNAL when the informative-group fraction is at "
                                  "or below this (near 0: no GRPO gradient).")
     spurious_share_max: float = Field(0.3, ge=0, le=1, description="SPURIOUS_SIGNAL (feature rule) when a surface "

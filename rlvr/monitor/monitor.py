@@ -233,6 +233,20 @@ class Monitor:
         metrics.update({f"alerts/{n}": float(n in active) for n in NAMES})
         return metrics, alerts
 
+    def check_canaries(self, step: int, report: dict[str, list[dict]], total: int) -> list[Alert]:
+        """VERIFIER_FAULT (rule `canary:<verifier>`, critical) for each verifier with failing canaries, fired at once
+        (evidence: the count and the first two failing pairs); cleared by a later clean canary run. `report` is
+        rlvr.monitor.canaries.run_canaries' result over `total` canaries per verifier."""
+        out = []
+        for name, fails in report.items():
+            ev = {"failed": len(fails), "canaries": total, "examples": fails[:2]}
+            a = self.tracker.update("VERIFIER_FAULT", f"canary:{name}", "critical", bool(fails), step, 1,
+                                    {"canaries_must_all_behave": True}, ev)
+            if a:
+                out.append(a)
+        self._emit(out)
+        return out
+
     @property
     def intervenes(self) -> bool:
         """Whether closure by intervention applies: enabled, and every verifier declares an external source (a

@@ -1,0 +1,111 @@
+"""Verifier canaries: known answers scored through the training reward's verifiers before training (and every
+`monitor.canary_every` steps). A verifier that rejects the reference itself, or accepts a perturbed one, is broken
+in a way no reward curve shows: a grader that strips `\\boxed{}` and then expects it gives every right answer 0; an
+unparseable gold that scores 1.0 rewards anything. Both are reported as VERIFIER_FAULT (rule `canary:<verifier>`,
+critical) with the failing pairs, at step 0, before any compute is spent on training.
+
+Canaries per training row (the first `monitor.canary_rows` rows of the train split):
+  * math-like references (a string): the reference in each of `monitor.canary_forms` (tagged `<answer>R</answer>`,
+    boxed `\\boxed{R}`, plain `The answer is R.`) must pass; a perturbed reference in the tagged form (R + 1 for a
+    number, else another row's reference) must fail;
+  * code references (HumanEval-style, with `canonical_solution` in the row's meta): the dataset's canonical solution
+    must pass; the prompt with a body that raises NotImplementedError must fail.
+Only verifiers that declare `source="external"` are checked (a judge or a self-derived reward has no right answer
+to check against).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+FORMS = {
+    "tagged": "<answer>{}</answer>",
+    "boxed": "\\boxed{{{}}}",
+    "plain": "The answer is {}.",
+}
+
+
+@dataclass
+class Canary:
+    """One known item: what to score and whether it must pass."""
+
+    form: str
+    completion: str
+    reference: Any
+    prompt: str
+    must_pass: bool
+
+
+def _perturb(ref: str, others: list[str]) -> str | None:
+    try:
+        v = float(ref.replace(",", ""))
+    except ValueError:
+        return next((o for o in others if o != ref), None)
+    return str(int(v) + 1) if v == int(v) else str(v + 1)
+
+
+def build_canaries(rows: list[dict], forms: list[str]) -> list[Canary]:
+    """Canaries for `rows` (dicts with prompt, reference, optional meta JSON). Raises ValueError on an unknown form."""
+    bad = [f for f in forms if f not in FORMS]
+    if bad:
+        raise ValueError(f"monitor.canary_forms: unknown form(s) {bad}; known: {sorted(FORMS)}")
+    out: list[Canary] = []
+    refs = [str(r["reference"]) for r in rows]
+    for r in rows:
+        ref, q = r["reference"], r["prompt"]
+        meta = _json(r.get("meta"))
+        code_ref = _json(ref) if isinstance(ref, str) and ref.lstrip().startswith("{") else None
+        if isinstance(code_ref, dict) and "entry_point" in code_ref:
+            sol = meta.get("canonical_solution") if isinstance(meta, dict) else None
+            head = code_ref.get("prompt", "")
+            if sol:
+                out.append(Canary("canonical_solution", f"```python\n{head}{sol}\n```", ref, q, True))
+            out.append(Canary("not_implemented", f"```python\n{head}    raise NotImplementedError\n```", ref, q,
+                              False))
+            continue
+        for f in forms:
+            out.append(Canary(f, FORMS[f].format(ref), ref, q, True))
+        wrong = _perturb(str(ref), [o for o in refs if o != str(ref)])
+        if wrong is not None:
+            out.append(Canary("perturbed", FORMS["tagged"].format(wrong), ref, q, False))
+    return out
+
+
+def _json(x):
+    if not isinstance(x, str):
+        return x
+    try:
+        return json.loads(x)
+    except (ValueError, TypeError):
+        return None
+
+
+def run_canaries(named_verifiers: list[tuple[str, Any]], canaries: list[Canary], timeout_s: float | None) -> dict:
+    """Score every canary with every external verifier (rlvr.scoring.score, one item per call group).
+
+    Returns {verifier name: [failure dicts]}, a failure being {form, completion, reference, must_pass, score,
+    passed, error}; an empty list means every canary behaved."""
+    from rlvr.scoring import make_items, passed, score
+
+    report: dict[str, list[dict]] = {}
+    items = make_items([c.completion for c in canaries], [c.reference for c in canaries],
+                       [c.prompt for c in canaries])
+    for name, v in named_verifiers:
+        if getattr(getattr(v, "signal", None), "source", None) != "external":
+            continue
+        verdicts = score(v, items, 1, timeout_s)
+        fails = []
+        for c, vd in zip(canaries, verdicts):
+            if passed(vd) != c.must_pass:
+                fails.append({"form": c.form, "completion": _short(c.completion), "reference": _short(str(c.reference)),
+                              "must_pass": c.must_pass, "score": vd.score, "passed": passed(vd), "error": vd.error})
+        report[name] = fails
+    return report
+
+
+def _short(s: str, n: int = 80) -> str:
+    s = re.sub(r"\s+", " ", s)
+    return s if len(s) <= n else s[: n - 3] + "..."

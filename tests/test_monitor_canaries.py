@@ -1,0 +1,71 @@
+"""Verifier canaries on real data: the math verifier on reasoning-gym rows and the code verifier on HumanEval's
+canonical solutions behave; a broken extraction and an always-right grader raise VERIFIER_FAULT before step 1."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rlvr.config import DataConfig, load_config
+from rlvr.data import load_splits
+from rlvr.monitor import read_alerts
+from rlvr.monitor.canaries import build_canaries, run_canaries
+from verifiers import get_verifier
+
+
+def _recipe_rows(n=6):
+    cfg = load_config("recipes/basic_arithmetic.yaml", ["data.train_size=40", "data.eval_size=4"])
+    sp = load_splits(cfg.data)
+    return [sp.train[i] for i in range(n)]
+
+
+def test_math_verifier_passes_its_canaries_on_the_default_recipes_rows():
+    rows = _recipe_rows()
+    canaries = build_canaries(rows, ["tagged", "boxed", "plain"])
+    assert len(canaries) == 6 * 4 and sum(not c.must_pass for c in canaries) == 6
+    report = run_canaries([("math", get_verifier("math"))], canaries, 30.0)
+    assert report == {"math": []}
+
+
+@pytest.mark.parametrize("name, must_pass_fails, perturbed_fails", [
+    ("tests.toy_verifiers:ColonAnswerVerifier", True, False),   # rejects the right answer in every form
+    ("tests.toy_verifiers:AlwaysRightVerifier", False, True),   # accepts the perturbed reference
+])
+def test_broken_verifiers_fail_their_canaries(name, must_pass_fails, perturbed_fails):
+    canaries = build_canaries(_recipe_rows(), ["tagged", "boxed"])
+    (fails,) = run_canaries([(name, get_verifier(name))], canaries, 30.0).values()
+    assert any(f["must_pass"] for f in fails) == must_pass_fails
+    assert any(not f["must_pass"] for f in fails) == perturbed_fails
+
+
+def test_code_verifier_passes_humaneval_canonical_solutions_and_rejects_a_stub():
+    sp = load_splits(DataConfig(task=None, path="humaneval", eval_size=2))
+    rows = [sp.train[i] for i in range(3)]
+    canaries = build_canaries(rows, ["tagged"])
+    assert [c.form for c in canaries] == ["canonical_solution", "not_implemented"] * 3
+    code = get_verifier("code")
+    try:
+        assert run_canaries([("code", code)], canaries, 60.0) == {"code": []}
+    finally:
+        getattr(code, "close", lambda: None)()
+
+
+def test_broken_plugin_raises_verifier_fault_before_step_1(tiny_model_dir, tmp_path):
+    from rlvr.metrics import read_metrics
+    from rlvr.trainer import Trainer
+
+    run = tmp_path / "r"
+    over = [f"model={tiny_model_dir}", f"run_dir={run}", "data.train_size=16", "data.eval_size=2",
+            "train.prompts_per_step=2", "train.group_size=2", "train.steps=2", "sampling.max_new_tokens=4",
+            "log.progress=false", "log.tensorboard=false", "rollout.engine=hf", "eval.at_start=false",
+            "eval.at_end=false", "monitor.stop_on_critical=true",
+            "verifiers=[{name: 'tests.toy_verifiers:ColonAnswerVerifier'}]"]
+    summary = Trainer(load_config("recipes/basic_arithmetic.yaml", over)).run()
+    (a,) = [a for a in read_alerts(run) if a["name"] == "VERIFIER_FAULT"]
+    assert a["step"] == 0 and a["rule"] == "canary:tests.toy_verifiers:ColonAnswerVerifier"
+    assert a["severity"] == "critical" and a["evidence"]["failed"] == 4  # the 4 rows' tagged right answers
+    ex = a["evidence"]["examples"][0]
+    assert ex["must_pass"] and ex["completion"].startswith("<answer>") and not ex["passed"]
+    assert "VERIFIER_FAULT" in summary["stopped_by_monitor"] and read_metrics(run) == []  # no step was trained
+    json.dumps(a)
