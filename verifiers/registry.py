@@ -102,3 +102,21 @@ def _instantiate(cls: object, origin: str, kwargs: dict) -> Verifier:
 
 def _qualified(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def resolve_model_path(ref: str) -> str:
+    """A judge's or tokenizer's model reference -> something `from_pretrained` loads offline.
+
+    With rlvr installed, its resolver is used (aliases such as `smollm2-135m-instruct`, .gguf files converted once
+    and cached). Without it (verifiers used on their own, e.g. in TRL) a local folder or a hub id in the local cache
+    is passed through as given; an rlvr alias then raises ValueError naming the fix."""
+    try:
+        from rlvr.models import resolve_model
+    except ImportError:
+        from pathlib import Path
+
+        if Path(ref).expanduser().exists() or "/" in ref:
+            return str(Path(ref).expanduser()) if Path(ref).expanduser().exists() else ref
+        raise ValueError(f"model '{ref}': not a local folder or hub id, and rlvr (which resolves aliases and .gguf "
+                         f"files) is not installed; pass a Hugging Face folder") from None
+    return resolve_model(ref)

@@ -380,9 +380,9 @@ class LocalJudge(Judge):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from rlvr.models import resolve_model
+        from verifiers.registry import resolve_model_path
 
-        self.path = resolve_model(self.model_ref)
+        self.path = resolve_model_path(self.model_ref)
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = self.dtype or ("bfloat16" if device.startswith("cuda") else "float32")
         if not isinstance(getattr(torch, dtype, None), torch.dtype):

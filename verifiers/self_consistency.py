@@ -121,9 +121,9 @@ class LengthBonusVerifier(Verifier):
 
             path = self.tokenizer
             if not Path(path).exists():
-                from rlvr.models import resolve_model
+                from verifiers.registry import resolve_model_path
 
-                path = resolve_model(path)
+                path = resolve_model_path(path)
             from transformers import AutoTokenizer
 
             self._tok = AutoTokenizer.from_pretrained(path)
