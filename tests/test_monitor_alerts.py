@@ -280,3 +280,31 @@ def test_closed_loop_needs_enough_informative_groups_in_the_window(per_step, fir
             assert m["monitor/window_informative_groups"] == 3 * per_step
         fired += [(a.name, a.step) for a in alerts if a.event == "fired"]
     assert (("CLOSED_LOOP", 5) in fired) == fires, fired
+
+
+def test_reference_dependence_vetoes_the_passive_closure_rule():
+    """An exact verifier on a model that is right by plurality reads closure ratio 0 (the default recipe's false
+    alarm). The same stream with the intervention showing that the verdicts follow the reference (every re-scored
+    pass fails under another prompt's answer) does not fire CLOSED_LOOP; the reference-blind variant of it does."""
+    from rlvr.monitor import Monitor, Signal
+    from verifiers import SignalSpec
+
+    def run(swapped_value):
+        mon = Monitor(None, [Signal("ext", 1.0, SignalSpec("binary", True, "external", "cheap"))])
+        mon.start()
+        fired = []
+        for t in range(1, 9):
+            rewards, classes = _plurality_step(4)
+            sample = rewards[:2]  # two groups with passes, 5 passes each
+            inter = (sample, [[swapped_value if r >= 0.5 else r for r in row] for row in sample])
+            m, alerts = mon.observe(t, rewards, classes, [["x"] * 8 for _ in rewards], [[5] * 8 for _ in rewards],
+                                    intervention=inter)
+            fired += [(a.name, a.rule, a.step) for a in alerts if a.event == "fired"]
+        return m, fired
+
+    m, fired = run(0.0)  # the verdict depends on the reference
+    assert m["monitor/closure_ratio_window"] == 0.0 and m["monitor/reference_sensitivity_window"] == 1.0
+    assert not [f for f in fired if f[0] == "CLOSED_LOOP"], fired
+    m, fired = run(1.0)  # the passes survive any reference: blind
+    assert m["monitor/reference_sensitivity_window"] == 0.0
+    assert ("CLOSED_LOOP", "reference_blind", 3) in fired and ("CLOSED_LOOP", "closure_ratio", 5) in fired, fired

@@ -57,6 +57,17 @@ def _nan(x: float | None) -> float:
     return float("nan") if x is None else float(x)
 
 
+def _blind_false_alarm(passes: int, max_share: float, survive: float = 0.05) -> float:
+    """P(the reference_blind condition holds) for an exact verifier: each re-scored pass survives a swapped reference
+    with probability `survive` (an equivalent answer form of the donor's reference; 0.05 is a conservative bound,
+    the donors are chosen with different references), so the condition, at most max_share of the passes changed,
+    is the binomial tail P(Bin(passes, 1 - survive) <= floor(max_share * passes)). 8 passes: 3.9e-11."""
+    if passes <= 0:
+        return float("nan")
+    k = math.floor(max_share * passes)
+    return sum(math.comb(passes, j) * (1 - survive) ** j * survive ** (passes - j) for j in range(k + 1))
+
+
 def _ok(x: Any) -> bool:
     return x is not None and not (isinstance(x, float) and math.isnan(x))
 
@@ -330,20 +341,27 @@ class Monitor:
 
         cr = q["closure_ratio_window"]
         enough = q.get("window_informative_groups", 0.0) >= cfg.min_informative_groups  # else undetermined
-        upd("CLOSED_LOOP", "closure_ratio", "critical", (cr < cfg.closure_ratio_min) if _ok(cr) and enough else None,
+        rsw, passes = q["reference_sensitivity_window"], q["intervention_passes_window"]
+        measured = _ok(rsw) and passes >= cfg.min_intervention_passes
+        # The intervention outranks the correlation: when swapping the reference demonstrably changes the verdicts,
+        # a low passive ratio means the model is right by majority (an exact verifier on a learning model reads
+        # ~0 there), not that the reward echoes the model; the condition is then false.
+        depends = measured and rsw > cfg.reference_sensitivity_min
+        cond = False if depends else ((cr < cfg.closure_ratio_min) if _ok(cr) and enough else None)
+        upd("CLOSED_LOOP", "closure_ratio", "critical", cond,
             {"closure_ratio_min": cfg.closure_ratio_min},
             {"closure_ratio_window": cr, "ci": [q["closure_ratio_window_lo"], q["closure_ratio_window_hi"]],
              "closure_ratio_step": q["closure_ratio"],
              "window_informative_groups": q.get("window_informative_groups"),
              "novel_bits": q["novel_bits"], "signal_entropy": q["signal_entropy"]})
 
-        rsw, passes = q["reference_sensitivity_window"], q["intervention_passes_window"]
         upd("CLOSED_LOOP", "reference_blind", "critical",
-            (rsw <= cfg.reference_sensitivity_min) if _ok(rsw) and passes >= cfg.min_intervention_passes else None,
+            (rsw <= cfg.reference_sensitivity_min) if measured else None,
             {"reference_sensitivity_min": cfg.reference_sensitivity_min,
              "min_intervention_passes": cfg.min_intervention_passes},
             {"reference_sensitivity_window": rsw, "intervention_passes_window": passes,
-             "ci": [q["reference_sensitivity_lo"], q["reference_sensitivity_hi"]]})
+             "ci": [q["reference_sensitivity_lo"], q["reference_sensitivity_hi"]],
+             "p_false_alarm_per_step": _blind_false_alarm(int(passes), cfg.reference_sensitivity_min)})
 
         inf = q["informative_group_frac"]
         upd("NO_SIGNAL", "informative_groups", "warning", inf <= cfg.no_signal_max if _ok(inf) else None,
