@@ -94,6 +94,9 @@ def _assert_same_run(dp, single, lr):
     # full fine-tune with a KL reference model, the monitor on rank 0, held-out eval on rank 0
     ("full", ["verifiers=[{name: 'tests.toy_verifiers:LengthVerifier'}]", "train.lora.enabled=false",
               "train.learning_rate=1e-3", "algorithm.beta=0.05"]),
+    # PPO epochs over mini-batches: 2 passes x 2 mini-batches = 4 AdamW steps per batch, each summed over ranks
+    ("lora_mu2", ["verifiers=[{name: 'tests.toy_verifiers:LengthVerifier'}]", "train.updates_per_batch=2",
+                  "train.mini_batches=2", "train.micro_batch_groups=1", "monitor.enabled=false"]),
 ], ids=lambda v: v[0])
 def test_two_processes_equal_one_process(tiny_model_dir, tmp_path, variant):
     name, extra = variant
@@ -105,6 +108,8 @@ def test_two_processes_equal_one_process(tiny_model_dir, tmp_path, variant):
     if name == "lora":
         assert (tmp_path / "dp" / "final_adapter").is_dir()
         assert max(r["dynamic_sampling/rounds"] for r in rows) >= 2  # extra rounds happened
+    elif name == "lora_mu2":
+        assert max(r["updates"] for r in rows) == 4.0  # and every rank took the same 4 steps (weights equal)
     else:
         assert "monitor/signal_entropy" in rows[0] and "eval/pass@1" in rows[-1]
 

@@ -208,15 +208,26 @@ def test_math_verifier_never_drifts():
     assert get_verifier("math").identity() is None
 
 
+def _run_blind(mon, steps):
+    """closed_step with the intervention: re-scored against other prompts' references, every pass survives."""
+    for t in range(1, steps + 1):
+        d = closed_step(t)
+        sample = [r for r in d["rewards"] if max(r) >= 0.5][:2]
+        mon.observe(t, d["rewards"], d["classes"], d["texts"], d["lengths"], intervention=(sample, sample))
+
+
 def test_stop_on_critical_only_when_configured():
     mon = _mon(stop_on_critical=True)
-    _run(mon, closed_step, 5)
-    assert mon.stop_reason == "CLOSED_LOOP (closure_ratio) at step 5"
+    _run(mon, closed_step, 6)  # the passive closure_ratio rule alone is a warning (not strong evidence): no stop
+    assert mon.tracker.active_rules() and mon.stop_reason is None
+    mon = _mon(stop_on_critical=True)
+    _run_blind(mon, 5)  # the intervention shows the verdicts ignore the reference: critical, stop
+    assert mon.stop_reason == "CLOSED_LOOP (reference_blind) at step 3"
     mon = _mon(stop_on_critical=True)
     _run(mon, no_signal_step, 5)  # NO_SIGNAL is a warning: no stop
     assert mon.stop_reason is None
     mon = _mon()
-    _run(mon, closed_step, 5)
+    _run_blind(mon, 5)
     assert mon.stop_reason is None
 
 

@@ -127,10 +127,11 @@ def test_monitor_stops_a_self_sourced_recipe_before_training(tiny_model_dir, tmp
 
 def test_monitor_stop_on_critical_keeps_a_checkpoint(tiny_model_dir, tmp_path):
     """A verifier that errors on every item: VERIFIER_FAULT (critical) fires at step 3 (window 3); the run stops
-    there with a checkpoint and the reason in summary.json."""
+    there with a checkpoint and the reason in summary.json. (Canaries off: with them this verifier is stopped at
+    step 0, before any training; tests/test_monitor_canaries.py.)"""
     cfg = _cfg(tiny_model_dir, tmp_path / "run", "train.steps=6", "log.checkpoint_every=0",
                "verifiers=[{name: 'tests.toy_verifiers:FailingVerifier'}]", "monitor.stop_on_critical=true",
-               "eval.at_start=false")
+               "eval.at_start=false", "monitor.canaries=false")
     summary = Trainer(cfg).run()
     assert summary["stopped_by_monitor"] == "VERIFIER_FAULT (error_rate) at step 3"
     assert [r["step"] for r in read_metrics(tmp_path / "run")] == [1, 2, 3]

@@ -11,7 +11,8 @@ Canaries per training row (the first `monitor.canary_rows` rows of the train spl
   * code references (HumanEval-style, with `canonical_solution` in the row's meta): the dataset's canonical solution
     must pass; the prompt with a body that raises NotImplementedError must fail.
 Only verifiers that declare `source="external"` are checked (a judge or a self-derived reward has no right answer
-to check against).
+to check against), and only verdicts that say pass or fail (`Verdict.passed` set, or an error): a graded score
+without pass/fail, such as a length bonus, has no right answer either.
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ def run_canaries(named_verifiers: list[tuple[str, Any]], canaries: list[Canary],
         verdicts = score(v, items, 1, timeout_s)
         fails = []
         for c, vd in zip(canaries, verdicts):
+            if vd.passed is None and vd.error is None:
+                continue  # a graded verdict without pass/fail (e.g. length_bonus): nothing to check it against
             if passed(vd) != c.must_pass:
                 fails.append({"form": c.form, "completion": _short(c.completion), "reference": _short(str(c.reference)),
                               "must_pass": c.must_pass, "score": vd.score, "passed": passed(vd), "error": vd.error})

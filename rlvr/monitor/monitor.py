@@ -348,7 +348,11 @@ class Monitor:
         # ~0 there), not that the reward echoes the model; the condition is then false.
         depends = measured and rsw > cfg.reference_sensitivity_min
         cond = False if depends else ((cr < cfg.closure_ratio_min) if _ok(cr) and enough else None)
-        upd("CLOSED_LOOP", "closure_ratio", "critical", cond,
+        # A warning, not critical: a correlation alone is not strong evidence. Simulated open loops with an exact
+        # verifier read a pooled ratio < 0.05 often once the model is right by plurality (51-70 firings per 1,000
+        # steps at 90% accuracy without the intervention; benchmarks/monitor/null_false_alarms.py). The critical
+        # CLOSED_LOOPs are the declared ones and reference_blind (by intervention).
+        upd("CLOSED_LOOP", "closure_ratio", "warning", cond,
             {"closure_ratio_min": cfg.closure_ratio_min},
             {"closure_ratio_window": cr, "ci": [q["closure_ratio_window_lo"], q["closure_ratio_window_hi"]],
              "closure_ratio_step": q["closure_ratio"],
