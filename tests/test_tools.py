@@ -197,3 +197,21 @@ def test_wandb_offline_run_has_the_scalars_config_alerts_and_report(tiny_model_d
     assert any(t == "NO_SIGNAL fired" and "at step 3" in x for t, x in alerts), alerts
     assert list((folder / "files" / "media" / "images").rglob("*.png"))  # the monitor report
     assert list((folder / "files" / "media" / "table").rglob("alerts_*.table.json"))
+
+
+def test_eval_on_a_file_and_on_humaneval(tiny_model_dir, tmp_path):
+    """Any dataset the recipes accept: a .jsonl file (every row by default) and the built-in humaneval source with
+    the code verifier (the tiny random model writes no working program: pass@1 0, and no verifier error)."""
+    data = tmp_path / "qa.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Calculate {i} + 1.", "reference": str(i + 1)}) + "\n"
+                            for i in range(5)))
+    out = tmp_path / "f"
+    assert cli_main(["eval", tiny_model_dir, "--data", str(data), "--engine", "hf", "--out", str(out),
+                     "--no-progress", "--max-new-tokens", "4"]) == 0
+    s = json.loads((out / "eval_summary.json").read_text())
+    assert s["n"] == 5 and s["data"] == str(data) and s["verifier"] == "math"
+    out = tmp_path / "h"
+    assert cli_main(["eval", tiny_model_dir, "--data", "humaneval", "--n", "2", "--verifier", "code", "--engine",
+                     "hf", "--out", str(out), "--no-progress", "--max-new-tokens", "8"]) == 0
+    s = json.loads((out / "eval_summary.json").read_text())
+    assert s["n"] == 2 and s["pass@1"] == 0.0 and s["verifiers"]["code"]["error_rate"] == 0.0
