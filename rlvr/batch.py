@@ -156,5 +156,6 @@ class RolloutBatch:
                  "completion": c.text, "reward": float(self.rewards[gi, j]),
                  "advantage": float(self.advantages[gi, j]) if self.advantages is not None else None,
                  "passed": bool(self.passed[gi, j]), "answer_class": self.verdicts[gi][j].answer_class,
-                 "finish_reason": c.finish_reason}
+                 "finish_reason": c.finish_reason, "length": int(self.lengths[gi, j]),
+                 "error": (self.verdicts[gi][j].error or None) and self.verdicts[gi][j].error[:200]}
                 for gi, g in enumerate(self.completions) for j, c in enumerate(g)]

@@ -103,6 +103,16 @@ def cmd_export(args) -> int:
 def cmd_monitor(args) -> int:
     from rlvr.monitor.view import latest_json, watch
 
+    if args.replay:
+        _quiet_libraries()
+        from rlvr.monitor.replay import replay
+
+        r = replay(args.run_dir)
+        for a in r["alerts"]:
+            print(f"step {a['step']}: {a['severity'].upper()} {a['name']} ({a['rule']})")
+        print(f"replayed {r['steps']} steps: {r['critical']} critical, {r['warning']} warning alerts "
+              f"(alerts in {r['out']}/alerts.jsonl)")
+        return 0
     if args.json:
         from pathlib import Path
 
@@ -165,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--once", action="store_true", help="print one snapshot and exit")
     m.add_argument("--json", action="store_true", help="print the latest values and alerts as JSON and exit")
     m.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
+    m.add_argument("--replay", action="store_true", help="re-run the current monitor over the run's rollouts.jsonl "
+                   "(alerts to RUN_DIR/replay/alerts.jsonl) and print the alerts it raises")
     m.set_defaults(func=cmd_monitor)
     r = sub.add_parser("report", help="plots (PNG) and a markdown summary of a run")
     r.add_argument("run_dir", help="the run directory (run_dir of `rlvr train`)")

@@ -171,3 +171,19 @@ def test_live_view_keeps_every_number_whole_at_80_and_200_columns(synthetic_run,
     for k, v in numbers.items():  # the alert's evidence, every number whole (wrapped at spaces, never cut)
         assert f"{k}={v:.3f}" in flat, k
     assert ("meaning" in text) == (columns >= 120)
+
+
+def test_replay_runs_the_current_monitor_over_a_finished_run(tiny_model_dir, tmp_path, capsys):
+    """A run trained with the monitor off, on a reward that never reads the reference: replaying its rollouts.jsonl
+    (intervention re-scored with the run's own verifier and prompts) raises CLOSED_LOOP (reference_blind) at step 4,
+    as the live monitor does (tests/test_monitor_verifiers.py), and writes nothing into the run's alerts.jsonl."""
+    run = tmp_path / "r"
+    Trainer(load_config("recipes/basic_arithmetic.yaml", _overrides(
+        tiny_model_dir, run, "train.steps=4", "train.prompts_per_step=4", "monitor.enabled=false",
+        "monitor.intervention_groups=4", "eval.at_start=false", "eval.at_end=false",
+        "verifiers=[{name: 'tests.toy_verifiers:FirstCompletionVerifier'}]"))).run()
+    assert not (run / "alerts.jsonl").exists()
+    assert main(["monitor", str(run), "--replay"]) == 0
+    out = capsys.readouterr().out
+    assert "step 4: CRITICAL CLOSED_LOOP (reference_blind)" in out and "replayed 4 steps" in out
+    assert (run / "replay" / "alerts.jsonl").is_file() and not (run / "alerts.jsonl").exists()
