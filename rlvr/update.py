@@ -67,7 +67,7 @@ class PolicyUpdater:
             w = batch.loss_weights[list(part)]
             plan.append((mbs[self.dist.shard(len(mbs))], int((batch.lengths[list(part)] * w).sum()), int(w.sum())))
 
-        first = {}  # per micro-batch (tuple of groups): pi_old log-probs, ref log-probs, engine log-probs
+        first = {}  # per micro-batch (tuple of its groups): (pi_old log-probs, reference log-probs or None)
         obs = _Observed()
         if reuse:  # pi_old before any update
             with torch.no_grad():
@@ -79,7 +79,7 @@ class PolicyUpdater:
 
         totals = {"loss": 0.0}
         stats_acc: dict[str, float] = {}
-        grad_norm, n_updates, n_mb_total = 0.0, 0, 0
+        grad_norm, n_updates = 0.0, 0
         for _epoch in range(mu):
             for mbs, step_tokens, step_sequences in plan:
                 n_mb = self.dist.merge_stats({"n": float(len(mbs))})["n"]
@@ -101,7 +101,6 @@ class PolicyUpdater:
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(params, tcfg.max_grad_norm))
                 self.optimizer.step()
                 n_updates += 1
-                n_mb_total += n_mb
         if not n_updates:  # every group tied: nothing to learn from this batch
             return {"loss": 0.0, "grad_norm": 0.0, "updates": 0.0}
         return {"loss": totals["loss"] / n_updates, "grad_norm": grad_norm, "updates": float(n_updates),
