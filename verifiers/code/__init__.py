@@ -3,12 +3,16 @@
 References, in the formats datasets use:
 
 * **HumanEval**: ``{"prompt": ..., "test": "def check(candidate): ...", "entry_point": "fn"}`` (Chen et al. 2021,
-  arXiv 2107.03374). Each ``assert`` in ``check`` is one test (``assert True`` is not a test).
+  arXiv 2107.03374). Each ``assert`` in ``check`` is one test (``assert True`` is not a test; ``assert False`` is
+  one that fails when reached), and, as in the original harness, the whole ``check`` must run to its end: any
+  exception out of it (``raise AssertionError``, an error after the last assert) fails every test.
 * **MBPP**: a list of ``assert`` strings, or ``{"test_list": [...], "test_setup_code" / "test_imports": ...}``
-  (Austin et al. 2021, arXiv 2108.07732). Each string is one test.
+  (Austin et al. 2021, arXiv 2108.07732). Each string is one test: it passes when it runs to its end. The program's
+  names reach the tests only as proxies for the names the tests use, never for a builtin's name.
 * **stdin/stdout**: ``[{"input": ..., "output": ...}, ...]`` or ``{"inputs": [...], "outputs": [...]}`` (APPS,
   CodeContests style). Each case is one test; outputs compare line by line with equal line counts (a prefix of the
-  expected output fails), tokens as text or as floats within 1e-6.
+  expected output fails), tokens exactly as text, except where the expected token is a float literal (``0.3``,
+  ``1e-9``): there any number within 1e-6 passes. Integer tokens always compare exactly.
 
 The program is the last fenced code block of the completion (```` ```python ```` or a bare fence), else the raw
 completion. For HumanEval, when the program does not define the entry point it is taken as the continuation of the
@@ -23,22 +27,56 @@ from __future__ import annotations
 
 import ast
 import functools
-import re
 from typing import Any
 
 from ..base import SignalSpec, Verdict, Verifier
 from ..registry import register_verifier
 from .sandbox import Limits, SandboxPool, SandboxUnavailable, TIERS, detect_tiers
 
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
 MAX_PROGRAM_CHARS = 64_000
+MAX_COMPLETION_CHARS = 4 * MAX_PROGRAM_CHARS   # longer completions are not parsed at all (program_too_long)
+_LANG_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+-")
+_CODE_LANGS = ("", "python", "py", "python3")
 
 
 def extract_program(completion: str) -> str:
-    """The last fenced block tagged python/py/python3 or untagged, else the whole completion."""
-    blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(completion or "")]
-    code = [b for lang, b in blocks if lang in ("", "python", "py", "python3")]
-    return (code[-1] if code else completion or "").strip("\n")
+    """The last fenced block tagged python/py/python3 or untagged, else the whole completion.
+
+    A fence is three backticks, optional blanks, a tag (letters, digits, `_+-`), the rest of that line; the block
+    runs to the next three backticks or the end of the text. Scanned with `str.find` in one pass, so the time is
+    linear in the length (a backtracking regex took seconds on a 120 KB completion and held the GIL); `_verify`
+    also refuses completions over MAX_COMPLETION_CHARS before calling this."""
+    text = completion or ""
+    last = None
+    pos = 0
+    while True:
+        i = text.find("```", pos)
+        if i < 0:
+            break
+        nl = text.find("\n", i + 3)
+        if nl < 0:
+            break
+        j = i + 3
+        while j < nl and text[j] in " \t":
+            j += 1
+        k = j
+        while k < nl and text[k] in _LANG_CHARS:
+            k += 1
+        end = text.find("```", nl + 1)
+        if text[j:k].lower() in _CODE_LANGS:
+            last = (nl + 1, end if end >= 0 else len(text))
+        if end < 0:
+            break
+        pos = end + 3
+    return (text[last[0]:last[1]] if last else text).strip("\n")
+
+
+def _clean_text(x, n: int = 500) -> str | None:
+    """Error text for a verdict: None, or at most `n` characters of valid UTF-8."""
+    if x is None:
+        return None
+    s = x if isinstance(x, str) else repr(type(x))
+    return s[:n].encode("utf-8", "replace").decode("utf-8")
 
 
 def _defines(program: str, name: str) -> bool:
@@ -137,6 +175,8 @@ class CodeVerifier(Verifier):
         return self._pool
 
     def _verify(self, completion: str, reference: Any, *, prompt: str | None) -> Verdict:
+        if len(completion or "") > MAX_COMPLETION_CHARS:
+            return Verdict(0.0, False, None, detail={"reason": "program_too_long", "chars": len(completion)})
         program = extract_program(completion)
         if len(program) > MAX_PROGRAM_CHARS:
             return Verdict(0.0, False, None, detail={"reason": "program_too_long", "chars": len(program)})
@@ -149,10 +189,11 @@ class CodeVerifier(Verifier):
         if tamper:
             with self._stats_lock:
                 self.tamper_count += 1
+        error = _clean_text(res.get("error"))
         detail = {"tests": tests, "tamper": tamper, "timed_out": bool(res.get("timed_out")),
-                  "error": res.get("error"), "tier": self.pool.active_tier, "mode": job["mode"]}
+                  "error": error, "tier": self.pool.active_tier, "mode": job["mode"]}
         if res.get("sandbox_failure"):
-            raise RuntimeError(f"sandbox failure: {res.get('error')}")
+            raise RuntimeError(f"sandbox failure: {error}")
         if not tests:
             return Verdict(0.0, False, None, detail=detail)
         score = 0.0 if tamper else sum(tests) / len(tests)

@@ -4,14 +4,24 @@ The candidate's return values cross the process boundary as JSON built only from
 (`type(x) is int`, not `isinstance`): an `int` subclass, an object whose `__eq__` always returns True, or any other
 type becomes an `Opaque` marker that raises on every comparison, so a test comparing it fails. Expected values never
 travel this way: only arguments go into the sandbox and only return values come out.
+
+Decoding is bounded, because what it reads was written by the candidate: nesting depth (`MAX_DEPTH`), item count
+(`MAX_ITEMS`), digits of an int (`MAX_INT_DIGITS`), an optional wall-clock deadline checked every 1024 items, and
+hash flooding: more than `MAX_SAME_HASH` *distinct* hashable values with one hash (ints that are equal modulo
+2**61-1, crafted tuples) would make a `set`/`dict` built from them, by the decoder or by the test's own
+`set(candidate(x))`, take quadratic time in the trusted checker, so they are refused. Every refusal is a ValueError
+(the checker scores the job 0 as tampered).
 """
 
 from __future__ import annotations
 
 import math
+import time
 
 MAX_DEPTH = 64
 MAX_ITEMS = 200_000
+MAX_INT_DIGITS = 4000
+MAX_SAME_HASH = 8
 
 
 class Opaque:
@@ -34,13 +44,32 @@ class Opaque:
 
 
 class _Budget:
-    def __init__(self):
+    def __init__(self, deadline: float | None = None):
         self.items = 0
+        self.deadline = deadline
+        self.hashes: dict[int, list] = {}
 
     def tick(self):
         self.items += 1
         if self.items > MAX_ITEMS:
             raise ValueError("value too large")
+        if self.deadline is not None and not self.items & 1023 and time.monotonic() > self.deadline:
+            raise ValueError("value took too long to decode")
+
+    def hashable(self, v):
+        """Count `v` among the distinct values sharing its hash; refuse a hash-flooding value."""
+        h = hash(v)
+        seen = self.hashes.get(h)
+        if seen is None:
+            self.hashes[h] = [v]
+            return v
+        for o in seen:
+            if type(o) is type(v) and o == v:
+                return v
+        if len(seen) >= MAX_SAME_HASH:
+            raise ValueError("too many distinct values with one hash (hash flooding)")
+        seen.append(v)
+        return v
 
 
 def encode(x, _depth: int = 0, _b: _Budget | None = None):
@@ -73,11 +102,20 @@ def encode(x, _depth: int = 0, _b: _Budget | None = None):
     return ["opaque", t.__name__ if isinstance(t.__name__, str) else "object"]
 
 
-def decode(v, _depth: int = 0, _b: _Budget | None = None):
-    """Tagged form -> value. Raises ValueError on anything malformed (the checker treats that as tampering)."""
-    b = _b or _Budget()
+def decode(v, *, deadline: float | None = None):
+    """Tagged form -> value. Raises ValueError on anything malformed, too large, too deep, too slow to decode or
+    hash-flooding (the checker treats that as tampering)."""
+    try:
+        return _decode(v, 0, _Budget(deadline))
+    except ValueError:
+        raise
+    except (TypeError, RecursionError, OverflowError, MemoryError) as e:
+        raise ValueError(f"malformed value ({type(e).__name__})") from None
+
+
+def _decode(v, _depth: int, b: _Budget):
     b.tick()
-    if _depth > MAX_DEPTH + 1 or not isinstance(v, list) or not v or not isinstance(v[0], str):
+    if _depth > MAX_DEPTH + 1 or type(v) is not list or not v or type(v[0]) is not str:
         raise ValueError("malformed value")
     tag = v[0]
     if tag == "none" and len(v) == 1:
@@ -88,29 +126,44 @@ def decode(v, _depth: int = 0, _b: _Budget | None = None):
     if tag == "bool" and type(p) is bool:
         return p
     if tag == "int" and type(p) is int:
-        return p
+        return b.hashable(p)
     if tag == "int" and type(p) is str:
-        return int(p)
+        if len(p) > MAX_INT_DIGITS or not p.lstrip("-").isdigit() or not p.isascii():
+            raise ValueError("malformed int")
+        return b.hashable(int(p))
     if tag == "float" and type(p) in (int, float):
-        return float(p)
+        return b.hashable(float(p))
     if tag == "float" and p in ("inf", "-inf", "nan"):
         return float(p)
     if tag == "str" and type(p) is str:
         return p
     if tag == "bytes" and type(p) is str:
-        return bytes.fromhex(p)
-    if tag == "complex" and type(p) is list and len(p) == 2:
-        return complex(float(p[0]), float(p[1]))
+        return b.hashable(bytes.fromhex(p))
+    if tag == "complex" and type(p) is list and len(p) == 2 and all(type(x) in (int, float) for x in p):
+        return b.hashable(complex(float(p[0]), float(p[1])))
     if tag in ("list", "tuple", "set", "frozenset") and type(p) is list:
-        items = [decode(e, _depth + 1, b) for e in p]
-        return {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}[tag](items)
+        items = [_decode(e, _depth + 1, b) for e in p]
+        if tag == "list":
+            return items
+        if tag == "tuple":
+            t = tuple(items)
+            try:
+                return b.hashable(t)
+            except TypeError:   # holds a list or a dict: unhashable, so it cannot flood a set
+                return t
+        for e in items:         # members of a set must be hashable, and were each counted above
+            hash(e)
+        out = set(items) if tag == "set" else frozenset(items)
+        return out if tag == "set" else b.hashable(out)
     if tag == "dict" and type(p) is list:
         out = {}
         for kv in p:
             if type(kv) is not list or len(kv) != 2:
                 raise ValueError("malformed dict")
-            out[decode(kv[0], _depth + 1, b)] = decode(kv[1], _depth + 1, b)
+            k = _decode(kv[0], _depth + 1, b)
+            hash(k)
+            out[k] = _decode(kv[1], _depth + 1, b)
         return out
     if tag == "opaque" and type(p) is str:
         return Opaque(p[:80])
-    raise ValueError(f"malformed value (tag {tag!r})")
+    raise ValueError(f"malformed value (tag {tag[:20]!r})")

