@@ -154,6 +154,74 @@ def _last_line_answer(text: str) -> Optional[str]:
     return None
 
 
+# non-strict extraction: the last math span of the text
+_SPAN_TOKEN = re.compile(r"(?<!\\)\$\$|(?<!\\)\$|\\\[|\\\]|\\\(|\\\)")
+_SPAN_CLOSER = {"$$": "$$", "$": "$", "\\[": "\\]", "\\(": "\\)"}
+_HEDGE_WORD = re.compile(r"\b(?:or|either|maybe|possibly|perhaps|probably|might)\b", re.I)
+_BARE_LINE_MAX = 80
+# a clause that states where a value is reached: its math span is a condition, not the answer
+_CONDITION = re.compile(
+    r"[,;]\s*(?:which\s+(?:occurs|happens|holds|is\s+(?:attained|achieved|reached))\s+|"
+    r"(?:attained|achieved|reached|occurring)\s+)?(?:when|where|if|at|for|with)\b",
+    re.I,
+)
+
+
+def _math_spans(text: str) -> list[tuple[int, int, str]]:
+    """``(start, end, content)`` of the math spans, in one linear pass over the delimiters. ``$`` counts only
+    when it occurs an even number of times (an odd count means a currency sign)."""
+    tokens = list(_SPAN_TOKEN.finditer(text))
+    dollars = sum(len(t.group(0)) for t in tokens if t.group(0).startswith("$"))
+    spans: list[tuple[int, int, str]] = []
+    opener = None
+    for token in tokens:
+        tok = token.group(0)
+        if tok.startswith("$") and dollars % 2:
+            continue
+        if opener is None:
+            if tok in _SPAN_CLOSER:
+                opener = token
+        elif tok == _SPAN_CLOSER[opener.group(0)]:
+            content = text[opener.end():token.start()].strip()
+            if content:
+                spans.append((opener.start(), token.end(), content))
+            opener = None
+    return spans
+
+
+def _last_math_span(text: str) -> Optional["Extraction"]:
+    """The last ``$...$``/``$$...$$``/``\\(...\\)``/``\\[...\\]`` span. Refused when the line hedges before
+    it ("maybe $5$", reason ``hedged``); several spans on that line joined by "or" are several answers."""
+    spans = _math_spans(text)
+    if not spans:
+        return None
+    start = spans[-1][0]
+    line_start = text.rfind("\n", 0, start) + 1
+    line = [sp for sp in spans if sp[0] >= line_start]
+    if _HEDGE_WORD.search(text[line_start:line[0][0]]):
+        return Extraction(None, "last_math", reason="hedged")
+    if any(_HEDGE_WORD.search(text[p[1]:q[0]]) for p, q in zip(line, line[1:])):
+        return _several([sp[2] for sp in line], "last_math")
+    if len(line) >= 2 and _CONDITION.search(text[line[-2][1]:line[-1][0]]):
+        return Extraction(line[-2][2], "last_math")  # "is $0$, which occurs when $a = b = c$"
+    return Extraction(spans[-1][2], "last_math")
+
+
+def _bare_math_line(text: str) -> Optional[str]:
+    """The last non-empty line when it is nothing but LaTeX math (``\\frac{10}{9}``, ``x \\geq 5``)."""
+    lines = [line for line in text.strip().split("\n") if line.strip()]
+    if not lines:
+        return None
+    line = _MD.sub("", lines[-1]).strip().rstrip(".").strip()
+    if not line or len(line) > _BARE_LINE_MAX or line.endswith(("=", ":")):
+        return None
+    plain = re.sub(r"\\(?:text|mathrm|textbf)\s*\{[^{}]*\}", " ", line)
+    plain = re.sub(r"\\[a-zA-Z]+", " ", plain)
+    if re.search(r"[a-zA-Z]{2,}", plain) or not re.search(r"\d|\\[a-zA-Z]", line):
+        return None
+    return line
+
+
 @dataclass(frozen=True)
 class Extraction:
     """Result of :func:`extract`.
@@ -163,10 +231,10 @@ class Extraction:
             final answers (boxes or answer tags), they are joined with ``", "`` and ``multiple`` is set;
             the comparison then treats them as a list, which matches only a multi-answer reference.
         format: the rule that decided (``boxed``, ``answer_tag``, ``hashes``, ``phrase``, ``last_line``,
-            ``last_number``) or ``None``.
+            ``last_math``, ``bare_math``, ``last_number``) or ``None``.
         multiple: several different final answers were given.
         reason: why no answer was extracted (``empty_or_unbalanced_box``, ``empty_answer_tag``,
-            ``no_answer``), else ``None``.
+            ``hedged``, ``no_answer``), else ``None``.
     """
 
     answer: Optional[str]
@@ -175,8 +243,12 @@ class Extraction:
     reason: Optional[str] = None
 
 
-def extract(text: str, fallback_last_number: bool = False) -> Extraction:
-    """Extract the final answer of a completion. See :func:`verifiers.extract_answer` for the rules."""
+def extract(text: str, fallback_last_number: bool = False, strict: bool = True) -> Extraction:
+    """Extract the final answer of a completion. See :func:`verifiers.extract_answer` for the rules.
+
+    ``strict`` (the default here) uses only the marked forms and a last line that is a short answer; with
+    ``strict=False`` an unmarked completion also gives its last math span (``last_math``) or a last line
+    that is nothing but LaTeX (``bare_math``)."""
     boxes, last_ok = _boxes(text)
     if boxes or not last_ok:
         if not last_ok:
@@ -196,6 +268,13 @@ def extract(text: str, fallback_last_number: bool = False) -> Extraction:
     last = _last_line_answer(text)
     if last:
         return Extraction(last, "last_line")
+    if not strict:
+        span = _last_math_span(text)
+        if span is not None and (span.answer is not None or span.reason == "hedged"):
+            return span
+        bare = _bare_math_line(text)
+        if bare:
+            return Extraction(bare, "bare_math")
     if fallback_last_number:
         numbers = _LAST_NUMBER.findall(text)
         if numbers:
@@ -223,11 +302,12 @@ _UNICODE = {
 _LEFT_RIGHT = re.compile(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big)(?![a-zA-Z])\s*")
 _SPACING = re.compile(r"\\(?:displaystyle|textstyle|scriptstyle|limits)(?![a-zA-Z])|\\[!,;: ]|\\quad\b|\\qquad\b|~")
 _DEGREES = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree\b|\^\s*\{\s*o\s*\}")
-_PERCENT = re.compile(r"\\%|%|\\percent\b")
+_PERCENT = re.compile(r"\\%|%|\\percent\b|(?<=\d)\s*(?:pct|percent|per\s+cent)\b", re.I)
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|textrm|textnormal|mbox|mathrm|mathbf|mathit|boldsymbol|bm|operatorname|textsf|mathsf|emph)\s*\{([^{}]*)\}")
 _FRAC_CMDS = re.compile(r"\\[dtc]frac(?![a-zA-Z])")
 _FRAC_SHORT = re.compile(r"\\frac\s*(\d)\s*(\d)")
 _FRAC_HALF_SHORT = re.compile(r"\\frac\s*\{([^{}]+)\}\s*(\d)")
+_FRAC_NUM_SHORT = re.compile(r"\\frac\s*(\d|\\[a-zA-Z]+|(?<=\s)[a-zA-Z])\s*\{")  # \frac3{4}, \frac\pi{2}
 _SQRT_SHORT = re.compile(r"\\sqrt\s*(\d+|[a-zA-Z])(?![\d{])")
 _CURRENCY = re.compile(r"^(?:\\\$|\$|€|£|¥|₹|usd\s*|rs\.?\s*|eur\s*)", re.I)
 _IN_PREFIX = re.compile(r"^[a-zA-Z](?:_\{?\w+\}?)?\s*\\in\s+")
@@ -240,7 +320,10 @@ _BOXED_OPEN = re.compile(r"\\boxed\s*\{")
 _MATH_DELIMS = re.compile(r"\\[()\[\]]")
 _LE = re.compile(r"\\(?:le|leq|leqslant)(?![a-zA-Z])|<=")
 _GE = re.compile(r"\\(?:ge|geq|geqslant)(?![a-zA-Z])|>=")
+# MATH writes thousands as 32,\!349 (and \$16,\!386.20, 32{,}\!349); a list keeps a space: 32, 349
+_MATH_THOUSANDS = re.compile(r"(?<=\d)(?:\{,\}|,)\\!(?=\d{3}(?!\d))")
 _SPACED_THOUSANDS = re.compile(r"[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?")
+_SPACED_THOUSANDS_HEAD = re.compile(r"^[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?(?=\s+[a-zA-Z]|$)")
 _PLAIN_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 
 
@@ -274,10 +357,13 @@ def normalize(text: str) -> Normalized:
     markdown, a trailing period, a leading ``x \\in``, hedging and "approximately" prefixes. Also repairs
     ``\\frac12`` and ``\\sqrt2``, maps ``\\dfrac``/``\\tfrac`` to ``\\frac`` and common Unicode math signs
     to LaTeX."""
-    s = text
+    s = text.replace("\\\\", "\x03")  # a row break \\ must not read as the spacing command "\ "
+    if "\x03" in s:
+        s = re.sub(r"\x03\s*\[\s*-?\d*\.?\d+\s*(?:pt|em|ex|mm|cm|in|mu|bp)\s*\]", "\x03", s)  # \\[2pt]
     for char, repl in _UNICODE.items():
         if char in s:
             s = s.replace(char, repl)
+    s = _MATH_THOUSANDS.sub(",", s)  # MATH's 32,\!349
     s = s.replace("\\$", "$").strip()
     s = s.strip("*").strip()
     s = _BOXED_OPEN.sub("{", s)
@@ -291,6 +377,7 @@ def normalize(text: str) -> Normalized:
     s = _FRAC_CMDS.sub(r"\\frac", s)
     s = _FRAC_SHORT.sub(r"\\frac{\1}{\2}", s)
     s = _FRAC_HALF_SHORT.sub(r"\\frac{\1}{\2}", s)
+    s = _FRAC_NUM_SHORT.sub(r"\\frac{\1}{", s)
     s = _SQRT_SHORT.sub(r"\\sqrt{\1}", s)
     s = _LE.sub(r"\\le ", s)
     s = _GE.sub(r"\\ge ", s)
@@ -308,11 +395,12 @@ def normalize(text: str) -> Normalized:
     s = _IN_PREFIX.sub("", s)
     s = _CURRENCY.sub("", s).strip()
     s = s.rstrip(" .;:").strip()
+    s = _SPACED_THOUSANDS_HEAD.sub(lambda m: m.group(0).replace(" ", ""), s)  # 1 000 cm
     s = _strip_units(s)
     s = _strip_outer_braces(s)
     if _SPACED_THOUSANDS.fullmatch(s):  # 1 000 000
         s = s.replace(" ", "")
-    return Normalized(s, percent, hedge)
+    return Normalized(s.replace("\x03", "\\\\"), percent, hedge)
 
 
 _MATH_WORDS = frozenset({
@@ -737,7 +825,7 @@ def _parse(s: str, percent: bool, depth: int) -> Node:
         return Node("interval", items=(Node("scalar", text=r"-\infty"), Node("scalar", text=r"\infty")))
     if _YES_NO_LEAD.match(s):  # "no, it cannot"
         return Node("text", text=text_key(s))
-    if re.search(r"[a-zA-Z]{2,}\s+(?:is|equals)\s", s):
+    if re.search(r"[a-zA-Z]\s+(?:is|equals)\s", s):
         value = _sentence_value(s)  # "The limit is 3"
         if value != s:
             return _parse(value, percent, depth + 1)
@@ -782,6 +870,8 @@ def _parse(s: str, percent: bool, depth: int) -> Node:
         return Node("rel", text=s)
     if is_words(s):
         return Node("text", text=text_key(s))
+    if _SPACED_THOUSANDS.fullmatch(s):  # an item of a list: "1 000, 2 000"
+        s = s.replace(" ", "")
     return Node("scalar", text=s, percent=percent)
 
 
@@ -930,12 +1020,67 @@ def names_a_quantity(text: str) -> bool:
     return len(letters) >= 2
 
 
+_SEGMENT = r"[A-Z]{1,4}'*"  # AB, ABC, P'
+_LABEL_ATOM = (
+    r"(?:" + _SEGMENT
+    + r"|(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?'*(?:\s*\([^()]*\))?"                    # V_1, f(3), \alpha
+    + r"|(?:m\s*)?\\(?:angle|measuredangle|triangle)\s*\{?\s*" + _SEGMENT + r"\s*\}?"   # \angle ABC
+    + r"|\\(?:overline|overarc|widehat|hat|vec)\s*\{\s*" + _SEGMENT + r"\s*\}"           # \overline{AB}
+    + r")"
+)
+_LABEL_ATOM_RE = re.compile(_LABEL_ATOM)
+_LABEL_FRAC = re.compile(r"\\frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
+
+
+def _label_part(text: str) -> bool:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == "|" and text[-1] == "|":  # |AB|
+        text = text[1:-1].strip()
+    return bool(_LABEL_ATOM_RE.fullmatch(text))
+
+
+def is_label(text: str) -> bool:
+    """Whether ``text`` only names a quantity: a variable, a segment ``AB``, ``|AB|``, ``\\angle ABC``, a
+    ratio of names ``V_1:V_2``/``AB/CD`` or ``\\frac{NO}{BO}``, a value ``f(3)``."""
+    text = text.strip()
+    if len(text) > 100:
+        return False
+    frac = _LABEL_FRAC.fullmatch(text)
+    if frac:
+        return _label_part(frac.group(1)) and _label_part(frac.group(2))
+    parts = re.split(r"[:/]", text)
+    return len(parts) <= 4 and all(_label_part(p) for p in parts)
+
+
+def label_value(node: Node) -> Optional[Node]:
+    """The value of a labelled answer ``<label> = <value>``: ``AB = 4``, ``|AB| = 1``, ``V_1:V_2 = 11:21``,
+    ``\\frac{NO}{BO} = \\frac{1}{\\sqrt6}`` give their constant right side; ``(p, q) = (3, 2)`` gives the
+    record ``p=3, q=2``. ``None`` when the left side is not a label or the value still has variables."""
+    if node.kind != "eq" or len(node.items) != 2:
+        return None
+    lhs, rhs = node.items
+    if lhs.kind in ("pair", "tuple") and rhs.kind in ("pair", "tuple") and len(lhs.items) == len(rhs.items):
+        names = [assignment_name(i) for i in lhs.items]
+        if all(names) and len(set(names)) == len(names):
+            return Node("record", items=tuple(zip(names, rhs.items)))
+        return None
+    if lhs.kind != "scalar" or not is_label(lhs.text) or assignment_name(lhs):
+        return None
+    if rhs.kind == "scalar" and has_letters(rhs.text):
+        return None
+    return rhs
+
+
 def _chain_numbers(node: Node) -> Optional[bool]:
     """Fast check that all sides of a constant equation chain are equal; ``None`` if sympy is needed."""
     values = [as_number(side.text) if side.kind == "scalar" else None for side in node.items]
     if any(v is None for v in values):
         return None
     return all(v == values[0] for v in values)
+
+
+def _label_key(node: Node) -> str:
+    return re.sub(r"\s+|\|", "", node.items[0].text)
 
 
 def compare_nodes(a: Node, r: Node, leaf: Leaf, *, eq_leaf: Optional[Callable] = None,
@@ -973,12 +1118,21 @@ def compare_nodes(a: Node, r: Node, leaf: Leaf, *, eq_leaf: Optional[Callable] =
             xn, yn = assignment_name(x.items[0]), assignment_name(y.items[0])
             if xn and yn and xn == yn:
                 return _cmp(x.items[-1], y.items[-1])
+            xv, yv = label_value(x), label_value(y)
+            if xv is not None and yv is not None:
+                if xv.kind == "record" or _label_key(x) == _label_key(y):
+                    return _cmp(xv, yv)
+            elif xv is not None and yn:  # "(p, q) = (3, 2)" against "p = 3" is a record against one name
+                return _cmp(xv, y)
             if len(x.items) == 2 and len(y.items) == 2:
                 return Outcome(eq_leaf(x, y))
             return Outcome(False)
         if x.kind == "eq":
             if assignment_name(x.items[0]):
                 return _cmp(x.items[-1], y)
+            value = label_value(x)
+            if value is not None:  # "AB = 4", "(p, q) = (3, 2)"
+                return _cmp(value, y)
             if len(x.items) == 2 and assignment_name(x.items[1]):  # "5 = x"
                 return _cmp(x.items[0], y)
             last = x.items[-1]
@@ -995,6 +1149,9 @@ def compare_nodes(a: Node, r: Node, leaf: Leaf, *, eq_leaf: Optional[Callable] =
         if y.kind == "eq":
             if assignment_name(y.items[0]):
                 return _cmp(x, y.items[-1])
+            value = label_value(y)
+            if value is not None:  # a labelled reference "AB = 4, CD = 5" stands for its values
+                return _cmp(x, value)
             return Outcome(False)
         if x.kind == "record" and len(x.items) == 1:
             return _cmp(x.items[0][1], y)
@@ -1120,9 +1277,45 @@ def choice_letter(text: str) -> Optional[str]:
     return m.group(1).upper() if m else None
 
 
+_TIME = re.compile(r"(\d{1,2}):([0-5]\d)")
+_ZERO = r"[+-]?0+(?:\.0*)?"
+_UNDEFINED = re.compile(  # case-insensitive: NaN
+    r"(?<![a-zA-Z])(?:zoo|nan)(?![a-zA-Z])"                # sympy's names
+    r"|[/:]\s*" + _ZERO + r"(?![\d.])"                                                  # 1/0, 12:00
+    r"|\\frac\s*\{[^{}]*\}\s*\{\s*" + _ZERO + r"\s*\}",                                 # \frac{1}{0}
+    re.I,
+)
+
+
+def is_undefined_literal(text: str) -> bool:
+    """A literal undefined value: a division by a literal zero (``1/0``, ``\\frac{2}{0}``, ``12:00`` read as a
+    ratio) or sympy's ``zoo``/``nan``. Such a value equals nothing, not even itself."""
+    return bool(_UNDEFINED.search(text))
+
+
+def _times_equal(a_text: str, r_text: str) -> Optional[bool]:
+    """Clock times ``h:mm``: compared as times when either would be a ratio with a zero denominator."""
+    ma, mr = _TIME.fullmatch(a_text), _TIME.fullmatch(r_text)
+    if not (ma and mr) or not (ma.group(2) == "00" or mr.group(2) == "00"):
+        return None
+    return (int(ma.group(1)), ma.group(2)) == (int(mr.group(1)), mr.group(2))
+
+
+def _space_key(text: str) -> str:
+    """``text`` without whitespace, except between two digits (``2 1/2`` is not ``21/2``)."""
+    return re.sub(r"(?<!\d)\s+|\s+(?!\d)", "", text)
+
+
 def fast_leaf(a: Node, r: Node, percent_context: bool = False) -> Optional[bool]:
-    """Compare two leaves without sympy; ``None`` when sympy is needed."""
+    """Compare two leaves without sympy; ``None`` when sympy is needed. Clock times with ``:00`` compare as
+    times; any other undefined literal (:func:`is_undefined_literal`) equals nothing."""
     a_text, r_text = a.text.strip(), r.text.strip()
+    if a.kind == "scalar" and r.kind == "scalar":
+        times = _times_equal(a_text, r_text)
+        if times is not None:
+            return times and a.percent == r.percent
+    if is_undefined_literal(a_text) or is_undefined_literal(r_text):
+        return False
     # multiple choice: the reference is one capital letter A-J, optionally in parentheses
     ref_letter = _REF_LETTER.fullmatch(r_text) if r.kind == "scalar" else None
     if ref_letter:
@@ -1133,7 +1326,7 @@ def fast_leaf(a: Node, r: Node, percent_context: bool = False) -> Optional[bool]
             return False
     if a.kind == "text" or r.kind == "text":
         return _text_equal(a, r)
-    if re.sub(r"\s+", "", a_text) == re.sub(r"\s+", "", r_text) and a.percent == r.percent:
+    if _space_key(a_text) == _space_key(r_text) and a.percent == r.percent:
         return True
     a_num, r_num = as_number(a_text), as_number(r_text)
     if a_num is not None and r_num is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import keyword
+import math
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ import sys
 
 import sympy
 from latex2sympy2_extended import latex2sympy
+from sympy.core.evalf import PrecisionExhausted
 from sympy.parsing.sympy_parser import (
     auto_number,
     auto_symbol,
@@ -47,6 +49,8 @@ EXACT_REL_TOL = 1e-25      # two exact constants closer than this (relative) are
 SYMBOLIC_REL_TOL = 1e-9    # tolerance of the random-point test of expressions with variables
 DECIMAL_MIN_SIGNIFICANT = 6  # a decimal answer to an irrational reference needs this many significant digits
 MEMORY_LIMIT_BYTES = 4 << 30
+SMALL_MAGNITUDE_DIGITS = 30  # above this many digits in the literals, closeness is never taken for equality
+MAX_CONFIRM_DIGITS = 25_000  # working precision cap when confirming that two close constants are equal
 # Deterministic "random" points for the numeric identity test (irrational-ish, inside (0.5, 3)).
 _POINTS = (1.2345678, 2.7182818, 0.8765432, 1.6180339, 2.2360679)
 
@@ -135,6 +139,68 @@ def _points_agree(a: sympy.Expr, b: sympy.Expr) -> bool | None:
     return True if agreed >= 3 else None
 
 
+def is_undefined(expr) -> bool:
+    """``zoo`` (division by zero, ``12:00`` read as a ratio), ``nan`` or anything containing them."""
+    try:
+        return isinstance(expr, sympy.Basic) and bool(expr.has(sympy.zoo, sympy.nan))
+    except Exception:
+        return False
+
+
+def magnitude_digits(expr: sympy.Basic) -> float:
+    """A bound on the decimal digits the literals of ``expr`` carry: integers and rationals, integer
+    powers (``2^{3000}``) and factorials (``2006!``) count by the size of their value, summed over the tree
+    (so products of large numbers are covered)."""
+    total = 0.0
+    try:
+        for node in sympy.preorder_traversal(expr):
+            if isinstance(node, sympy.Rational):
+                total += (abs(node.p).bit_length() + node.q.bit_length()) * 0.30103
+            elif isinstance(node, sympy.factorial) and node.args[0].is_Integer and node.args[0] > 1:
+                total += math.lgamma(int(node.args[0]) + 1) / math.log(10)
+            elif isinstance(node, sympy.Pow) and node.base.is_Rational and node.exp.is_Integer:
+                base = abs(node.base.p) * node.base.q
+                total += abs(int(node.exp)) * math.log10(base) if base > 1 else 0.0
+            if total > MAX_CONFIRM_DIGITS:
+                return math.inf
+    except Exception:
+        return math.inf
+    return total
+
+
+def _exact_rationals_equal(a: sympy.Expr, b: sympy.Expr) -> bool:
+    """Two rational constants, compared exactly (``\\frac{1}{2006!}`` against ``\\frac{1}{2004!}``)."""
+    try:
+        da, db = a.doit(), b.doit()
+    except Exception:
+        return False
+    if da.is_Rational and db.is_Rational:
+        return bool(da == db)
+    return _is_zero(da - db)
+
+
+def _confirm_close(a: sympy.Expr, b: sympy.Expr) -> bool:
+    """Two constants agree to ``EXACT_REL_TOL`` at ``EXACT_DIGITS`` (or do not fit a float): decide at a
+    working precision that covers the size of their literals, so ``\\sqrt{2006!}`` never equals
+    ``\\sqrt{2006! + 1}`` by rounding. A difference sympy cannot tell from zero counts as equal only when
+    the literals are small, otherwise only when ``simplify`` proves it."""
+    digits = magnitude_digits(a) + magnitude_digits(b)
+    if digits == math.inf:
+        return _is_zero(a - b)
+    diff = a - b
+    if diff == 0:
+        return True
+    try:
+        value = diff.evalf(15, maxn=int(min(60 + 2 * digits, MAX_CONFIRM_DIGITS)), strict=True)
+    except PrecisionExhausted:
+        return digits <= SMALL_MAGNITUDE_DIGITS or _is_zero(diff)
+    except Exception:  # e.g. the message of PrecisionExhausted cannot print a 5000-digit integer
+        return _is_zero(diff)
+    if not value.is_Number:  # not evaluable (an unknown function): only a proof decides
+        return _is_zero(diff)
+    return bool(value == 0)  # strict evalf: a non-zero value is an accurate, real difference
+
+
 def expressions_equal(a: sympy.Basic, b: sympy.Basic, a_text: str = "", b_text: str = "") -> bool:
     """Equivalence of two parsed leaves (``b`` is the reference).
 
@@ -145,7 +211,13 @@ def expressions_equal(a: sympy.Basic, b: sympy.Basic, a_text: str = "", b_text: 
     - Expressions with variables: a clear numeric difference at deterministic points means unequal;
       otherwise ``simplify(a - b) == 0`` or agreement at 3+ points means equal.
     - Sets, intervals, matrices: sympy equality (matrices elementwise).
+    - Undefined values (``zoo``, ``nan``, a division by zero) equal nothing, themselves included.
+    - Large literals (factorials, powers, long integers) compare exactly or not at all: rational constants
+      are evaluated exactly; close irrational constants are confirmed at a precision covering their size;
+      expressions with variables and large literals need ``simplify`` to prove the identity.
     """
+    if is_undefined(a) or is_undefined(b):
+        return False
     if a == b:
         return True
     if isinstance(a, sympy.MatrixBase) or isinstance(b, sympy.MatrixBase):
@@ -166,18 +238,18 @@ def expressions_equal(a: sympy.Basic, b: sympy.Basic, a_text: str = "", b_text: 
         return False
     if _is_zero(a - b):
         return True
-    return verdict is True
+    return verdict is True and magnitude_digits(a) + magnitude_digits(b) <= SMALL_MAGNITUDE_DIGITS
 
 
 def _constants_equal(a: sympy.Expr, b: sympy.Expr, a_text: str, b_text: str) -> bool:
     a_rational, b_rational = a.is_rational, b.is_rational
     if a_rational and b_rational:
-        return sympy.nsimplify(a - b) == 0 if not (a.is_Rational and b.is_Rational) else a == b
+        return _exact_rationals_equal(a, b)
     x, y = _numeric(a), _numeric(b)
-    if x is None or y is None:
-        return _is_zero(a - b)
+    if x is None or y is None:  # e.g. beyond the float range: \sqrt{2006!}
+        return _confirm_close(a, b)
     if _close(x, y, EXACT_REL_TOL):
-        return True
+        return _confirm_close(a, b)
     places_b = decimal_places(b_text)
     if places_b is not None and a_rational is False:  # "3.14" reference, "\pi" answer
         return round(x.real, places_b) == round(y.real, places_b) and abs(x.imag) < 1e-12
@@ -231,6 +303,12 @@ def node_to_set(node: Node) -> sympy.Set | None:
         expr = to_sympy(node.text)
         if expr is None or isinstance(expr, sympy.Set):
             return expr
+        calls = expr.atoms(sympy.core.function.AppliedUndef) if isinstance(expr, sympy.Basic) else set()
+        if len(calls) == 1:  # "0 < f(x) < 1" is the range of f: the set of values of f(x)
+            value = sympy.Dummy("value")
+            expr = expr.xreplace({calls.pop(): value})
+            if expr.free_symbols != {value}:
+                return None
         symbols = getattr(expr, "free_symbols", set())
         if len(symbols) != 1:
             return None

@@ -4,8 +4,10 @@ Pipeline of :meth:`MathVerifier.verify`:
 
 1. **Extraction** (:func:`extract_answer`): the last ``\\boxed{}``/``\\fbox{}``, else the last
    ``<answer>`` tag, else ``#### N``, else "the answer is X" / "final answer: X", else a last line that is
-   nothing but a short answer. Several *different* boxed (or tagged) answers count as a list of answers,
-   which never equals a single reference (hedging); an empty or unbalanced last box gives no answer.
+   nothing but a short answer; by default (not ``strict_extraction``) then the last math span
+   (``$...$``, ``\\(...\\)``, ``\\[...\\]``) or a last line that is nothing but LaTeX. Several *different*
+   boxed (or tagged) answers count as a list of answers, which never equals a single reference (hedging);
+   an empty or unbalanced last box gives no answer.
 2. **Structure** (``verifiers._math_parse``): the answer and the reference are parsed into tuples, sets,
    lists, intervals, unions, matrices, equations, records (``x=1, y=2``), text, or scalar leaves.
 3. **Fast path**: if every leaf that matters is a plain number (integers, thousands separators, decimals,
@@ -42,10 +44,10 @@ _PERCENT_QUESTION = re.compile(
 )
 
 
-def extract_answer(text: str, *, fallback_last_number: bool = False) -> Optional[str]:
+def extract_answer(text: str, *, fallback_last_number: bool = False, strict: bool = False) -> Optional[str]:
     """Extract the final answer from a completion, or ``None``.
 
-    Rules, first that applies wins:
+    Rules, first that applies wins (the last two only when not ``strict``):
 
     - ``\\boxed{...}``/``\\fbox{...}`` (nested braces handled). An empty or unbalanced last box gives
       ``None``. Several boxes with different contents are returned joined by ``", "`` (they are then
@@ -56,9 +58,18 @@ def extract_answer(text: str, *, fallback_last_number: bool = False) -> Optional
       end of the sentence; ``$`` and ``**`` stripped).
     - The last non-empty line, only when it is nothing but a short answer (at most 40 characters: a
       number, ``x = 5``, ``(B)``, or a single ``$...$``/``\\[...\\]`` math span).
+    - Not ``strict``: the last math span of the text (``$...$``, ``$$...$$``, ``\\(...\\)``, ``\\[...\\]``;
+      ``$`` is ignored when it occurs an odd number of times, as a currency sign). Refused when its line
+      hedges before it ("maybe $5$"); several spans on that line joined by "or" are several answers.
+    - Not ``strict``: the last non-empty line when it is nothing but LaTeX (``\\frac{10}{9}``, at most 80
+      characters, no words outside ``\\text{}``).
     - With ``fallback_last_number``, the last number in the text.
+
+    Strict mode is the policy of the marked forms only; it finds no answer in "Therefore $x \\geq 5$ is
+    the solution." or "Answer $9$", which the default reads as ``x \\geq 5`` and ``9``. The default may
+    take an intermediate value of an unfinished completion (its last math span) as its answer.
     """
-    return mp.extract(text, fallback_last_number).answer
+    return mp.extract(text, fallback_last_number, strict).answer
 
 
 def as_number(text: str) -> Optional[Fraction]:
@@ -115,14 +126,21 @@ class MathVerifier(Verifier):
     ``5``; ``y = 2x + 1`` equals ``2x - y + 1 = 0``), ordered tuples, unordered sets and lists of answers,
     intervals and unions (open and closed ends matter), matrices, degree signs and units after a number
     (``30^\\circ``, ``5\\text{ cm}``), multiple-choice letters (``(B)``, ``B``, ``\\text{B}``) and text
-    answers (case-insensitive; a yes/no reference matches an answer starting with that word).
+    answers (case-insensitive; a yes/no reference matches an answer starting with that word), MATH-style
+    thousands (``32,\\!349``), spaced thousands (``1 000``), labelled answers (``AB = 4``, ``|AB| = 1``,
+    ``V_1:V_2 = 11:21``, ``(p, q) = (3, 2)``, on either side), clock times (``12:00``).
+
+    Never equal: undefined values (a division by zero such as ``1/0`` or ``12:00`` read as a ratio, sympy's
+    ``zoo`` and ``nan``), themselves included. Large factorials and powers are compared exactly (rationals)
+    or at a precision that covers their size; they never pass by rounding.
 
     Percent rule: ``%`` is a unit mark worth 1/100. An answer ``50%`` matches a reference ``50`` and a
     reference ``0.5``; a bare answer matches a percent reference ``50%`` when it is ``50`` or ``0.5``; when
     the prompt asks for a percentage, a bare reference ``50`` is read as ``50%``.
 
     Refused (score 0, ``detail["reason"]``): no answer (``no_answer``), an empty or unbalanced box
-    (``empty_or_unbalanced_box``), several different answers against one reference (``multiple_answers``),
+    (``empty_or_unbalanced_box``), an unmarked math span after a hedge such as "maybe $5$" (``hedged``),
+    several different answers against one reference (``multiple_answers``),
     an identity such as ``2=2`` or ``x=x`` (``tautology``), an answer over ``MAX_ANSWER_CHARS`` characters
     (``answer_too_long``), brackets nested deeper than 40 (``too_deep``), a literal power tower or factorial
     with more than 10,000 digits (``too_large``).
@@ -137,7 +155,9 @@ class MathVerifier(Verifier):
         timeout_s: deadline in seconds for one sympy comparison (default 2.0). The worker is killed when
             it misses it, so :meth:`verify` returns in about ``timeout_s`` from any thread (a fresh worker
             also pays its start-up, about a second, outside the deadline).
-        fallback_last_number: use the last number in the text when no strict format matches.
+        fallback_last_number: use the last number in the text when no other rule matches.
+        strict_extraction: only the marked forms and a short last line (see :func:`extract_answer`); by
+            default an unmarked completion also gives its last math span.
         max_workers: sympy worker processes (and threads) used by :meth:`verify_batch`; default
             ``min(2, cpu_count)``. Fast-path items never leave the calling thread.
 
@@ -149,12 +169,13 @@ class MathVerifier(Verifier):
     signal = SignalSpec(kind="binary", deterministic=True, source="external", cost="cheap")
 
     def __init__(self, *, timeout_s: float = 2.0, fallback_last_number: bool = False,
-                 max_workers: Optional[int] = None) -> None:
+                 strict_extraction: bool = False, max_workers: Optional[int] = None) -> None:
         super().__init__(max_workers=DEFAULT_MAX_WORKERS if max_workers is None else max_workers)
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
         self.timeout_s = timeout_s
         self.fallback_last_number = fallback_last_number
+        self.strict_extraction = strict_extraction
 
     # -- the in-process part ------------------------------------------------------------------------
 
@@ -167,7 +188,7 @@ class MathVerifier(Verifier):
         if len(completion) > MAX_COMPLETION_CHARS:
             completion = completion[-KEEP_TAIL_CHARS:]
             detail["truncated"] = True
-        found = mp.extract(completion, self.fallback_last_number)
+        found = mp.extract(completion, self.fallback_last_number, self.strict_extraction)
         detail["format"], detail["extracted"] = found.format, found.answer
         if found.multiple:
             detail["multiple"] = True
