@@ -349,7 +349,7 @@ class Trainer:
             forms = forms or ["tagged", "boxed", "plain"]
         rows = [self.splits.train[i] for i in range(min(mc.canary_rows, len(self.splits.train)))]
         canaries = build_canaries(rows, forms)
-        report = run_canaries([(s.name, s.verifier) for s in self.reward.specs], canaries, self.cfg.eval.timeout_s)
+        report = run_canaries([(s.name, s.verifier, s.timeout_s) for s in self.reward.specs], canaries)
         self.monitor.check_canaries(step, report, len(canaries))
 
     def _wandb_sink(self):

@@ -84,20 +84,27 @@ def _json(x):
         return None
 
 
-def run_canaries(named_verifiers: list[tuple[str, Any]], canaries: list[Canary], timeout_s: float | None) -> dict:
-    """Score every canary with every external verifier (rlvr.scoring.score, one item per call group).
+def run_canaries(named_verifiers: list[tuple], canaries: list[Canary], timeout_s: float | None = None) -> dict:
+    """Score every canary with every external verifier: one `verify_batch` call per verifier (item by item, no group
+    semantics) under one deadline, the verifier's own `timeout_s` (the third element of its tuple) or `timeout_s`.
+    A verifier that misses it gets timeout verdicts for all its canaries (each a failure).
 
     Returns {verifier name: [failure dicts]}, a failure being {form, completion, reference, must_pass, score,
     passed, error}; an empty list means every canary behaved."""
-    from rlvr.scoring import make_items, passed, score
+    from rlvr.scoring import _run_with_deadlines, make_items, passed, timeout_verdict
 
     report: dict[str, list[dict]] = {}
     items = make_items([c.completion for c in canaries], [c.reference for c in canaries],
                        [c.prompt for c in canaries])
-    for name, v in named_verifiers:
+    for entry in named_verifiers:
+        name, v = entry[0], entry[1]
+        deadline = entry[2] if len(entry) > 2 else timeout_s
         if getattr(getattr(v, "signal", None), "source", None) != "external":
             continue
-        verdicts = score(v, items, 1, timeout_s)
+        (res,) = _run_with_deadlines([lambda v=v: v.verify_batch(items)], deadline)
+        if isinstance(res, BaseException):
+            raise res
+        verdicts = res if res is not None else [timeout_verdict(deadline) for _ in items]
         fails = []
         for c, vd in zip(canaries, verdicts):
             if vd.passed is None and vd.error is None:
