@@ -113,6 +113,7 @@ class Monitor:
         self.identities: dict[str, str | None] = {}
         self.preflight_done = False
         self.stop_reason: str | None = None
+        self.pending: list[Alert] = []  # emitted since the last drain()
 
     # -------------------------------------------------------------------------------------- lifecycle
 
@@ -421,12 +422,12 @@ class Monitor:
     def drain(self) -> list[Alert]:
         """The alert events emitted since the last call (pre-flight ones included), oldest first; for other sinks
         (the trainer forwards them to W&B)."""
-        out, self.pending = getattr(self, "pending", []), []
+        out, self.pending = self.pending, []
         return out
 
     def _emit(self, alerts: list[Alert]) -> None:
         self.log.write(alerts)
-        self.pending = getattr(self, "pending", []) + list(alerts)
+        self.pending += list(alerts)
         for a in alerts:
             if self.echo is not None:
                 self.echo(a.message())

@@ -740,27 +740,28 @@ def remove_tree(path: str) -> bool:
     time: every subfolder is first renamed to the top level (so a 10,000-deep tree is flattened, never walked by
     path, which would hit PATH_MAX, the fd limit or the recursion limit), folders made unreadable are chmodded
     back, symlinks are removed, never followed. Never raises; returns whether `path` is gone."""
-    try:
-        os.rmdir(path)
+    if _rmdir(path):
         return True
-    except FileNotFoundError:
-        return True
-    except OSError:
-        pass
     for _ in range(3):  # a dying child may still be writing: retry the sweep
         try:
             _sweep(path)
         except OSError:
             pass
-        try:
-            os.rmdir(path)
+        if _rmdir(path):
             return True
-        except FileNotFoundError:
-            return True
-        except OSError:
-            continue
     try:
         os.unlink(path)  # a symlink or a file where the folder was
+        return True
+    except OSError:
+        return False
+
+
+def _rmdir(path: str) -> bool:
+    """rmdir that reports whether `path` is gone (already absent counts); never raises."""
+    try:
+        os.rmdir(path)
+        return True
+    except FileNotFoundError:
         return True
     except OSError:
         return False
