@@ -313,11 +313,31 @@ def debatable(case: dict) -> str | None:
     if h.get("helper") == "compute_score" and h.get("strict_box_verify") is False and exp is False and boxed \
             and "Answer" not in pred and re.sub(r"\s", "", boxed.group(1)) == re.sub(r"\s", "", gold):
         return "grader quirk pinned by the test: Minerva mode reads only 'Answer: X', so a right boxed answer fails"
+    if h.get("helper") == "is_equiv" and re.fullmatch(r"[^,]+(?:,[^,]+)+", gold) and not exp \
+            and sorted(x.strip().lstrip("0") for x in gold.split(",")) == sorted(x.strip().lstrip("0") for x in pred.split(",")):
+        return "order of a bare comma list: MATH's string match keeps it, graders that read a list of answers " \
+            "as a set ignore it"
     if {gold.strip(), pred.strip()} == {"1", "1.0001"}:
         return "numeric tolerance: 1 vs 1.0001 equal only under a relative tolerance of 1e-4"
     if re.fullmatch(r"[+-]?0\d+", re.sub(r"\\boxed\{(.*)\}", r"\1", gold).strip()):
         return "zero-padded integers (033 = 33): graders differ (AIME-style answers are 000-999)"
     return None
+
+
+# Single cases whose pinned verdict is a convention (or a quirk) and not a fact graders share, by
+# (source, reference, prediction), each with its reason. Judged by reading the case, not by any verifier's output.
+CURATED = {
+    ("huggingface/Math-Verify", "$\\frac{1}{12}$", "$0.0833333333333333$"):
+        "a rounded decimal against an exact rational: exact graders (rlvr's documented policy, sympy equality) "
+        "reject it, tolerance graders accept it",
+    ("huggingface/Math-Verify", "$(\\begin{pmatrix}\\frac{1}{3}\\\\ \\frac{1}{5} \\end{pmatrix})$",
+     "$\\begin{pmatrix}0.33\\\\0.2 \\end{pmatrix}$"):
+        "a rounded decimal (0.33) against an exact rational (1/3): graders differ on tolerance",
+    ("huggingface/Math-Verify", "$1 - \\frac{1}{\\mathrm{e}}$", "$1 + \\frac{1}{\\mathrm{e}}$"):
+        "the pinned verdict contradicts arithmetic (1 - 1/e != 1 + 1/e); the test records a quirk of its grader",
+    ("huggingface/Math-Verify", "\\boxed{1} no no no no no \\boxed{2}", "$\\boxed{1,2}$"):
+        "a reference with several boxes: its last box (MATH's last_boxed_only_string) or all of them",
+}
 
 
 def build(mirrors: Path) -> list[dict]:
@@ -336,11 +356,21 @@ def build(mirrors: Path) -> list[dict]:
                 if key in seen:  # the same assertion repeated (pause-token variants, duplicated rows)
                     continue
                 seen.add(key)
-                reason = debatable(case)
+                reason = CURATED.get((repo, case["reference"], case["prediction"])) or debatable(case)
                 rows.append({"id": len(rows), "source": repo, "path": path, "commit": full, "test": test,
                              "reference": case["reference"], "prediction": case["prediction"],
                              "expected": case["expected"], "harness": case["harness"],
                              "debatable": reason is not None, "debatable_reason": reason})
+    # the same pair asserted with both verdicts (under different options): the verdict is the option's
+    flips: dict = {}
+    for row in rows:
+        flips.setdefault((row["source"], row["reference"], row["prediction"]), set()).add(row["expected"])
+    for row in rows:
+        options = {"strict", "allow_set_relation_comp"} & set(row["harness"])
+        if len(flips[(row["source"], row["reference"], row["prediction"])]) == 2 and options:
+            row["debatable"] = True
+            row["debatable_reason"] = row["debatable_reason"] or "the source asserts both verdicts for this pair, " \
+                "under different options"
     return rows
 
 

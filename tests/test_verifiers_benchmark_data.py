@@ -52,3 +52,34 @@ def test_accuracy_floor(cases):
     assert false_positives == []
     assert len(wrong) <= 16, wrong
     assert all(d.error is None for d in verdicts)
+
+
+FIELD = DATA.parent / "math_field_tests.jsonl"
+FIELD_RESULT = DATA.parents[1] / "results" / "verifier_math_field.json"
+
+
+def test_field_dataset_shape():
+    """Cases taken from other projects' grader tests: each names its source and has a verdict."""
+    rows = [json.loads(line) for line in FIELD.open(encoding="utf-8")]
+    assert len(rows) >= 250 and [r["id"] for r in rows] == list(range(len(rows)))
+    for r in rows:
+        assert r["source"] and r["path"] and len(r["commit"]) == 40 and r["test"]
+        assert isinstance(r["reference"], str) and isinstance(r["prediction"], str)
+        assert isinstance(r["expected"], bool) and isinstance(r["debatable"], bool)
+        assert (r["debatable_reason"] is not None) == r["debatable"]
+    assert len({r["source"] for r in rows}) >= 4 and "huggingface/Math-Verify" in {r["source"] for r in rows}
+
+
+def test_field_accuracy_regression_guard():
+    """rlvr's default mode on the non-debatable field cases: no fewer right and no more false positives than
+    the committed run of benchmarks/verifier_math_field.py."""
+    committed = json.loads(FIELD_RESULT.read_text())["non_debatable"]["rlvr"]
+    rows = [json.loads(line) for line in FIELD.open(encoding="utf-8")]
+    rows = [r for r in rows if not r["debatable"]]
+    v = MathVerifier(timeout_s=5.0, max_workers=1)
+    verdicts = [v.verify(r["prediction"], r["reference"]).passed for r in rows]
+    correct = sum(p == r["expected"] for p, r in zip(verdicts, rows))
+    false_positives = [r["id"] for p, r in zip(verdicts, rows) if p and not r["expected"]]
+    assert len(rows) == committed["n"]
+    assert correct >= committed["correct"], [r["id"] for p, r in zip(verdicts, rows) if p != r["expected"]]
+    assert len(false_positives) <= committed["false_positives"], false_positives

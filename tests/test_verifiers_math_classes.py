@@ -247,3 +247,75 @@ def test_strict_extraction_is_kept():
 def test_hedged_math_spans_are_refused(v, completion, reason):
     verdict = v.verify(completion, "10")
     assert not verdict.passed and verdict.detail["reason"] == reason
+
+
+# --- classes found by the field benchmark (benchmarks/verifier_math_field.py) ---------------------------
+
+@pytest.mark.parametrize(
+    ("completion", "reference", "passed"),
+    [
+        # decimal comma: read as a decimal only against a single number
+        (boxed("3,75"), "3.75", True), (boxed("0,25"), "0.25", True), ("2.5", "2,5", True),
+        (boxed("3,75"), "375", False), (boxed("3,75"), "3.57", False), (boxed("3,75"), "3, 75", True),
+        (boxed("4,5"), "5, 4", True), (boxed("0,250"), "250", False),
+        # MATH thousands with a space after \!
+        (boxed(r"45,\! 678"), "45678", True), (boxed(r"45,\! 678"), "45687", False),
+        # JSON-escaped LaTeX (two backslashes before a command); row breaks of matrices stay row breaks
+        (boxed(r"\\frac{\\sqrt{2}}{2}"), r"\frac{\sqrt{2}}{2}", True), (boxed(r"\\frac{1}{4}"), "1/3", False),
+        (r"$\\left( 2, \\frac{\\pi}{3} \\right)$", r"(2, \frac{\pi}{3})", True),
+        (boxed(r"\begin{pmatrix} 7 \\ 9 \end{pmatrix}"), r"\begin{pmatrix} 7 \\ 9 \end{pmatrix}", True),
+        # != for \neq
+        (boxed("y != 4"), r"y \neq 4", True), (boxed("y != 4"), r"y \neq 5", False), (boxed(r"y \ne 4"), "y != 4", True),
+        # a matrix inside \left[ ... \right] (array environment)
+        (boxed(r"\left[\begin{array}{cc}5 & 6 \\ 7 & 8\end{array}\right]"), r"\begin{pmatrix}5 & 6\\7 & 8\end{pmatrix}", True),
+        (boxed(r"\left[\begin{array}{cc}5 & 6 \\ 7 & 8\end{array}\right]"), r"\begin{pmatrix}5 & 6\\8 & 7\end{pmatrix}", False),
+        # a reference listing answers joined by a bare "or"
+        (boxed("(5,2), (2,5)"), "(2,5)or(5,2)", True), (boxed("(5,2)"), "(2,5)or(5,2)", False),
+        # percent as a word on a short last line
+        ("We compute the ratio.\n40 percent", r"40\%", True), ("We compute the ratio.\n40 pct", r"40\%", True),
+        ("We compute the ratio.\n45 percent", r"40\%", False),
+    ],
+)
+def test_field_normalisation_classes(v, completion, reference, passed):
+    check(v, completion, reference, passed)
+
+
+@pytest.mark.parametrize(
+    ("completion", "reference", "passed"),
+    [
+        # an answer stated in a closing prose sentence after the last formula (default mode only)
+        ("We add $9 + 8 = 17$ and subtract none. Therefore, the farmer keeps 17 sheep in the barn.", "17", True),
+        ("We add $9 + 8 = 17$. Therefore, the farmer keeps 17 sheep in the barn.", "18", False),
+        ("We try $a = 3$. So the farmer keeps either 17 or 18 sheep in the barn.", "17", False),  # hedged
+        ("We try $a = 3$. Therefore, the farmer does not keep 17 sheep in the barn.", "17", False),  # negated
+        ("Counting gives 8 here. So, there are 8 red marbles in the bag. I hope it is correct. <|im_start|>user",
+         "8", True),
+        # the final-answer phrase after intermediate boxes wins over the boxes
+        (r"First $\boxed{3}$ apples, then $\boxed{7}$ pears. Final Answer: The final answer is $21$.", "21", True),
+        (r"First $\boxed{3}$ apples, then $\boxed{7}$ pears. Final Answer: The final answer is $21$.", "7", False),
+        # a prose final answer gives its only number
+        ("Final Answer: Sam walked home after exactly 40 minutes.", "40", True),
+        ("Final Answer: Sam walked home after exactly 40 minutes.", "45", False),
+    ],
+)
+def test_field_prose_answer_classes(v, completion, reference, passed):
+    check(v, completion, reference, passed)
+
+
+def test_prose_sentence_is_not_read_in_strict_mode():
+    strict = MathVerifier(strict_extraction=True, max_workers=1)
+    assert not strict.verify("We add $9 + 8$. Therefore, the farmer keeps 17 sheep in the barn.", "17").passed
+
+
+def test_worked_solution_as_reference(v):
+    reference = ("We start from 60 marbles and give away a quarter of them, which is $60 / 4 = 15$. "
+                 "Then half of the rest are red, $45 / 2$ is not whole, so we recount the blue ones instead. "
+                 "Final Answer: The final answer is $15$. I hope it is correct.")
+    check(v, boxed("15"), reference, True)
+    check(v, boxed("45"), reference, False)
+
+
+@pytest.mark.parametrize(("answer", "reference", "passed"),
+                         [("0", "y = 2x - 2x = 0", True), ("1", "y = 2x - 2x = 0", False)])
+def test_reference_chain_stands_for_its_numeric_last_side(v, answer, reference, passed):
+    check(v, boxed(answer), reference, passed)

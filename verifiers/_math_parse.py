@@ -108,8 +108,8 @@ def _clean_phrase_value(value: str) -> str:
     return value
 
 
-def _phrase_answer(text: str) -> Optional[str]:
-    matches = list(_PHRASE.finditer(text))
+def _phrase_answer(text: str, after: int = 0) -> Optional[str]:
+    matches = list(_PHRASE.finditer(text, after))
     if not matches:
         return None
     match = matches[-1]
@@ -124,12 +124,41 @@ def _phrase_answer(text: str) -> Optional[str]:
         if not inner or not _clean_phrase_value(inner[-1].group(1)):
             break
         value = _clean_phrase_value(inner[-1].group(1))
+    words = re.sub(r"\$[^$\d]*\$", "", value)  # "$f(x)$" names a thing; "$19$" would be a number
+    if value and "$" not in words and "\\" not in words and is_prose(words):
+        value = _prose_number(words) or value  # "Final Answer: Jane started growing it 3 hours ago."
     return value or None
+
+
+# an answer stated in prose: "Therefore, there are 12 such sequences." (one number, no hedge)
+_PROSE_NUMBER = re.compile(r"(?<![\w.^_])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?(?:\s*%)?(?![\w.^_/])")
+_CONCLUSION = re.compile(r"^(?:therefore|thus|so|hence|finally|in\s+conclusion|in\s+total|altogether)\b", re.I)
+# chat-template tokens and boilerplate after the answer ("I hope it is correct. <|im_start|>user")
+_TAIL_NOISE = re.compile(r"(?:\s*(?:<\|[a-z_]{1,20}\|>(?:user|assistant)?|I\s+hope\s+it\s+is\s+correct\.?))+\s*$", re.I)
+
+
+def _prose_number(sentence: str) -> Optional[str]:
+    """The only number of a prose sentence without hedging words, else ``None``."""
+    if _HEDGE_WORD.search(sentence) or re.search(r"\bnot\b|\bn't\b", sentence, re.I):
+        return None
+    numbers = _PROSE_NUMBER.findall(sentence)
+    return numbers[0].strip() if len(numbers) == 1 else None
+
+
+def _conclusion_sentence(text: str, after: int) -> Optional[str]:
+    """The number of a last sentence that starts "Therefore/Thus/So ..." and lies after position ``after``."""
+    body = text.rstrip().rstrip(".").rstrip()
+    cut = max((m.end() for m in re.finditer(r"[.!?:]\s+|\n|\s(?=(?:Therefore|Thus|Hence|So)\b)", body)), default=0)
+    sentence = body[max(cut, after):].strip()
+    if not _CONCLUSION.match(sentence) or "$" in sentence or "\\" in sentence or len(sentence) > 200 \
+            or not is_prose(sentence):
+        return None
+    return _prose_number(sentence)
 
 
 _MATH_SPAN = re.compile(r"^(?:\$\$?(.+?)\$?\$|\\\[(.+?)\\\]|\\\((.+?)\\\))$")
 _ANSWER_LIKE = re.compile(
-    r"[-+]?\s*(?:\$\s*)?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:\s*/\s*\d+)?\s*%?"      # 42, -1,234.5, 3/4, 50%
+    r"[-+]?\s*(?:\$\s*)?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:\s*/\s*\d+)?\s*(?:%|percent|pct)?"  # 42, 3/4, 50%
     r"|[a-zA-Z]\s*=\s*[-+]?\s*(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:\s*/\s*\d+)?"      # x = 5
     r"|\(?[A-J]\)"                                                               # (B)
 )
@@ -249,10 +278,16 @@ def extract(text: str, fallback_last_number: bool = False, strict: bool = True) 
     ``strict`` (the default here) uses only the marked forms and a last line that is a short answer; with
     ``strict=False`` an unmarked completion also gives its last math span (``last_math``) or a last line
     that is nothing but LaTeX (``bare_math``)."""
+    text = _TAIL_NOISE.sub("", text)
     boxes, last_ok = _boxes(text)
     if boxes or not last_ok:
         if not last_ok:
             return Extraction(None, "boxed", reason="empty_or_unbalanced_box")
+        last_box = list(_BOX.finditer(text))[-1]
+        box_end = last_box.end() + len(balanced_group(text, last_box.end()) or "") + 1
+        later = _phrase_answer(text, box_end)  # boxed steps, then "The final answer is $10,455$."
+        if later and _PHRASE.search(text, box_end):
+            return Extraction(later, "phrase")
         return _several(boxes, "boxed")
     tags = _ANSWER_TAG.findall(text)
     if tags:
@@ -269,6 +304,10 @@ def extract(text: str, fallback_last_number: bool = False, strict: bool = True) 
     if last:
         return Extraction(last, "last_line")
     if not strict:
+        spans = _math_spans(text)
+        prose = _conclusion_sentence(text, spans[-1][1] if spans else 0)
+        if prose:
+            return Extraction(prose, "prose_number")
         span = _last_math_span(text)
         if span is not None and (span.answer is not None or span.reason == "hedged"):
             return span
@@ -321,7 +360,14 @@ _MATH_DELIMS = re.compile(r"\\[()\[\]]")
 _LE = re.compile(r"\\(?:le|leq|leqslant)(?![a-zA-Z])|<=")
 _GE = re.compile(r"\\(?:ge|geq|geqslant)(?![a-zA-Z])|>=")
 # MATH writes thousands as 32,\!349 (and \$16,\!386.20, 32{,}\!349); a list keeps a space: 32, 349
-_MATH_THOUSANDS = re.compile(r"(?<=\d)(?:\{,\}|,)\\!(?=\d{3}(?!\d))")
+_MATH_THOUSANDS = re.compile(r"(?<=\d)(?:\{,\}|,)\\!\s?(?=\d{3}(?!\d))")
+# JSON-escaped LaTeX: "\\frac", "\\left(" (two backslashes before a command name; a row break "\\" is never
+# followed by the letters of one of these commands)
+_DOUBLED_CMD = re.compile(
+    r"(?<!\\)\\\\(?=(?:left|right|frac|dfrac|tfrac|cfrac|sqrt|pi|boxed|text|mathrm|mathbf|cdot|times|infty|"
+    r"circ|pm|neq|leq|geq|le|ge|ne|in|cup|cap|begin|end)(?![a-zA-Z]))"
+)
+_NOT_EQUAL = re.compile(r"(?<![\d!<>=])\s*!=\s*|\\neq(?![a-zA-Z])")  # x != 3 (not the factorial 3!=6)
 _SPACED_THOUSANDS = re.compile(r"[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?")
 _SPACED_THOUSANDS_HEAD = re.compile(r"^[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?(?=\s+[a-zA-Z]|$)")
 _PLAIN_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
@@ -357,7 +403,8 @@ def normalize(text: str) -> Normalized:
     markdown, a trailing period, a leading ``x \\in``, hedging and "approximately" prefixes. Also repairs
     ``\\frac12`` and ``\\sqrt2``, maps ``\\dfrac``/``\\tfrac`` to ``\\frac`` and common Unicode math signs
     to LaTeX."""
-    s = text.replace("\\\\", "\x03")  # a row break \\ must not read as the spacing command "\ "
+    s = _DOUBLED_CMD.sub(r"\\", text) if "\\\\" in text else text
+    s = s.replace("\\\\", "\x03")  # a row break \\ must not read as the spacing command "\ "
     if "\x03" in s:
         s = re.sub(r"\x03\s*\[\s*-?\d*\.?\d+\s*(?:pt|em|ex|mm|cm|in|mu|bp)\s*\]", "\x03", s)  # \\[2pt]
     for char, repl in _UNICODE.items():
@@ -379,6 +426,7 @@ def normalize(text: str) -> Normalized:
     s = _FRAC_HALF_SHORT.sub(r"\\frac{\1}{\2}", s)
     s = _FRAC_NUM_SHORT.sub(r"\\frac{\1}{", s)
     s = _SQRT_SHORT.sub(r"\\sqrt{\1}", s)
+    s = _NOT_EQUAL.sub(r" \\ne ", s)
     s = _LE.sub(r"\\le ", s)
     s = _GE.sub(r"\\ge ", s)
     s = s.replace(r"\lt", "<").replace(r"\gt", ">")
@@ -447,7 +495,8 @@ def _strip_outer_braces(s: str) -> str:
 # ================================================================================================
 
 _NUM_BODY = r"(?:\d+(?:\.\d*)?|\.\d+)"
-_RE_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_RE_THOUSANDS = re.compile(r"[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?")
+_DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")  # 1000,99 / 1,22 / 0,111 when not thousands
 _RE_DECIMAL = re.compile(r"[+-]?" + _NUM_BODY + r"(?:[eE][+-]?\d{1,3})?")  # 1e999999999 is left to sympy
 _RE_SLASH = re.compile(r"([+-]?)\s*(\d+)\s*/\s*(\d+)")
 _RE_FRAC = re.compile(r"([+-]?)\s*\\frac\s*\{\s*([+-]?)\s*(\d+)\s*\}\s*\{\s*([+-]?)\s*(\d+)\s*\}")
@@ -679,7 +728,7 @@ def _top_level_split(s: str, pattern: re.Pattern) -> list[str]:
 
 
 _LIST_SEP = re.compile(
-    r"\s*(?:,|;|\\quad|\\qquad|\s(?:and|or)\s|\\text\s*\{\s*(?:and|or)\s*\}|\\(?:land|lor|vee|wedge)\b)\s*",
+    r"\s*(?:,|;|\\quad|\\qquad|\s(?:and|or)\s|(?<=[)\]])or(?=[(\[])|\\text\s*\{\s*(?:and|or)\s*\}|\\(?:land|lor|vee|wedge)\b)\s*",
     re.I,
 )
 _COMMA_SEP = re.compile(r"\s*[,;]\s*")
@@ -707,7 +756,7 @@ def _thousands_comma(s: str, i: int) -> bool:
         hi += 1
     if lo > 0 and (s[lo - 1].isalpha() or s[lo - 1] in "._^"):
         return False
-    return bool(re.fullmatch(r"\d{1,3}(?:,\d{3})+", s[lo:hi + 1]))
+    return bool(re.fullmatch(r"[1-9]\d{0,2}(?:,\d{3})+", s[lo:hi + 1]))
 
 
 def _encloses(s: str) -> bool:
@@ -763,6 +812,8 @@ def parse_answer(raw: str, *, reference: bool = False) -> Node:
         raw = _reference_core(alternatives[0])
     norm = normalize(raw)
     node = _parse(norm.text, norm.percent, 0)
+    if node.kind == "set" and _DECIMAL_COMMA.fullmatch(norm.text):  # "1000,99": a list, or a decimal comma
+        node = Node("set", items=node.items, bare=True, text=norm.text.replace(",", "."), percent=norm.percent)
     if norm.hedge and node.kind != "set":
         node = Node("set", items=(node, Node("text", text="<hedge>")), bare=True)
     return node
@@ -812,6 +863,8 @@ def _parse(s: str, percent: bool, depth: int) -> Node:
         return Node("empty")
     if depth > 8:
         return Node("scalar", text=s, percent=percent)
+    if s[:1] in "([" and s[-1:] in ")]" and _MATRIX.fullmatch(s[1:-1].strip()):  # [\begin{array}..\end{array}]
+        s = s[1:-1].strip()
     matrix = _MATRIX.fullmatch(s)
     if matrix:
         body = matrix.group(2).strip()
@@ -1099,6 +1152,11 @@ def compare_nodes(a: Node, r: Node, leaf: Leaf, *, eq_leaf: Optional[Callable] =
     ``equation_not_assignment``) never equal a value.
     """
     unknown = lambda *args: None  # noqa: E731
+    # a decimal comma ("1000,99", "0,111") is read as a decimal only against a single number
+    if a.kind == "set" and a.text and r.kind == "scalar" and as_number(r.text) is not None:
+        a = Node("scalar", text=a.text, percent=a.percent)
+    elif r.kind == "set" and r.text and a.kind == "scalar" and as_number(a.text) is not None:
+        r = Node("scalar", text=r.text, percent=r.percent)
     eq_leaf = eq_leaf or unknown
     set_leaf = set_leaf or unknown
     chain_leaf = chain_leaf or _chain_numbers
@@ -1109,6 +1167,8 @@ def compare_nodes(a: Node, r: Node, leaf: Leaf, *, eq_leaf: Optional[Callable] =
     def _cmp(x: Node, y: Node) -> Outcome:
         if y.kind == "alt":
             return Outcome(_any3(eq(x, alt) for alt in y.items))
+        if y.kind == "eq" and len(y.items) >= 3 and x.kind != "eq" and as_number(y.items[-1].text) is not None:
+            return _cmp(x, y.items[-1])  # a reference chain "a = b = 0" stands for its last, numeric side
         if x.kind == "empty" or y.kind == "empty":
             return Outcome(False)
         if x.kind == "eq" and is_tautology(x):

@@ -88,6 +88,10 @@ def _reference_text(reference: Any) -> str:
             boxed = mp.extract(reference)
             if boxed.answer is not None:
                 return boxed.answer
+        if len(reference) > 200 and mp._PHRASE.search(reference):  # a worked solution as the reference
+            found = mp.extract(reference)
+            if found.answer is not None and not found.multiple:
+                return found.answer
         if "####" in reference:
             tail = reference.rsplit("####", 1)[1].strip()
             if tail:
