@@ -58,6 +58,10 @@ def extract_answer(text: str, *, fallback_last_number: bool = False, strict: boo
       end of the sentence; ``$`` and ``**`` stripped).
     - The last non-empty line, only when it is nothing but a short answer (at most 40 characters: a
       number, ``x = 5``, ``(B)``, or a single ``$...$``/``\\[...\\]`` math span).
+    - Not ``strict``: a closing prose sentence after the last math span that starts "Therefore/Thus/So/Hence"
+      and holds exactly one number and no hedge or negation ("Therefore, there are 12 such sequences.").
+    - A "final answer" phrase after the last box wins over the boxes; a prose final answer gives its only
+      number; chat-template tokens and "I hope it is correct." at the end are ignored.
     - Not ``strict``: the last math span of the text (``$...$``, ``$$...$$``, ``\\(...\\)``, ``\\[...\\]``;
       ``$`` is ignored when it occurs an odd number of times, as a currency sign). Refused when its line
       hedges before it ("maybe $5$"); several spans on that line joined by "or" are several answers.
