@@ -144,34 +144,68 @@ _DENY_EPERM = [
     "open_by_handle_at", "name_to_handle_at", "setrlimit", "prlimit64", "fork", "vfork", "execve", "execveat",
     "capset", "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups", "fanotify_init",
     "mknod", "mknodat", "quotactl", "iopl", "ioperm", "move_pages", "migrate_pages", "mbind", "set_mempolicy",
+    "pidfd_getfd", "process_madvise", "kcmp", "fsopen", "fsmount", "fspick", "fsconfig", "move_mount", "open_tree",
+    "mount_setattr",
+    # metadata: Landlock has no right for it, and a sandbox keeping the host's uid owns the host's files
+    "chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat", "utime", "utimes",
+    "futimesat", "utimensat", "setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr", "fremovexattr",
+    # System V IPC and POSIX message queues: kernel objects that outlive the job (and, without an IPC namespace of
+    # its own, the pool); POSIX shared memory and semaphores are files in /dev/shm, which Landlock already denies
+    "shmget", "shmat", "shmctl", "shmdt", "msgget", "msgsnd", "msgrcv", "msgctl", "semget", "semop", "semtimedop",
+    "semctl", "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr",
+    # another process's I/O priority
+    "ioprio_set",
 ]
+# syscalls newer than some libseccomp releases know by name (same numbers on x86_64 and aarch64)
+_DENY_NUMBERS = {"setxattrat": 463, "removexattrat": 466, "fchmodat2": 452}
+# scheduling calls allowed on the calling thread only (first argument 0): a job may renice or re-pin itself, never
+# another process of its uid (the trainer's, as root every process)
+_SELF_ONLY = ["sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr"]
+# ioctls that change an inode's flags or project attributes (chattr) through a read-only fd
+_IOCTL_DENY = [0x40086602, 0x40046602, 0x401C5820]  # FS_IOC_SETFLAGS, FS_IOC32_SETFLAGS, FS_IOC_FSSETXATTR
 _CLONE_THREAD = 0x00010000
 _CLONE_NS_FLAGS = [0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000, 0x00000080]
 
 
-def seccomp_program() -> bytes:
+def seccomp_program(threads: bool = True) -> bytes:
     """The BPF program (built once with libseccomp through pyseccomp): default allow; EPERM on sockets, process
-    creation (fork, vfork, clone without CLONE_THREAD or with a namespace flag), exec, ptrace and cross-process
-    memory access, privilege and rlimit changes, kernel-level operations (mount, modules, bpf, io_uring, ...),
-    and `kill` of a process group or of every process (pid <= 0); ENOSYS on clone3 so glibc falls back to clone."""
+    creation (fork, vfork, clone without CLONE_THREAD or with a namespace flag; with `threads=False` every clone),
+    exec, ptrace and cross-process memory or fd access, privilege and rlimit changes, kernel-level operations
+    (mount, modules, bpf, io_uring, ...), metadata changes (chmod, chown, utime, xattrs, inode flags), System V IPC
+    and POSIX message queues, scheduling changes to any process but the caller, and `kill` of a process group or of
+    every process (pid <= 0); ENOSYS on clone3 so glibc falls back to clone."""
     import tempfile
 
     import pyseccomp as sc
 
     f = sc.SyscallFilter(sc.ALLOW)
+    done = set()
     for name in _DENY_EPERM:
         try:
             f.add_rule(sc.ERRNO(errno.EPERM), name)
-        except Exception:  # syscall absent on this architecture (e.g. fork on aarch64)
+            done.add(name)
+        except Exception:  # syscall absent on this architecture (e.g. fork on aarch64) or unknown to libseccomp
             continue
-    f.add_rule(sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, _CLONE_THREAD, 0))
-    for flag in _CLONE_NS_FLAGS:
-        f.add_rule(sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
+    for name, nr in _DENY_NUMBERS.items():
+        if name not in done:
+            f.add_rule(sc.ERRNO(errno.EPERM), nr)
+    if threads:
+        f.add_rule(sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, _CLONE_THREAD, 0))
+        for flag in _CLONE_NS_FLAGS:
+            f.add_rule(sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
+    else:
+        f.add_rule(sc.ERRNO(errno.EPERM), "clone")
     f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
     for name in ("kill", "tkill"):
         f.add_rule(sc.ERRNO(errno.EPERM), name, sc.Arg(0, sc.EQ, 0))
         f.add_rule(sc.ERRNO(errno.EPERM), name, sc.Arg(0, sc.GT, 0x7FFFFFFF))  # negative pids (sign-extended)
     f.add_rule(sc.ERRNO(errno.EPERM), "tgkill", sc.Arg(0, sc.GT, 0x7FFFFFFF))
+    for name in _SELF_ONLY:
+        f.add_rule(sc.ERRNO(errno.EPERM), name, sc.Arg(0, sc.NE, 0))
+    f.add_rule(sc.ERRNO(errno.EPERM), "setpriority", sc.Arg(0, sc.NE, 0))   # PRIO_PGRP, PRIO_USER
+    f.add_rule(sc.ERRNO(errno.EPERM), "setpriority", sc.Arg(1, sc.NE, 0))   # another process
+    for req in _IOCTL_DENY:
+        f.add_rule(sc.ERRNO(errno.EPERM), "ioctl", sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, req))
     with tempfile.TemporaryFile() as fh:
         f.export_bpf(fh)
         fh.seek(0)
@@ -201,12 +235,87 @@ def drop_privileges() -> None:
         raise OSError(ctypes.get_errno(), "capset")
 
 
-def set_rlimits(*, address_space: int, cpu_seconds: int, file_size: int, open_files: int) -> None:
-    """Hard and soft limits (bytes / seconds / count). CPU: SIGXCPU at the soft limit, SIGKILL one second later."""
+def set_rlimits(*, address_space: int, cpu_seconds: int, file_size: int, open_files: int,
+                processes: int | None = None) -> None:
+    """Hard and soft limits (bytes / seconds / count). CPU: SIGXCPU at the soft limit, SIGKILL one second later.
+    `processes` (RLIMIT_NPROC) counts the tasks, threads included, of this uid in this user namespace; the kernel
+    ignores it for the host's root (kuid 0), which is why the pool uses a pids cgroup there."""
     for res, val in ((resource.RLIMIT_AS, address_space), (resource.RLIMIT_FSIZE, file_size),
                      (resource.RLIMIT_NOFILE, open_files), (resource.RLIMIT_CORE, 0)):
         resource.setrlimit(res, (val, val))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
+    if processes is not None:
+        resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
+
+
+# ------------------------------------------------------------------------------------------------ the worker
+
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER = 0x00020000, 0x08000000, 0x10000000
+MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 2, 4, 1 << 14, 1 << 18
+
+
+def _unshare(flags: int) -> None:
+    if _libc.unshare(ctypes.c_int(flags)) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"unshare: {os.strerror(e)}")
+
+
+def _mount(source, target, fstype, flags: int, data) -> None:
+    enc = (lambda x: x.encode() if isinstance(x, str) else x)
+    if _libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"mount {target}: {os.strerror(e)}")
+
+
+def _enter_namespaces(uid: int, gid: int, userns: bool) -> None:
+    if not userns:
+        _unshare(CLONE_NEWNS | CLONE_NEWIPC)
+        return
+    _unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWIPC)
+    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as f:
+            f.write(text)
+
+
+def _works_in_a_child(fn) -> bool:
+    """Whether `fn` succeeds, tried in a forked child first: a user namespace half set up (unshared, its uid map
+    refused) cannot be left again, so the worker itself only enters one that is known to work."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            fn()
+            os._exit(0)
+        except BaseException:  # noqa: BLE001
+            os._exit(1)
+    return os.waitpid(pid, 0)[1] == 0
+
+
+def isolate_worker(scratch_root: str, size_bytes: int, inodes: int) -> dict:
+    """Run once in the worker before its zygote exists: a mount and an IPC namespace of its own (with a user
+    namespace of its own when it lacks CAP_SYS_ADMIN: an ordinary user, or inside an unprivileged bwrap), and a
+    fresh tmpfs of `size_bytes` and `inodes` over `scratch_root`, private to this worker and gone with it.
+    Returns what holds: {"scratch_capped", "own_userns", "error"}."""
+    out = {"scratch_capped": False, "own_userns": False, "error": None}
+    uid, gid = os.getuid(), os.getgid()
+    opts = f"size={max(size_bytes, 1 << 20)},nr_inodes={max(inodes, 64)},mode=0700"
+
+    def setup(userns: bool) -> None:
+        _enter_namespaces(uid, gid, userns)
+        _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
+        _mount("tmpfs", scratch_root, "tmpfs", MS_NOSUID | MS_NODEV, opts)
+
+    for userns in (False, True):
+        if not _works_in_a_child(lambda: setup(userns)):
+            continue
+        try:
+            setup(userns)
+        except OSError as e:
+            out["error"] = str(e)
+            return out
+        out["scratch_capped"], out["own_userns"] = True, userns
+        return out
+    out["error"] = "neither a mount namespace nor a user namespace could be created"
+    return out
 
 
 def seccomp_available() -> bool:

@@ -38,7 +38,6 @@ import signal
 import socket
 import struct
 import sys
-import tempfile
 import time
 
 try:
@@ -145,14 +144,26 @@ def _recv(fd: int, deadline: float | None = None, max_len: int = MAX_FRAME):
 
 # ---------------------------------------------------------------------------------------------- the child
 
-def _child_main(sock: socket.socket, scratch: str, cfg: dict) -> None:
-    """Lock down, then serve one job. Never returns."""
+def _child_main(sock: socket.socket, cfg: dict) -> None:
+    """Wait for the checker's start (the job's fresh scratch folder), lock down, then serve one job. Never
+    returns. The child is forked while the previous job runs; its folder is made only after that job's is gone."""
+    fd = sock.fileno()
     try:
         os.setsid()
-        _lockdown_child(sock.fileno(), scratch, cfg)
+        _prepare_child(fd)
+    except BaseException:  # noqa: BLE001
+        os._exit(70)
+    try:
+        start = _recv(fd, None)
+    except BaseException:  # noqa: BLE001 - the checker went away
+        os._exit(0)
+    try:
+        if type(start) is not dict or start.get("op") != "start" or type(start.get("scratch")) is not str:
+            raise ValueError("no start message")
+        _lockdown_child(fd, start["scratch"], cfg)
     except BaseException as e:  # noqa: BLE001 - report and die: a child that is not locked down must not run code
         try:
-            _send(sock.fileno(), {"fatal": _clean(f"lockdown failed: {type(e).__name__}: {e}")})
+            _send(fd, {"fatal": _clean(f"lockdown failed: {type(e).__name__}: {e}")})
         finally:
             os._exit(70)
     # The first frame on the socket, written before any candidate code runs: the only place a "fatal" is believed.
@@ -161,18 +172,22 @@ def _child_main(sock: socket.socket, scratch: str, cfg: dict) -> None:
     os._exit(0)
 
 
-def _lockdown_child(keep_fd: int, scratch: str, cfg: dict) -> None:
+def _prepare_child(keep_fd: int) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     _libc_prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the zygote
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
+    ruleset = _Z.get("ruleset")
+    # close everything else now (fork ignores O_CLOEXEC), except the Landlock ruleset needed a moment longer
+    _close_all_but({0, 1, 2, keep_fd} | ({ruleset} if ruleset is not None else set()))
+
+
+def _lockdown_child(keep_fd: int, scratch: str, cfg: dict) -> None:
     tier = cfg["tier"]
     keep = {0, 1, 2, keep_fd}
     ruleset = _Z.get("ruleset")
-    # close everything else now (fork ignores O_CLOEXEC), except the Landlock ruleset needed a moment longer
-    _close_all_but(keep | ({ruleset} if ruleset is not None else set()))
     os.chdir(scratch)
     if tier in ("bwrap", "landlock", "seccomp"):
         _lockdown.drop_privileges()
@@ -182,7 +197,7 @@ def _lockdown_child(keep_fd: int, scratch: str, cfg: dict) -> None:
     # before seccomp, which forbids setrlimit
     _lockdown.set_rlimits(address_space=_Z["vsz"] + cfg["memory_mb"] * (1 << 20),
                           cpu_seconds=max(1, math.ceil(cfg["cpu_seconds"])), file_size=cfg["file_size"],
-                          open_files=64)
+                          open_files=64, processes=_Z["nproc"])
     if tier in ("bwrap", "landlock", "seccomp"):
         _lockdown.load_seccomp(_Z["bpf"])
 
@@ -296,16 +311,27 @@ def _zygote_main(ctrl: socket.socket, cfg: dict) -> None:
             os._exit(0)
         if not req:
             os._exit(0)
-        scratch = tempfile.mkdtemp(prefix="job-", dir=cfg["scratch_root"])
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        pid = os.fork()
+        pid = _fork_retrying()
         if pid == 0:
             ctrl.close()
             parent_end.close()
-            _child_main(child_end, scratch, cfg)
+            _child_main(child_end, cfg)
         child_end.close()
-        socket.send_fds(ctrl, [json.dumps({"pid": pid, "scratch": scratch}).encode()], [parent_end.fileno()])
+        socket.send_fds(ctrl, [json.dumps({"pid": pid}).encode()], [parent_end.fileno()])
         parent_end.close()
+
+
+def _fork_retrying(limit_s: float = 60.0) -> int:
+    """fork, waiting while the worker's pids cgroup is full (a job's threads hold it until the job is killed)."""
+    end = time.monotonic() + limit_s
+    while True:
+        try:
+            return os.fork()
+        except BlockingIOError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.005)
 
 
 def _start_zygote(cfg: dict) -> socket.socket:
@@ -316,8 +342,12 @@ def _start_zygote(cfg: dict) -> socket.socket:
             pass
     abi = _lockdown.landlock_abi()
     _Z["landlock_abi"] = abi
-    _Z["bpf"] = bytes.fromhex(cfg["bpf"]) if cfg.get("bpf") else b""
-    os.makedirs(cfg["scratch_root"], exist_ok=True)
+    threads = _Z["threads"] = _threads_mode(cfg)
+    bpf = cfg.get("bpf_nothreads" if threads == "denied" else "bpf")
+    _Z["bpf"] = bytes.fromhex(bpf) if bpf else b""
+    # RLIMIT_NPROC counts this uid's tasks in this user namespace: the checker, the zygote, two children, a
+    # dying one, bwrap's init, and the job's threads
+    _Z["nproc"] = cfg["threads"] + 8 if threads == "rlimit" else None
     if abi and cfg["tier"] in ("bwrap", "landlock"):
         fds = _lockdown.open_paths(cfg["read_paths"])
         _Z["ruleset"] = _lockdown.base_ruleset(abi, fds, cfg["scratch_root"])
@@ -342,6 +372,18 @@ def _start_zygote(cfg: dict) -> socket.socket:
 
 # ---------------------------------------------------------------------------------------------- the checker
 
+def _threads_mode(cfg: dict) -> str:
+    """How the job's threads are capped: "cgroup" (the pool put this worker in a pids cgroup), "rlimit"
+    (RLIMIT_NPROC, counted in a user namespace of the sandbox's own: bwrap's or the worker's), "denied" (neither
+    holds: seccomp refuses every clone), or "none" (tiers without seccomp)."""
+    if cfg["tier"] not in ("bwrap", "landlock", "seccomp"):
+        return "none"
+    want = cfg.get("threads_cap", "denied")
+    if want == "rlimit" and not (cfg["tier"] == "bwrap" or _Z.get("isolation", {}).get("own_userns")):
+        return "denied"     # an ordinary user's RLIMIT_NPROC would count every process of theirs on the host
+    return want
+
+
 class _Child:
     """The checker's handle on one sandbox child."""
 
@@ -350,9 +392,17 @@ class _Child:
         if not fds:
             raise RuntimeError("zygote sent no socket")
         info = json.loads(msg)
-        self.pid, self.scratch, self.fd = info["pid"], info["scratch"], fds[0]
+        self.pid, self.fd, self.scratch = info["pid"], fds[0], None
         self.gone = False
         self.locked = False
+
+    def start(self, scratch: str) -> None:
+        """Hand the child its scratch folder (created just now, after the previous job's was removed)."""
+        self.scratch = scratch
+        try:
+            _send(self.fd, {"op": "start", "scratch": scratch})
+        except OSError:
+            self.gone = True
 
     def _lock_status(self, deadline: float) -> None:
         """The child's first frame: {"locked": true}, or {"fatal": text} when its lockdown failed. Written before the
@@ -412,24 +462,47 @@ class _Child:
             os.close(self.fd)
         except OSError:
             pass
+        if self.scratch is None:
+            return
         try:
             os.rmdir(self.scratch)  # the common case: the job wrote nothing
+        except FileNotFoundError:
+            pass
         except OSError:
+            _wait_gone(self.pid, 2.0)  # no thread of the job may still be writing while the tree is removed
             remove_tree(self.scratch)
+
+
+def _wait_gone(pid: int, limit_s: float) -> None:
+    try:
+        pfd = os.pidfd_open(pid)
+    except OSError:
+        return                  # already gone
+    try:
+        select.select([pfd], [], [], limit_s)
+    finally:
+        os.close(pfd)
 
 
 class _Checker:
     def __init__(self, cfg: dict):
         self.cfg = cfg
         self.zygote = _start_zygote(cfg)
+        self._serial = 0
         self._ask()
 
     def _ask(self) -> None:
         self.zygote.send(b"f")
 
     def child(self) -> _Child:
+        """The pre-forked child, started in a folder made now: the previous job's child is dead and its folder
+        removed, so no other job's folder exists while this one runs (nor does the next child's)."""
         c = _Child(self.zygote)
-        self._ask()  # the next child forks while this one works
+        self._serial += 1
+        scratch = os.path.join(self.cfg["scratch_root"], f"job-{self._serial}")
+        os.mkdir(scratch, 0o700)
+        c.start(scratch)
+        self._ask()  # the next child forks while this one works; it gets its folder when its job starts
         return c
 
     # -- jobs
@@ -826,6 +899,8 @@ def main() -> None:
     # No PR_SET_PDEATHSIG here: the pool's death closes stdin, which ends the loop below; inside bwrap,
     # --die-with-parent (set from the pool's long-lived spawner thread) kills the whole sandbox with the pool.
     os.makedirs(cfg["scratch_root"], exist_ok=True)
+    if cfg["tier"] in ("bwrap", "landlock"):
+        _Z["isolation"] = _lockdown.isolate_worker(cfg["scratch_root"], cfg["scratch_bytes"], cfg["scratch_inodes"])
     sys.setrecursionlimit(10_000)
     checker = _Checker(cfg)
     # The pool's pipes move to private fds, and fds 0 and 1 become /dev/null: the dataset's test code runs in this
@@ -837,7 +912,10 @@ def main() -> None:
     os.close(null)
     sys.stdout = open(os.devnull, "w")
     sys.stdin = open(os.devnull)
-    _send(out, {"ready": True, "landlock_abi": _Z.get("landlock_abi", 0), "pid": os.getpid()})
+    iso = _Z.get("isolation", {})
+    _send(out, {"ready": True, "landlock_abi": _Z.get("landlock_abi", 0), "pid": os.getpid(),
+                "scratch_capped": bool(iso.get("scratch_capped")), "isolation_error": iso.get("error"),
+                "threads": _Z["threads"]})
     while True:
         try:
             job = _recv(inp, None, max_len=1 << 28)
@@ -850,7 +928,8 @@ def main() -> None:
                    "sandbox_failure": True}
         res["id"] = job.get("id")
         _send(out, res)
-    remove_tree(cfg["scratch_root"])
+    if not _Z.get("isolation", {}).get("scratch_capped"):
+        remove_tree(cfg["scratch_root"])  # else the worker's own tmpfs, which goes with its mount namespace
 
 
 if __name__ == "__main__":

@@ -99,6 +99,9 @@ class Limits:
     timeout: float = 10.0
     memory_mb: int = 1024
     file_size: int = 16 << 20
+    scratch_mb: int = 64          # the worker's scratch tmpfs (one job's files at a time)
+    scratch_inodes: int = 32768   # files and folders in it
+    threads: int = 32             # threads a job may start
 
 
 def _bwrap_path() -> str | None:
@@ -111,17 +114,85 @@ def _bwrap_path() -> str | None:
         return shutil.which("bwrap")
 
 
+def _interpreter() -> str:
+    """The real interpreter binary (a virtualenv's python is a symlink to it; workers run it with -I -S, which never
+    reads site-packages, so the virtualenv adds nothing but paths to bind)."""
+    return os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+
+
+_SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc/ld.so.cache", "/etc/ld.so.conf",
+           "/etc/ld.so.conf.d", "/etc/localtime")
+
+
 def _bwrap_prefix(bwrap: str) -> list[str]:
+    """The bubblewrap command line around one worker. The view of the host is read-only and holds only what the
+    worker runs on: the system's /usr and library folders, the interpreter, its shared library, the standard library
+    (its site-packages masked by an empty tmpfs) and the worker's code. Home folders, the checkout, the datasets,
+    /etc, /var and the rest of the host do not exist inside (not even for stat)."""
     # --die-with-parent is PR_SET_PDEATHSIG, tied to the starting *thread*: workers are therefore started from one
     # long-lived thread (`_spawn_process`), so bwrap and everything in its pid namespace die with the trainer
-    args = [bwrap, "--unshare-all", "--new-session", "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev",
-            "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]
-    # the fresh /tmp and /dev/shm hide whatever lives there: bind back (read-only) the worker's code and the
-    # interpreter when they do (a checkout or a virtualenv under /tmp)
-    for path in sorted({_HERE, sys.prefix, sys.base_prefix, sys.exec_prefix}):
-        if path.startswith(("/tmp/", "/dev/shm/")):
-            args += ["--ro-bind", path, path]
+    args = [bwrap, "--unshare-all", "--new-session", "--die-with-parent"]
+    for p in _SYSTEM:
+        if os.path.islink(p):
+            args += ["--symlink", os.readlink(p), p]
+        elif os.path.exists(p):
+            args += ["--ro-bind", p, p]
+    args += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]
+    paths = {_interpreter(), _HERE}
+    stdlibs = {d for d in (sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib"))
+               if d and os.path.exists(os.path.join(d, "os.py"))}   # not a virtualenv's (site-packages only)
+    paths |= stdlibs
+    lib = sysconfig.get_config_var("INSTSONAME") if sysconfig.get_config_var("Py_ENABLE_SHARED") else None
+    if lib and os.path.exists(os.path.join(sysconfig.get_config_var("LIBDIR") or "", lib)):
+        paths.add(os.path.join(sysconfig.get_config_var("LIBDIR"), lib))
+    for p in sorted(paths):
+        if not p.startswith("/usr/"):
+            args += ["--ro-bind", p, p]
+    for d in sorted(stdlibs):
+        for name in ("site-packages", "dist-packages"):
+            if os.path.isdir(os.path.join(d, name)):
+                args += ["--tmpfs", os.path.join(d, name)]
     return args + ["--clearenv", "--setenv", "LANG", "C.UTF-8", "--"]
+
+
+def _pids_cgroup() -> str | None:
+    """A fresh folder in a pids cgroup hierarchy that this process may create cgroups in (cgroup v1 `pids`, or v2
+    with the pids controller), or None. Used as root, where RLIMIT_NPROC is not enforced."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        with open("/proc/self/mountinfo") as f:
+            mounts = [ln.split() for ln in f]
+        with open("/proc/self/cgroup") as f:
+            own = [ln.rstrip("\n").split(":", 2) for ln in f]
+    except OSError:
+        return None
+    candidates = []
+    for m in mounts:
+        try:
+            sep = m.index("-")
+        except ValueError:
+            continue
+        fstype, root, point, opts = m[sep + 1], m[3], m[4], m[sep + 3] if len(m) > sep + 3 else ""
+        for _, ctrls, path in own:
+            v1 = fstype == "cgroup" and "pids" in opts.split(",") and "pids" in ctrls.split(",")
+            v2 = fstype == "cgroup2" and ctrls == ""
+            if (v1 or v2) and (path + "/").startswith(root.rstrip("/") + "/"):
+                rel = path[len(root.rstrip("/")):].lstrip("/")
+                candidates.append((v2, os.path.join(point, rel)))
+    for v2, d in sorted(candidates):   # v1 first
+        base = os.path.join(d, f"rlvr-sandbox-{os.getpid()}-{os.urandom(4).hex()}")
+        try:
+            if v2:
+                with open(os.path.join(d, "cgroup.subtree_control"), "w") as f:
+                    f.write("+pids")
+            os.mkdir(base)
+            if os.path.exists(os.path.join(base, "pids.max")):
+                return base
+            os.rmdir(base)
+        except OSError:
+            continue
+    return None
 
 
 def detect_tiers() -> dict[str, bool | str]:
@@ -136,8 +207,10 @@ def detect_tiers() -> dict[str, bool | str]:
     bw = _bwrap_path()
     ok = False
     if bw and out["landlock"]:
+        probe = f"import sys; sys.path.insert(0, {_HERE!r}); import _lockdown, _codec, ctypes"
         try:
-            ok = subprocess.run(_bwrap_prefix(bw) + ["/bin/true"], capture_output=True, timeout=20).returncode == 0
+            ok = subprocess.run(_bwrap_prefix(bw) + [_interpreter(), "-I", "-S", "-c", probe], capture_output=True,
+                                timeout=20).returncode == 0
         except (OSError, subprocess.TimeoutExpired):
             ok = False
     out["bwrap"] = ok
@@ -202,10 +275,12 @@ MAX_RESULT_FRAME = 16 << 20   # a worker's result frame (bools and bounded error
 
 
 class _Worker:
-    def __init__(self, cfg: dict, tier: str, index: int):
-        cmd = [sys.executable, "-I", "-S", "-c", _BOOT, _HERE, json.dumps(cfg)]
+    def __init__(self, cfg: dict, tier: str, index: int, cgroup: str | None = None):
+        cmd = [_interpreter(), "-I", "-S", "-c", _BOOT, _HERE, json.dumps(cfg)]
         if tier == "bwrap":
             cmd = _bwrap_prefix(_bwrap_path()) + cmd
+        if cgroup:  # the worker (bwrap included) joins its pids cgroup before it execs
+            cmd = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', os.path.join(cgroup, "cgroup.procs")] + cmd
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
         err = os.environ.get("RLVR_SANDBOX_STDERR")  # debugging: a file for the workers' stderr
         self._err = open(err, "ab") if err else subprocess.DEVNULL
@@ -217,6 +292,7 @@ class _Worker:
         hello = self._recv(time.monotonic() + 60)
         if not hello.get("ready"):
             raise SandboxUnavailable(f"sandbox worker did not start: {hello}")
+        self.hello = hello
 
     def _recv(self, deadline: float) -> dict:
         import select
@@ -311,19 +387,73 @@ class SandboxPool:
         n = self.workers or max(1, os.cpu_count() or 1)
         self._free: queue.Queue[_Worker] = queue.Queue()
         self._lock = threading.Lock()
+        lim = self.limits
+        # threads: as root RLIMIT_NPROC is not enforced (the kernel exempts uid 0), so each worker gets a pids
+        # cgroup when one can be made; an ordinary user's RLIMIT_NPROC is counted in the sandbox's user namespace
+        self._cgroup = _pids_cgroup() if tier != "rlimits" and os.geteuid() == 0 else None
         self._cfg = {
             "tier": tier, "bpf": _lockdown.seccomp_program().hex() if tier != "rlimits" else "",
-            "read_paths": _read_paths(), "memory_mb": self.limits.memory_mb, "file_size": self.limits.file_size,
-            "cpu_seconds": self.limits.timeout + 1,
+            "bpf_nothreads": _lockdown.seccomp_program(threads=False).hex() if tier != "rlimits" else "",
+            "read_paths": _read_paths(), "memory_mb": lim.memory_mb, "file_size": lim.file_size,
+            "cpu_seconds": lim.timeout + 1, "scratch_bytes": lim.scratch_mb << 20,
+            "scratch_inodes": lim.scratch_inodes, "threads": lim.threads,
+            "threads_cap": "cgroup" if self._cgroup else ("denied" if os.geteuid() == 0 else "rlimit"),
         }
-        for i in range(n):
-            self._free.put(self._spawn(i))
+        self._worker_cgroups: dict[int, str] = {}
+        workers = []
+        try:
+            for i in range(n):
+                workers.append(self._spawn(i))
+        except BaseException:
+            for w in workers:
+                w.close()
+            self._remove_cgroups()
+            raise
+        for w in workers:
+            self._free.put(w)
+        h = workers[0].hello
+        self.containment = {"scratch_capped": bool(h.get("scratch_capped")), "threads": h.get("threads"),
+                            "as_root": os.geteuid() == 0}
         self.stats = {"jobs": 0, "tampered": 0, "timeouts": 0, "worker_restarts": 0}
-        log.info("rlvr: code sandbox: tier %s, %d workers (%s)", tier, n, _describe(avail))
+        log.info("rlvr: code sandbox: tier %s, %d workers (%s); scratch capped: %s, threads: %s", tier, n,
+                 _describe(avail), self.containment["scratch_capped"], self.containment["threads"])
+        if tier in ("landlock", "bwrap") and not self.containment["scratch_capped"]:
+            log.warning("rlvr: code sandbox: the scratch folder has no size cap here (%s)", h.get("isolation_error"))
+        if self.containment["threads"] == "denied":
+            log.warning("rlvr: code sandbox: no way to cap threads here (root without a writable pids cgroup, or "
+                        "an ordinary user without user namespaces): jobs may not start threads")
 
     def _spawn(self, index: int) -> _Worker:
         root = self._root if self.active_tier != "bwrap" else "/tmp/rlvr-sandbox"
-        return _Worker({**self._cfg, "scratch_root": os.path.join(root, f"w{index}")}, self.active_tier, index)
+        cg = None
+        if self._cgroup:
+            cg = self._worker_cgroups.get(index)
+            if cg is None:
+                cg = os.path.join(self._cgroup, f"w{index}")
+                os.makedirs(cg, exist_ok=True)
+                with open(os.path.join(cg, "pids.max"), "w") as f:
+                    f.write(str(self.limits.threads + 16))  # + the worker's own processes (see _worker._Z["nproc"])
+                self._worker_cgroups[index] = cg
+        return _Worker({**self._cfg, "scratch_root": os.path.join(root, f"w{index}")}, self.active_tier, index, cg)
+
+    def _remove_cgroups(self) -> None:
+        for cg in [*self._worker_cgroups.values(), self._cgroup]:
+            if not cg:
+                continue
+            end = time.monotonic() + 2.0
+            while True:  # a killed worker's tasks leave the cgroup a moment after the kill
+                try:
+                    os.rmdir(cg)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if time.monotonic() > end:
+                        log.warning("rlvr: code sandbox: could not remove cgroup %s", cg)
+                        break
+                    time.sleep(0.02)
+        self._worker_cgroups = {}
+        self._cgroup = None
 
     def run(self, job: dict, timeout: float | None = None) -> dict:
         """Run one job (see verifiers.code._worker). Returns {'tests': [bool], 'tamper', 'timed_out', 'error'}."""
@@ -354,6 +484,7 @@ class SandboxPool:
                 self._free.get_nowait().close()
             except queue.Empty:
                 break
+        self._remove_cgroups()
         _worker_mod().remove_tree(self._root)
 
     def __del__(self):
