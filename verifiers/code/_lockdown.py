@@ -117,11 +117,11 @@ def restrict(ruleset_fd: int) -> None:
         raise OSError(ctypes.get_errno(), "landlock_restrict_self")
 
 
-def landlock(abi: int, base_fd: int, write_dir: str) -> None:
-    """Apply layer 1 (`base_ruleset`), then layer 2: write access (create, write, remove, truncate, rename) only
-    beneath this job's `write_dir`. Landlock intersects layers, so the job reads what layer 1 allows and writes
-    only its own scratch folder (not a sibling job's). Raises OSError if the kernel refuses."""
-    restrict(base_fd)
+def landlock_folder(abi: int, write_dir: str) -> None:
+    """Layer 2, after layer 1 (`restrict(base_ruleset)`): write access (create, write, remove, truncate, rename) only
+    beneath this job's `write_dir`. Landlock intersects layers, so the job reads what layer 1 allows and writes only
+    its own folder. Raises OSError if the kernel refuses. (Neither layer needs the other's syscalls allowed by
+    seccomp: the landlock calls stay allowed, so layer 2 can come after the filter.)"""
     fs = _fs_rights(abi)
     write = fs & ~(_FS_EXECUTE | _FS_READ_FILE | _FS_READ_DIR)
     rs = _ruleset(write, 0, 0, abi)

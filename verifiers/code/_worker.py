@@ -145,54 +145,45 @@ def _recv(fd: int, deadline: float | None = None, max_len: int = MAX_FRAME):
 # ---------------------------------------------------------------------------------------------- the child
 
 def _child_main(sock: socket.socket, cfg: dict) -> None:
-    """Wait for the checker's start (the job's fresh scratch folder), lock down, then serve one job. Never
-    returns. The child is forked while the previous job runs; its folder is made only after that job's is gone."""
+    """Lock down, wait for the checker's start (the job's fresh scratch folder), confine writes to that folder,
+    then serve one job. Never returns. The child is forked and locked down while the previous job runs; its folder
+    is made only after that job's is gone, and only the folder's Landlock layer and chdir wait for it."""
     fd = sock.fileno()
     try:
         os.setsid()
-        _prepare_child(fd)
-    except BaseException:  # noqa: BLE001
-        os._exit(70)
-    try:
+        _lockdown_child(fd, cfg)
         start = _recv(fd, None)
-    except BaseException:  # noqa: BLE001 - the checker went away
-        os._exit(0)
-    try:
         if type(start) is not dict or start.get("op") != "start" or type(start.get("scratch")) is not str:
             raise ValueError("no start message")
-        _lockdown_child(fd, start["scratch"], cfg)
+        _enter_folder(start["scratch"], cfg)
     except BaseException as e:  # noqa: BLE001 - report and die: a child that is not locked down must not run code
         try:
             _send(fd, {"fatal": _clean(f"lockdown failed: {type(e).__name__}: {e}")})
         finally:
             os._exit(70)
     # The first frame on the socket, written before any candidate code runs: the only place a "fatal" is believed.
-    _send(sock.fileno(), {"locked": True})
-    _serve(sock.fileno())
+    _send(fd, {"locked": True})
+    _serve(fd)
     os._exit(0)
 
 
-def _prepare_child(keep_fd: int) -> None:
+def _lockdown_child(keep_fd: int, cfg: dict) -> None:
+    """Everything that does not depend on the job's folder: done before the job exists."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     _libc_prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the zygote
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
-    ruleset = _Z.get("ruleset")
-    # close everything else now (fork ignores O_CLOEXEC), except the Landlock ruleset needed a moment longer
-    _close_all_but({0, 1, 2, keep_fd} | ({ruleset} if ruleset is not None else set()))
-
-
-def _lockdown_child(keep_fd: int, scratch: str, cfg: dict) -> None:
     tier = cfg["tier"]
     keep = {0, 1, 2, keep_fd}
     ruleset = _Z.get("ruleset")
-    os.chdir(scratch)
+    # close everything else now (fork ignores O_CLOEXEC), except the Landlock ruleset needed a moment longer
+    _close_all_but(keep | ({ruleset} if ruleset is not None else set()))
     if tier in ("bwrap", "landlock", "seccomp"):
         _lockdown.drop_privileges()
     if tier in ("bwrap", "landlock"):
-        _lockdown.landlock(_Z["landlock_abi"], ruleset, scratch)
+        _lockdown.restrict(ruleset)   # layer 1: read the stdlib, everything beneath the scratch root
     _close_all_but(keep)
     # before seccomp, which forbids setrlimit
     _lockdown.set_rlimits(address_space=_Z["vsz"] + cfg["memory_mb"] * (1 << 20),
@@ -200,6 +191,12 @@ def _lockdown_child(keep_fd: int, scratch: str, cfg: dict) -> None:
                           open_files=64, processes=_Z["nproc"])
     if tier in ("bwrap", "landlock", "seccomp"):
         _lockdown.load_seccomp(_Z["bpf"])
+
+
+def _enter_folder(scratch: str, cfg: dict) -> None:
+    os.chdir(scratch)
+    if cfg["tier"] in ("bwrap", "landlock"):
+        _lockdown.landlock_folder(_Z["landlock_abi"], scratch)   # layer 2: write only beneath this job's folder
 
 
 def _close_all_but(keep: set[int]) -> None:
@@ -402,7 +399,7 @@ class _Child:
         try:
             _send(self.fd, {"op": "start", "scratch": scratch})
         except OSError:
-            self.gone = True
+            pass  # a child that died at its lockdown: its `fatal` frame is read as its first reply
 
     def _lock_status(self, deadline: float) -> None:
         """The child's first frame: {"locked": true}, or {"fatal": text} when its lockdown failed. Written before the
