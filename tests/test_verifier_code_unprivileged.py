@@ -39,6 +39,7 @@ for top, subs in blocked.items():
     for sub, d in stash:
         os.makedirs(sub, exist_ok=True)
         subprocess.run(["mount", "--move", d, sub], check=True)
+        os.rmdir(d)
 os.execvp("setpriv", ["setpriv", "--reuid={uid}", "--regid={uid}", "--clear-groups", "--inh-caps=-all",
                       "--bounding-set=-all", "--"] + sys.argv[1:])
 """

@@ -168,6 +168,26 @@ def _bwrap_prefix(bwrap: str) -> list[str]:
     return args + ["--clearenv", "--setenv", "LANG", "C.UTF-8", "--"]
 
 
+def _remove_stale_cgroups(parent: str) -> None:
+    """Empty cgroups left by pools whose process died without closing them (named after the creator's pid)."""
+    try:
+        names = [n for n in os.listdir(parent) if n.startswith("rlvr-sandbox-")]
+    except OSError:
+        return
+    for name in names:
+        try:
+            pid = int(name.split("-")[2])
+            if os.path.exists(f"/proc/{pid}"):
+                continue
+            top = os.path.join(parent, name)
+            for sub in os.listdir(top):
+                if os.path.isdir(os.path.join(top, sub)):
+                    os.rmdir(os.path.join(top, sub))
+            os.rmdir(top)
+        except (ValueError, IndexError, OSError):
+            continue
+
+
 def _pids_cgroup() -> str | None:
     """A fresh folder in a pids cgroup hierarchy that this process may create cgroups in (cgroup v1 `pids`, or v2
     with the pids controller), or None. Used as root, where RLIMIT_NPROC is not enforced."""
@@ -194,6 +214,7 @@ def _pids_cgroup() -> str | None:
                 rel = path[len(root.rstrip("/")):].lstrip("/")
                 candidates.append((v2, os.path.join(point, rel)))
     for v2, d in sorted(candidates):   # v1 first
+        _remove_stale_cgroups(d)
         base = os.path.join(d, f"rlvr-sandbox-{os.getpid()}-{os.urandom(4).hex()}")
         try:
             if v2:
