@@ -69,6 +69,8 @@ What is not covered:
 * Programs that need third-party packages: only the standard library is importable.
 * In the `landlock` tier a job can still stat host paths (existence, size, owner, times; never the contents):
   stat is no Landlock right, and seccomp cannot filter by path. The `bwrap` tier hides them.
+* Signal and abstract-socket scoping need Landlock ABI 6 (Linux 6.12); on ABI 4-5 kernels a job in the `landlock`
+  tier can signal processes of its uid (the `bwrap` tier's pid namespace still hides the host's).
 * An ordinary user on a host without user namespaces (where only the `landlock` tier works) gets no scratch size cap
   and no threads (see above); the pool logs both.
 * In the `seccomp` tier (no Landlock) the candidate can read every file the trainer's user can read; in the
