@@ -8,8 +8,9 @@ bubblewrap), with a scrubbed environment. Three processes, three roles:
   inside that code is a proxy that forwards each call's *arguments* to the sandbox child and gets back only the
   *return value*, type-strictly encoded (`_codec`). Pass/fail is computed here, never reported by the child.
 * **zygote** (forked from the checker at start-up, before any job exists, so its memory holds no test, answer or
-  previous job): forks a fresh child on request and hands the checker that child's socket (SCM_RIGHTS), pid and
-  scratch folder. One child is kept forked in advance, so the fork overlaps the previous job.
+  previous job): forks a fresh child on request and hands the checker that child's socket (SCM_RIGHTS) and pid.
+  One child is kept forked (and locked down) in advance, so the fork overlaps the previous job; its
+  folder is made by the checker when its job starts, after the previous job's child is dead and its folder gone.
 * **child** (untrusted): `setsid`, all fds but its socket closed, stdio on /dev/null, a fresh scratch folder,
   rlimits, no capabilities, no_new_privs, Landlock, seccomp (`_lockdown`), then it loads the candidate's program
   and serves calls (or, in stdio mode, runs it as `__main__` on the given input and returns the captured output).
@@ -497,7 +498,11 @@ class _Checker:
         c = _Child(self.zygote)
         self._serial += 1
         scratch = os.path.join(self.cfg["scratch_root"], f"job-{self._serial}")
-        os.mkdir(scratch, 0o700)
+        try:
+            os.mkdir(scratch, 0o700)
+        except OSError:
+            c.kill()
+            raise
         c.start(scratch)
         self._ask()  # the next child forks while this one works; it gets its folder when its job starts
         return c
