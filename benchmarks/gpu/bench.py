@@ -164,9 +164,21 @@ def flops_per_step(shape: dict, vocab: int, P: int, G: int, prompt_len: int, com
 # ---------------------------------------------------------------------------------------------- inputs
 
 def load_bench_tokenizer():
+    """SmolLM2's tokenizer from benchmarks/gpu/tokenizer (saved by transformers 5.19). Should an older transformers
+    not know its tokenizer_config's class, the fast tokenizer is rebuilt from tokenizer.json with the same specials."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(TOKENIZER_DIR))
+    try:
+        tok = AutoTokenizer.from_pretrained(str(TOKENIZER_DIR))
+    except Exception as e:  # noqa: BLE001 - any loader failure gets the explicit fallback
+        from transformers import PreTrainedTokenizerFast
+
+        print(f"gpu check: AutoTokenizer failed ({type(e).__name__}: {e}); building PreTrainedTokenizerFast",
+              file=sys.stderr)
+        conf = json.loads((TOKENIZER_DIR / "tokenizer_config.json").read_text())
+        tok = PreTrainedTokenizerFast(tokenizer_file=str(TOKENIZER_DIR / "tokenizer.json"),
+                                      **{k: conf[k] for k in ("bos_token", "eos_token", "pad_token", "unk_token")})
+        tok.chat_template = (TOKENIZER_DIR / "chat_template.jinja").read_text()
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok

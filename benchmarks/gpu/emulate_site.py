@@ -35,10 +35,29 @@ def wanted() -> set[str]:
     return names
 
 
+def with_requirements(names: set[str]) -> set[str]:
+    """`names` and, transitively, the installed dependencies (not extras) of each: this machine's newer versions can
+    need packages the GPU machine's older ones did not (huggingface-hub 2.x needs httpx2), and every package there is
+    installed with its dependencies."""
+    dists = {_norm(d.metadata["Name"]): d for d in md.distributions() if d.metadata["Name"]}
+    todo, seen = [n for n in names if n in dists], set(names)
+    while todo:
+        for req in dists[todo.pop()].requires or []:
+            if "extra ==" in req or 'extra=="' in req:
+                continue
+            dep = _norm(re.split(r"[\[=<>!~;( ]", req.strip(), maxsplit=1)[0])
+            if dep not in seen:
+                seen.add(dep)
+                if dep in dists:
+                    todo.append(dep)
+    return seen
+
+
 def build(dest: Path | None = None) -> Path:
-    names = wanted()
+    names = with_requirements(wanted())
     key = hashlib.sha256(("\n".join(sorted(names)) + sys.prefix).encode()).hexdigest()[:10]
-    dest = dest or Path(os.environ.get("TMPDIR", "/tmp")) / f"rlvr-emulated-gpu-site-{key}"
+    # "site-packages" in the path: dill (datasets fingerprints) pickles modules outside such folders by value
+    dest = dest or Path(os.environ.get("TMPDIR", "/tmp")) / f"rlvr-emulated-gpu-{key}" / "site-packages"
     if (dest / ".complete").exists():
         return dest
     dest.mkdir(parents=True, exist_ok=True)

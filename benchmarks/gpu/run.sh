@@ -28,7 +28,8 @@ if [ "$emulate" = 1 ]; then
     echo "run.sh: emulated GPU site $site (python -S)"
 elif ls "$wheels"/*.whl >/dev/null 2>&1 && "$py" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then
     # the GPU machine: CPython 3.12 with the wheel folder carried (the device README's recipe)
-    target="${RLVR_WHEEL_TARGET:-/tmp/rlvr-gpu-site}"
+    # a path with "site-packages" in it: dill (datasets' fingerprints) pickles modules outside such folders by value
+    target="${RLVR_WHEEL_TARGET:-/tmp/rlvr-gpu/site-packages}"
     "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$target" \
         "$wheels"/*.whl
     pypath="$target:$root"
