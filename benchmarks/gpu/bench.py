@@ -39,6 +39,7 @@ import os
 import platform
 import random
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -71,6 +72,8 @@ BATCHES = {
 }
 CHECK = dict(P=4, G=4, prompt_len=40, completion_len=16, micro_batch_groups=2, steps=2, lr=1e-4)
 LR = 1e-6  # measurement runs: the update must happen, its size does not matter
+# per-run wall-clock caps, seconds (also bounded by --limit-s): a hang costs one run, not the device call
+CHILD_TIMEOUT_S = {"check": 150, "rlvr_fsdp": 240, "rlvr_ddp": 240, "trl": 300}
 
 # fp32 tolerances of the correctness check. Relative errors are ||x - ref|| / ||ref||; METHOD.md (device README):
 # fp32 arithmetic lands far under 1e-3. The GRPO loss at ratio 1 is ~0 (advantages sum to 0 per group), so it gets an
@@ -606,7 +609,10 @@ def main() -> int:
     ap.add_argument("--runs", nargs="+", default=["check", "rlvr_fsdp", "rlvr_ddp", "trl"])
     ap.add_argument("--micro-batch-groups", type=int, default=None, help="groups per micro-batch (rlvr) = "
                     "per-device batch / G (TRL); default 2")
-    ap.add_argument("--budget-s", type=float, default=450.0, help="skip runs that would start after this many seconds")
+    ap.add_argument("--budget-s", type=float, default=420.0, help="start no run after this many seconds (default 420)")
+    ap.add_argument("--limit-s", type=float, default=470.0, help="kill a run still going at this many seconds since "
+                    "the start (default 470: the whole check ends inside 8 minutes)")
+    ap.add_argument("--logs", default=None, help="also copy each run's full log into this folder")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads in each run (default: 1 with --cpu, "
                     "else 4)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -700,8 +706,10 @@ def main() -> int:
                            "best_mfu_fwd_bwd": max(mfus) if mfus else None,
                            "trl_3x": (max(rat) >= 3.0) if rat and not a.tiny else None,
                            "best_ratio_vs_trl": max(rat) if rat else None}
-        (out_dir / f"gpu_check_{slug}.json").write_text(json.dumps(report, indent=1, default=str))
-        (out_dir / f"gpu_check_{slug}.md").write_text(markdown(report))
+        for folder in [out_dir] + ([Path(a.logs)] if a.logs else []):  # --logs: $OUT on the device machine
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"gpu_check_{slug}.json").write_text(json.dumps(report, indent=1, default=str))
+            (folder / f"gpu_check_{slug}.md").write_text(markdown(report))
 
     base = {"work": str(work), "cuda": cuda, "device": device, "dtype": dtype, "threads": threads, "steps": a.steps,
             "batch": b}
@@ -735,10 +743,13 @@ def main() -> int:
         with open(log_path, "w") as logf:
             try:
                 rc = subprocess.run(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT,
-                                    timeout=max(60.0, a.budget_s + 120 - elapsed)).returncode
+                                    timeout=max(30.0, min(CHILD_TIMEOUT_S[name], a.limit_s - elapsed))).returncode
             except subprocess.TimeoutExpired:
                 rc = "timeout"
         dt = time.perf_counter() - t
+        if a.logs:
+            Path(a.logs).mkdir(parents=True, exist_ok=True)
+            shutil.copy(log_path, Path(a.logs) / f"{name}.log")
         tail = log_path.read_text()[-3000:]
         report["logs"][name] = tail[-1500:] if rc != 0 else None
         if rc != 0 or not res_path.exists():

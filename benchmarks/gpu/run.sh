@@ -39,4 +39,10 @@ else
     py_flags=()
 fi
 export PYTHONPATH="$pypath${PYTHONPATH:+:$PYTHONPATH}"
+if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then
+    # on the device machine: the JSON, the markdown and the runs' logs come back through $OUT (bench.py --logs)
+    rc=0
+    "$py" "${py_flags[@]}" "$root/benchmarks/gpu/bench.py" --logs "$OUT" "${args[@]}" || rc=$?
+    exit $rc
+fi
 exec "$py" "${py_flags[@]}" "$root/benchmarks/gpu/bench.py" "${args[@]}"
