@@ -3,8 +3,9 @@ or any model a recipe accepts (alias, HF folder, .gguf, hub id in the local cach
 
     run dir          RUN/config.yaml + RUN/final_adapter/ (or, if the run did not finish, its last checkpoint)
     final adapter    a peft folder (adapter_config.json); the run's config.yaml is read from its parent when there
-    checkpoint       RUN/checkpoints/step_N/ (trainable.safetensors + state.json): the policy is rebuilt as the
-                     trainer built it (LoRA or full) and the trained weights are copied in
+    checkpoint       RUN/checkpoints/step_N/ (state.json + trainable.safetensors, or dcp/ from an FSDP2 run, read
+                     without a process group): the policy is rebuilt as the trainer built it (LoRA or full) and
+                     the trained weights are copied in
     model            anything `model:` accepts (rlvr/models.py)
 
 The policy is loaded exactly as the trainer holds it (same base dtype, LoRA unmerged), so greedy decoding gives
@@ -23,6 +24,7 @@ from typing import Any
 
 import torch
 
+from rlvr.checkpoint import is_checkpoint
 from rlvr.config import Config, load_config
 from rlvr.errors import ModelError
 
@@ -44,7 +46,7 @@ def find_run(path: str | Path) -> tuple[Path | None, str]:
     p = Path(path).expanduser()
     if p.is_dir() and (p / "config.yaml").is_file() and ((p / "final_adapter").is_dir() or (p / "checkpoints").is_dir()):
         return p, "run"
-    if p.is_dir() and (p / "trainable.safetensors").is_file() and (p / "state.json").is_file():
+    if p.is_dir() and is_checkpoint(p):
         return p.parent.parent if (p.parent.parent / "config.yaml").is_file() else None, "checkpoint"
     if p.is_dir() and (p / "adapter_config.json").is_file():
         return p.parent if (p.parent / "config.yaml").is_file() else None, "adapter"

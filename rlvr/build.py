@@ -15,6 +15,7 @@ from rlvr.config import Config
 from rlvr.errors import ConfigError
 from rlvr.hardware import Precision, resolve_device, resolve_dtype
 from rlvr.models import load_policy, load_tokenizer, resolve_model
+from rlvr.parallel import make_parallel
 from rlvr.rollouts import make_engine, resolve_engine_name
 
 
@@ -32,6 +33,7 @@ class Built:
     optimizer: torch.optim.Optimizer
     engine_name: str
     engine: Any
+    parallel: Any  # rlvr.parallel strategy (single, ddp, fsdp)
 
 
 def resolve_placement(cfg: Config) -> tuple[torch.device, Precision, Precision]:
@@ -49,17 +51,29 @@ def build(cfg: Config, dist) -> Built:
     device, train_p, rollout_p = resolve_placement(cfg)
     model_path = resolve_model(cfg.model)
     tokenizer = load_tokenizer(model_path)
+    parallel = make_parallel(cfg.train.parallelism, dist, device)
+    # FSDP keeps fp32 master weights (sharded, with the AdamW state) and computes in train.dtype through its
+    # MixedPrecisionPolicy; the other layouts hold the weights in train.dtype itself
+    mixed = train_p.dtype if parallel.sharded and train_p.dtype != "float32" else None
+    weights_dtype = "float32" if mixed else train_p.dtype
+    if parallel.sharded and cfg.train.lora.enabled and cfg.train.lora.base_dtype != "same":
+        raise ConfigError(f"train.lora.base_dtype = '{cfg.train.lora.base_dtype}' with train.parallelism=fsdp: "
+                          f"FSDP2 shards the frozen base itself (1/world_size of it per rank); set "
+                          f"train.lora.base_dtype=same (train.dtype=bfloat16 computes in bf16)")
     torch.manual_seed(cfg.seed)
-    model = _policy(cfg, model_path, train_p.dtype, device)
+    model = _policy(cfg, model_path, weights_dtype, device)
     dist.broadcast_params([p for p in model.parameters() if p.requires_grad])  # replicas start equal
     ref_model = None
     if cfg.algorithm.beta > 0 and not cfg.train.lora.enabled:
-        ref_model = load_policy(model_path, train_p.dtype, device=device).requires_grad_(False)
+        ref_model = load_policy(model_path, weights_dtype, device=device).requires_grad_(False)
+    model, ref_model = parallel.wrap(model, ref_model, mixed_precision=mixed)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay,
                                   betas=tuple(cfg.train.adam_betas))
-    engine_name, engine = _engine(cfg, model, tokenizer, rollout_p)
-    return Built(device, train_p, rollout_p, model_path, tokenizer, model, ref_model, optimizer, engine_name, engine)
+    with parallel.full_weights(model):  # vLLM copies the weights at start
+        engine_name, engine = _engine(cfg, model, tokenizer, rollout_p)
+    return Built(device, train_p, rollout_p, model_path, tokenizer, model, ref_model, optimizer, engine_name, engine,
+                 parallel)
 
 
 def _policy(cfg: Config, model_path: str, dtype: str, device: torch.device):

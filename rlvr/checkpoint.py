@@ -1,9 +1,13 @@
 """Atomic, resumable checkpoints.
 
-Layout: RUN_DIR/checkpoints/step_000010/{trainable.safetensors, optimizer.pt, state.json}. A checkpoint is written
-into a temporary folder and renamed into place (`os.replace` is atomic on POSIX), so a crash or a full disk while
-writing leaves the previous checkpoint intact; a folder without state.json is never picked up.
-Only trainable parameters are stored (the LoRA adapter, or every weight in a full fine-tune).
+Layout: RUN_DIR/checkpoints/step_000010/state.json plus the weights and optimizer state as the run's parallelism
+writes them (rlvr/parallel.py):
+  * one process or DDP: trainable.safetensors + optimizer.pt (rank 0's replica);
+  * FSDP2: dcp/ (torch.distributed.checkpoint: one shard file per rank plus .metadata), read back by any world
+    size, or by one process without a process group (`load_trainable`, `rlvr export`).
+A checkpoint is written into a temporary folder and renamed into place (`os.replace` is atomic on POSIX), so a
+crash or a full disk while writing leaves the previous checkpoint intact; a folder without state.json is never
+picked up. Only trainable parameters are stored (the LoRA adapter, or every weight in a full fine-tune).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
@@ -25,25 +29,44 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().contiguous().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def save_checkpoint(run_dir: Path, step: int, model, optimizer, state: dict, keep: int = 2) -> Path:
-    """Write checkpoint `step` (number of finished optimizer steps) and prune all but the newest `keep`."""
+def _single():
+    from rlvr.distributed import Dist
+    from rlvr.parallel import Single
+
+    return Single(Dist(), torch.device("cpu"))
+
+
+def save_checkpoint(run_dir: Path, step: int, model, optimizer, state: dict, keep: int = 2, parallel=None) -> Path:
+    """Write checkpoint `step` (number of finished optimizer steps) and prune all but the newest `keep`.
+
+    Under torchrun every rank calls it (FSDP ranks each write their shards); rank 0 creates the folder, writes
+    state.json and renames it into place after every rank has written. `parallel`: the run's strategy (default:
+    one process)."""
+    parallel = parallel or _single()
+    dist = parallel.dist
     root = Path(run_dir) / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:06d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".step_{step:06d}.", dir=root))
+    tmp = None
+    if dist.is_main:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".step_{step:06d}.", dir=root))
+    tmp = Path(dist.broadcast_object(str(tmp) if tmp else None))
     try:
-        save_file(trainable_state(model), str(tmp / "trainable.safetensors"))
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        full_state = dict(state, step=step, torch_rng=torch.get_rng_state().tolist())
-        (tmp / "state.json").write_text(json.dumps(full_state))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        parallel.save(tmp, model, optimizer)
+        dist.broadcast_object(None)  # every rank has written its part
+        if dist.is_main:
+            full_state = dict(state, step=step, torch_rng=torch.get_rng_state().tolist(), parallelism=parallel.name)
+            (tmp / "state.json").write_text(json.dumps(full_state))
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
     finally:
-        if tmp.exists():
+        if dist.is_main and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    for old in list_checkpoints(run_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    if dist.is_main:
+        for old in list_checkpoints(run_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    dist.broadcast_object(None)  # no rank races ahead into a folder still being renamed
     return final
 
 
@@ -57,24 +80,60 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def load_trainable(path: Path, model) -> None:
-    """Copy a checkpoint's trainable weights into `model` in place (no optimizer state, RNG untouched).
+def is_checkpoint(path: Path) -> bool:
+    """A complete checkpoint folder of either layout."""
+    p = Path(path)
+    return (p / "state.json").is_file() and ((p / "trainable.safetensors").is_file() or (p / "dcp").is_dir())
 
-    Raises RuntimeError when the checkpoint names parameters the model does not have."""
-    weights = load_file(str(Path(path) / "trainable.safetensors"))
+
+def load_trainable(path: Path, model) -> None:
+    """Copy a checkpoint's trainable weights into the plain (unsharded) `model` in place: no optimizer state, RNG
+    untouched, no process group needed (an FSDP2 checkpoint is read with torch.distributed.checkpoint's no-dist
+    mode, whatever world size wrote it).
+
+    Raises RuntimeError when the checkpoint names parameters the model does not have, or lacks ones it has."""
+    path = Path(path)
     params = dict(model.named_parameters())
-    missing = [n for n in weights if n not in params]
-    if missing:
-        raise RuntimeError(f"checkpoint {path} does not match the model (unknown parameters, e.g. {missing[:3]})")
+    if (path / "dcp").is_dir():
+        import torch.distributed.checkpoint as dcp
+
+        wanted = trainable_state(model)
+        saved = dcp.FileSystemReader(str(path / "dcp")).read_metadata().state_dict_metadata
+        unknown = [k for k in saved if k.startswith("model.") and k[len("model."):] not in wanted]
+        missing = [n for n in wanted if f"model.{n}" not in saved]
+        if unknown or missing:
+            raise RuntimeError(f"checkpoint {path} does not match the model (unknown: {unknown[:3]}, "
+                               f"missing: {missing[:3]})")
+        box = {"model": wanted}
+        dcp.load(box, checkpoint_id=str(path / "dcp"), no_dist=True)
+        weights = box["model"]
+    else:
+        weights = load_file(str(path / "trainable.safetensors"))
+        missing = [n for n in weights if n not in params]
+        if missing:
+            raise RuntimeError(f"checkpoint {path} does not match the model (unknown parameters, e.g. {missing[:3]})")
     with torch.no_grad():
         for n, t in weights.items():
             params[n].copy_(t)
 
 
-def load_checkpoint(path: Path, model, optimizer) -> dict:
-    """Restore trainable weights and optimizer state in place; return the saved state dict (with `step`)."""
-    load_trainable(path, model)
-    optimizer.load_state_dict(torch.load(Path(path) / "optimizer.pt", weights_only=True))
-    state = json.loads((Path(path) / "state.json").read_text())
+def load_checkpoint(path: Path, model, optimizer, parallel=None) -> dict:
+    """Restore trainable weights and optimizer state in place (every rank, under torchrun); return the saved state
+    dict (with `step`).
+
+    Raises ConfigError when the checkpoint was written by another layout (an FSDP2 checkpoint resumed with ddp, or
+    the reverse): the fix is to resume with the parallelism that wrote it."""
+    from rlvr.errors import ConfigError
+
+    parallel = parallel or _single()
+    path = Path(path)
+    state = json.loads((path / "state.json").read_text())
+    written = "fsdp" if (path / "dcp").is_dir() else "ddp"
+    wanted = "fsdp" if parallel.sharded else "ddp"
+    if written != wanted:
+        raise ConfigError(f"checkpoint {path} was written with train.parallelism={written}; resume it with "
+                          f"train.parallelism={written} (or convert it with `rlvr export` and start a new run)")
+    parallel.load(path, model, optimizer)
     torch.set_rng_state(torch.tensor(state.pop("torch_rng"), dtype=torch.uint8))
+    state.pop("parallelism", None)
     return state

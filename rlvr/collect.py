@@ -8,6 +8,7 @@ every rank gathers the whole round, so the group filter, the advantages and ever
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 
@@ -30,9 +31,13 @@ class BatchCollector:
         engine: the rollout engine. reward: `rlvr.scoring.Reward`. sampler: `PromptSampler` over the train split.
         train: the train split (columns prompt, reference). prompt_ids: its rendered, tokenised prompts.
         group_filter / adv_fn: registry entries. cfg: the Config. dist: `rlvr.distributed.Dist`.
+        full_weights: context factory in which the policy holds its whole weights (rlvr/parallel.py; FSDP
+            gathers them for the generation), default none needed.
     """
 
-    def __init__(self, engine, reward, sampler, train, prompt_ids, group_filter, adv_fn, cfg, dist):
+    def __init__(self, engine, reward, sampler, train, prompt_ids, group_filter, adv_fn, cfg, dist,
+                 full_weights=None):
+        self.full_weights = full_weights or contextlib.nullcontext
         self.engine, self.reward, self.sampler, self.train = engine, reward, sampler, train
         self.prompt_ids, self.group_filter, self.adv_fn, self.cfg, self.dist = (prompt_ids, group_filter, adv_fn,
                                                                                cfg, dist)
@@ -63,8 +68,9 @@ class BatchCollector:
         ta = time.perf_counter()
         idx = self.sampler.indices(step) if r == 0 else self.sampler.extra_indices(step, r, exclude=seen)
         mine = self.dist.shard(len(idx))  # all of them when alone
-        groups = self.engine.generate([self.prompt_ids[i] for i in idx[mine]], G, self.params,
-                                      seed=step_seed(self.cfg.seed, step, r), index_offset=mine.start)
+        with self.full_weights():
+            groups = self.engine.generate([self.prompt_ids[i] for i in idx[mine]], G, self.params,
+                                          seed=step_seed(self.cfg.seed, step, r), index_offset=mine.start)
         tb = time.perf_counter()
         questions = [self.train[i]["prompt"] for i in idx]
         refs = [self.train[i]["reference"] for i in idx]

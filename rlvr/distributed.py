@@ -6,17 +6,13 @@ identity and nothing is imported from torch.distributed) or as one of N ranks:
   * `shard(n)`: this rank's contiguous block of n items (the step's prompts; the step's micro-batches);
   * `all_gather_object` / `broadcast_object`: small Python objects (rollouts, verdicts, stats, the stop decision);
   * `merge_stats`: per-rank float dicts combined: sum, or max / min for keys ending in `_max` / `_min`;
-  * `all_reduce_grads`: gradients SUMMED over ranks (not averaged; see the method);
-  * `broadcast_params`: rank 0's trainable weights to every rank at start (as DDP does).
+  * `broadcast_params`: rank 0's trainable weights to every rank at start.
 
-Gradients are reduced by hand after the local accumulation instead of through DistributedDataParallel's backward
-hooks: ranks may run different numbers of micro-batches in a step (groups whose rewards all tie are skipped, and a
-rank may get none), and DDP hooks would wait for a backward that never comes. One bucketed all-reduce per step is
-what DDP would send anyway (without the overlap with the backward, which matters little at this scale).
+Gradients and weights are laid out over the ranks by rlvr/parallel.py (torch DDP or FSDP2), not here.
 
-Backend: gloo (the policy trains on CPU in this version). RLVR_DIST_BACKEND=nccl selects NCCL, with tensors staged
-through cuda:LOCAL_RANK; that path is untested (no multi-GPU machine). RLVR_DIST_TIMEOUT_MIN (default 60) is how
-long a rank waits in a collective, e.g. while rank 0 runs the held-out evaluation alone.
+Backend: gloo by default (CPU). RLVR_DIST_BACKEND=nccl selects NCCL, with tensors staged through cuda:LOCAL_RANK;
+that path is untested (no multi-GPU machine has run it). RLVR_DIST_TIMEOUT_MIN (default 60) is how long a rank
+waits in a collective, e.g. while rank 0 runs the held-out evaluation alone.
 """
 
 from __future__ import annotations
@@ -99,49 +95,6 @@ class Dist:
         return out
 
     # ----------------------------------------------------------------------------------- tensors
-
-    @torch.no_grad()
-    def all_reduce_grads(self, params: list[torch.Tensor], bucket_numel: int = 1 << 25) -> None:
-        """Replace each parameter's .grad by the SUM of it over ranks (in float32 buckets of <= bucket_numel).
-
-        Sum, not mean: every rank's loss is already divided by the whole step's token (or sequence) count, so the
-        ranks' losses add up to the single-process loss and their gradients add up to its gradient. (DDP would
-        average, i.e. divide by world_size once more.) A parameter without a gradient on a rank counts as zero there;
-        one without a gradient on every rank keeps .grad None, as in a single process (AdamW then skips it).
-        """
-        if self.world_size == 1:
-            return
-        import torch.distributed as dist
-
-        params = list(params)
-        has = torch.tensor([float(p.grad is not None) for p in params], device=self.device)
-        dist.all_reduce(has)
-        bucket: list[torch.Tensor] = []
-        size = 0
-        for p in (p for p, h in zip(params, has.tolist()) if h > 0):
-            if bucket and size + p.numel() > bucket_numel:
-                self._reduce_bucket(bucket)
-                bucket, size = [], 0
-            bucket.append(p)
-            size += p.numel()
-        if bucket:
-            self._reduce_bucket(bucket)
-
-    def _reduce_bucket(self, bucket: list[torch.Tensor]) -> None:
-        import torch.distributed as dist
-
-        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()
-                          for p in bucket]).to(self.device)
-        dist.all_reduce(flat)
-        flat = flat.cpu()
-        o = 0
-        for p in bucket:
-            g = flat[o:o + p.numel()].view_as(p).to(p.dtype)
-            if p.grad is None:
-                p.grad = g.clone()
-            else:
-                p.grad.copy_(g)
-            o += p.numel()
 
     @torch.no_grad()
     def broadcast_params(self, params: list[torch.Tensor], src: int = 0) -> None:

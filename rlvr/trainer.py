@@ -90,9 +90,6 @@ def check_batch_config(cfg: Config, world_size: int | None = None) -> None:
     t, a = cfg.train, cfg.algorithm
     if world_size is None:
         world_size = distributed.world_size()
-    if t.parallelism == "fsdp":
-        raise ConfigError("train.parallelism = 'fsdp' is not implemented yet (FSDP2 sharding is planned); use "
-                          "train.parallelism=ddp (replicated weights, gradients summed over ranks)")
     if world_size > 1 and t.prompts_per_step % world_size:
         lo = max(world_size, t.prompts_per_step // world_size * world_size)
         raise ConfigError(f"train.prompts_per_step = {t.prompts_per_step} is not divisible by WORLD_SIZE = "
@@ -158,14 +155,15 @@ class Trainer:
         self.device, self.train_precision, self.rollout_precision = b.device, b.train_precision, b.rollout_precision
         self.tokenizer, self.model, self.ref_model, self.optimizer = b.tokenizer, b.model, b.ref_model, b.optimizer
         self.engine_name = b.engine_name
+        self.parallel = b.parallel
         self.pad_id = self.tokenizer.pad_token_id
         self.train_prompt_ids = [self._tokenize(q) for q in self.splits.train["prompt"]]
         self.eval_prompt_ids = [self._tokenize(q) for q in self.splits.eval["prompt"]]
         self.sampler = PromptSampler(len(self.train_prompt_ids), cfg.train.prompts_per_step, cfg.seed)
         self.collector = BatchCollector(b.engine, self.reward, self.sampler, self.splits.train, self.train_prompt_ids,
-                                        group_filter, adv_fn, cfg, self.dist)
-        self.updater = PolicyUpdater(self.model, self.optimizer, loss_fn, cfg, self.dist, self.device, self.pad_id,
-                                     ref_model=self.ref_model)
+                                        group_filter, adv_fn, cfg, self.dist, full_weights=self.parallel.full_weights)
+        self.updater = PolicyUpdater(self.model, self.optimizer, loss_fn, cfg, self.parallel, self.device,
+                                     self.pad_id, ref_model=self.ref_model)
         self.monitor = None
         if cfg.monitor.enabled and self.dist.is_main:  # on the gathered global batch, rank 0 only
             from rlvr.monitor import Monitor, signals_from_verifiers
@@ -198,7 +196,8 @@ class Trainer:
         train_metrics = self.updater.update(batch)
         t_sync = time.perf_counter()
         if train_metrics["updates"]:
-            self.engine.update_weights(self.model)  # vLLM: reload_weights + reset_prefix_cache; HF: nothing to copy
+            with self.parallel.full_weights():  # vLLM: reload_weights + reset_prefix_cache; HF: nothing to copy
+                self.engine.update_weights(self.model)
         t_end = time.perf_counter()
         metrics = self._step_metrics(batch, collect_metrics, train_metrics)
         metrics.update({"time/train": t_sync - t_update, "time/sync": t_end - t_sync, "time/step": t_end - t0})
@@ -260,9 +259,10 @@ class Trainer:
         if cfg.resume:
             ckpts = list_checkpoints(self.run_dir)
             if ckpts:
-                state = load_checkpoint(ckpts[-1], self.model, self.optimizer)
+                state = load_checkpoint(ckpts[-1], self.model, self.optimizer, self.parallel)
                 start = state["step"]
-                self.engine.update_weights(self.model)
+                with self.parallel.full_weights():
+                    self.engine.update_weights(self.model)
                 log.info("resumed from %s (step %d)", ckpts[-1], start)
             else:
                 log.info("resume=true but no checkpoint in %s: starting from step 0", self.run_dir)
@@ -281,9 +281,11 @@ class Trainer:
             self._say(f"rlvr: stopped before training by the monitor (monitor.stop_on_critical): {stop_reason}")
             sink.close()
             return self._finish(evals, stop_reason, write_adapter=False)
-        if main and cfg.eval.at_start and "0" not in evals and len(self.eval_prompt_ids):
-            evals["0"] = self.evaluate("step0")
-            self._say(f"held-out pass@1 before training: {_fmt_eval(evals['0'])}")
+        if cfg.eval.at_start and "0" not in evals and len(self.eval_prompt_ids):
+            with self.parallel.full_weights():  # FSDP: every rank gathers the weights; rank 0 evaluates
+                if main:
+                    evals["0"] = self.evaluate("step0")
+                    self._say(f"held-out pass@1 before training: {_fmt_eval(evals['0'])}")
         rollouts = (open_step_log(self.run_dir / "rollouts.jsonl", start if cfg.resume else None)
                     if cfg.log.save_rollouts and main else None)
         bar = _progress(cfg, start, enabled=main)
@@ -293,10 +295,12 @@ class Trainer:
                 done = step + 1
                 periodic = cfg.eval.every and done % cfg.eval.every == 0
                 final = done == cfg.train.steps and cfg.eval.at_end
-                if main and (periodic or final) and len(self.eval_prompt_ids):
-                    evals[str(done)] = self.evaluate(f"step{done}")
-                    metrics["eval/pass@1"] = evals[str(done)]["pass@1"]
-                    self._say(f"held-out pass@1 after step {done}: {_fmt_eval(evals[str(done)])}")
+                if (periodic or final) and len(self.eval_prompt_ids):
+                    with self.parallel.full_weights():
+                        if main:
+                            evals[str(done)] = self.evaluate(f"step{done}")
+                            metrics["eval/pass@1"] = evals[str(done)]["pass@1"]
+                            self._say(f"held-out pass@1 after step {done}: {_fmt_eval(evals[str(done)])}")
                 if self.monitor is not None and cfg.monitor.canary_every and done % cfg.monitor.canary_every == 0:
                     self._canaries(done)
                 sink.log(done, metrics)
@@ -307,11 +311,11 @@ class Trainer:
                     rollouts.flush()
                 # rank 0's monitor decides; every rank stops after the same step
                 stop_reason = self.dist.broadcast_object(self.monitor.stop_reason if self.monitor else None)
-                if main and ((cfg.log.checkpoint_every and done % cfg.log.checkpoint_every == 0)
-                             or done == cfg.train.steps or stop_reason):
+                if ((cfg.log.checkpoint_every and done % cfg.log.checkpoint_every == 0)
+                        or done == cfg.train.steps or stop_reason):  # every rank: FSDP ranks write their shards
                     mon_state = {"monitor": self.monitor.state_dict()} if self.monitor is not None else {}
                     save_checkpoint(self.run_dir, done, self.model, self.optimizer, {"evals": evals, **mon_state},
-                                    keep=cfg.log.keep_checkpoints)
+                                    keep=cfg.log.keep_checkpoints, parallel=self.parallel)
                 bar.update(1)
                 bar.set_postfix_str(f"reward {metrics['reward']:.2f} informative {metrics['informative_group_frac']:.2f}"
                                     f" gen {metrics['time/generate']:.1f}s train {metrics['time/train']:.1f}s"
@@ -361,15 +365,18 @@ class Trainer:
         return WandbSink(self.run_dir, self.cfg.log.wandb, self.cfg.model_dump(mode="json"), resume=self.cfg.resume)
 
     def _finish(self, evals: dict, stop_reason: str | None, write_adapter: bool) -> dict:
-        """Rank 0 writes summary.json (and the final LoRA adapter); every rank returns that summary."""
+        """Rank 0 writes summary.json (and the final LoRA adapter, gathered from the shards under FSDP); every rank
+        returns that summary."""
         summary = None
+        adapter = (self.parallel.full_state_dict(self.model, trainable_only=True)
+                   if write_adapter and self.parallel.sharded else None)  # collective under FSDP
         if self.dist.is_main:
             summary = self._summary(evals)
             if stop_reason:
                 summary["stopped_by_monitor"] = stop_reason
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
             if write_adapter:
-                self.model.save_pretrained(self.run_dir / "final_adapter")
+                self.model.save_pretrained(self.run_dir / "final_adapter", state_dict=adapter)
         return self.dist.broadcast_object(summary)
 
     def close(self) -> None:

@@ -41,14 +41,34 @@ def mini_batch_groups(n_groups: int, mini_batches: int) -> list[range]:
     return [r for r in (range(k * n_groups // m, (k + 1) * n_groups // m) for k in range(m)) if len(r)]
 
 
+def balanced_deal(micro_batches: list[list[int]], rank: int, world_size: int) -> list[tuple[list[int], bool]]:
+    """This rank's share of an optimizer step's micro-batches, as (groups, is_padding) pairs: contiguous blocks of
+    ceil(n / world_size), every rank's list padded to that length with copies of the step's first micro-batch
+    (rlvr/parallel.py: FSDP and DDP need every rank to run the same number of forward/backward passes). No
+    padding in one process, or when n is 0 (every rank then skips the step together).
+
+    `balanced_deal([[0], [1], [2]], r, 2)` -> rank 0: [([0], False), ([1], False)], rank 1: [([2], False), ([0], True)].
+    """
+    n = len(micro_batches)
+    if not n:
+        return []
+    if world_size == 1:
+        return [(mb, False) for mb in micro_batches]
+    per = -(-n // world_size)
+    mine = [(mb, False) for mb in micro_batches[rank * per:(rank + 1) * per]]
+    return mine + [(micro_batches[0], True)] * (per - len(mine))
+
+
 class PolicyUpdater:
     """Runs the optimizer updates of one batch. Holds the policy, optional reference model, optimizer, the loss
     function (a registry entry), the configs and the distributed helper; knows nothing of the algorithm beyond
     the `LossInputs` it fills."""
 
-    def __init__(self, model, optimizer, loss_fn, cfg, dist, device: torch.device, pad_id: int, ref_model=None):
+    def __init__(self, model, optimizer, loss_fn, cfg, parallel, device: torch.device, pad_id: int,
+                 ref_model=None):
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
-        self.cfg, self.dist, self.device, self.pad_id, self.ref_model = cfg, dist, device, pad_id, ref_model
+        self.cfg, self.parallel, self.dist = cfg, parallel, parallel.dist
+        self.device, self.pad_id, self.ref_model = device, pad_id, ref_model
 
     def update(self, batch: RolloutBatch) -> dict[str, float]:
         """All optimizer updates for `batch` (shaped: advantages and loss weights set). Returns the metrics above,
@@ -60,45 +80,50 @@ class PolicyUpdater:
         mu, M = tcfg.updates_per_batch, tcfg.mini_batches
         reuse = mu > 1 or M > 1
         parts = mini_batch_groups(batch.n_groups, M)
-        plan = []  # per mini-batch: (this rank's micro-batches of group indices, tokens, sequences)
+        plan = []  # per mini-batch: (this rank's micro-batches as (groups, is_padding), tokens, sequences)
         for part in parts:
             groups = [i for i in part if i in trainable]
             mbs = [groups[s:s + tcfg.micro_batch_groups] for s in range(0, len(groups), tcfg.micro_batch_groups)]
             w = batch.loss_weights[list(part)]
-            plan.append((mbs[self.dist.shard(len(mbs))], int((batch.lengths[list(part)] * w).sum()), int(w.sum())))
+            mine = balanced_deal(mbs, self.dist.rank, self.dist.world_size)
+            plan.append((mine, int((batch.lengths[list(part)] * w).sum()), int(w.sum())))
 
-        first = {}  # per micro-batch (tuple of its groups): (pi_old log-probs, reference log-probs or None)
+        first = {}  # per (mini-batch, position): (pi_old log-probs, reference log-probs or None)
         obs = _Observed()
-        if reuse:  # pi_old before any update
+        if reuse:  # pi_old before any update (padding included: every rank runs the same forwards)
             with torch.no_grad():
-                for mbs, _, _ in plan:
-                    for mb in mbs:
+                for j, (mbs, _, _) in enumerate(plan):
+                    for k, (mb, pad) in enumerate(mbs):
                         lp, mask, ent = self._logprobs(batch, mb, with_entropy=True)
-                        first[tuple(mb)] = (lp, self._ref_logprobs(batch, mb) if cfg.algorithm.beta > 0 else None)
-                        obs.add(lp, self._engine_logprobs(batch, mb, mask), mask, ent)
+                        first[j, k] = (lp, self._ref_logprobs(batch, mb) if cfg.algorithm.beta > 0 else None)
+                        if not pad:
+                            obs.add(lp, self._engine_logprobs(batch, mb, mask), mask, ent)
 
         totals = {"loss": 0.0}
         stats_acc: dict[str, float] = {}
         grad_norm, n_updates = 0.0, 0
+        params = [p for p in self.model.parameters() if p.requires_grad]
         for _epoch in range(mu):
-            for mbs, step_tokens, step_sequences in plan:
-                n_mb = self.dist.merge_stats({"n": float(len(mbs))})["n"]
+            for j, (mbs, step_tokens, step_sequences) in enumerate(plan):
+                n_mb = self.dist.merge_stats({"n": float(sum(not pad for _, pad in mbs))})["n"]
                 if not n_mb:
                     continue
                 self.optimizer.zero_grad(set_to_none=True)
                 loss_sum, mb_stats = 0.0, {}
-                for mb in mbs:
-                    loss, stats = self._micro_batch(batch, mb, first, obs if not reuse else None,
-                                                    step_tokens, step_sequences)
-                    loss_sum += loss
-                    _accumulate(mb_stats, stats)
+                for k, (mb, pad) in enumerate(mbs):
+                    with self.parallel.accumulate(last=k == len(mbs) - 1):
+                        loss, stats = self._micro_batch(batch, mb, first.get((j, k)), obs if not reuse else None,
+                                                        step_tokens, step_sequences, pad)
+                    if not pad:
+                        loss_sum += loss
+                        _accumulate(mb_stats, stats)
                 tot = self.dist.merge_stats({"loss": loss_sum, **mb_stats})
                 totals["loss"] += tot.pop("loss")
-                for k, v in tot.items():
-                    stats_acc[k] = stats_acc.get(k, 0.0) + v / n_mb
-                params = [p for p in self.model.parameters() if p.requires_grad]
-                self.dist.all_reduce_grads(params)  # sum: every rank's loss is over the mini-batch's token count
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, tcfg.max_grad_norm))
+                for key, v in tot.items():
+                    stats_acc[key] = stats_acc.get(key, 0.0) + v / n_mb
+                # gradients are already summed over ranks (rlvr/parallel.py): every rank's loss is over the
+                # mini-batch's token count
+                grad_norm = self.parallel.clip_grad_norm(params, tcfg.max_grad_norm)
                 self.optimizer.step()
                 n_updates += 1
         if not n_updates:  # every group tied: nothing to learn from this batch
@@ -108,16 +133,19 @@ class PolicyUpdater:
 
     # ------------------------------------------------------------------------------------------ pieces
 
-    def _micro_batch(self, batch, mb, first, obs, step_tokens, step_sequences) -> tuple[float, dict]:
+    def _micro_batch(self, batch, mb, first, obs, step_tokens, step_sequences, pad=False) -> tuple[float, dict]:
+        """Forward + backward of one micro-batch (groups `mb`). `pad`: a balancing copy whose loss is multiplied
+        by 0 (rlvr/parallel.py): the same forwards and collectives, an exact zero gradient, no metrics."""
         cfg = self.cfg
-        logprobs, mask, entropy = self._logprobs(batch, mb, with_entropy=obs is not None)
+        logprobs, mask, entropy = self._logprobs(batch, mb, with_entropy=obs is not None, grad=True)
         sampled = self._engine_logprobs(batch, mb, mask)
         if obs is None:  # pi_old was computed before the first update
-            old, ref_lp = first[tuple(mb)]
+            old, ref_lp = first
         else:  # mu = 1, one mini-batch: this forward is pi_old
             old = logprobs.detach()
             ref_lp = self._ref_logprobs(batch, mb) if cfg.algorithm.beta > 0 else None
-            obs.add(old, sampled, mask, entropy)
+            if not pad:
+                obs.add(old, sampled, mask, entropy)
         stats: dict[str, float] = {}
         is_w = None
         if cfg.rollout.importance_sampling == "tis":  # pi_old / engine: the sampling correction, fixed per batch
@@ -129,14 +157,17 @@ class PolicyUpdater:
             mask=mask * weights, ref_logprobs=ref_lp, step_tokens=step_tokens, step_sequences=step_sequences,
             is_weights=is_w)
         loss, loss_stats = self.loss_fn(inputs, cfg.algorithm)
-        loss.backward()
+        (loss * 0.0 if pad else loss).backward()
         stats.update(loss_stats)
         return float(loss.detach()), stats
 
-    def _logprobs(self, batch, mb, with_entropy=False):
+    def _logprobs(self, batch, mb, with_entropy=False, grad=False):
+        """Policy log-probs of micro-batch `mb`; `grad`: through the parallelism's training module (DDP's
+        wrapper; no-grad passes use the module itself, outside any collective)."""
         G = batch.group_size
         comps = [c.token_ids for i in mb for c in batch.completions[i]]
-        return completion_logprobs(self.model, [batch.prompt_ids[i] for i in mb], comps, G, self.pad_id,
+        model = self.parallel.train_module if grad else self.model
+        return completion_logprobs(model, [batch.prompt_ids[i] for i in mb], comps, G, self.pad_id,
                                    self.cfg.sampling.temperature, with_entropy=with_entropy, device=self.device)
 
     def _engine_logprobs(self, batch, mb, mask):

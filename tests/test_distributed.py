@@ -1,4 +1,5 @@
-"""Data-parallel training under torchrun (rlvr/distributed.py): 2 CPU processes (gloo) give the single-process run.
+"""Data-parallel training under torchrun (rlvr/distributed.py, rlvr/parallel.py): 2 CPU processes (gloo) give the
+single-process run, with torch DDP (`train.parallelism: ddp`, the default) and FSDP2 (`fsdp`, tests/test_fsdp.py).
 
 Each variant trains the tiny model 2 steps with P=4 prompts x G=4 samples, once with `torchrun --nproc_per_node=2`
 (through the CLI) and once in this process, and compares the run directories: the sampled completions, rewards,
@@ -26,7 +27,6 @@ from safetensors.torch import load_file
 
 from rlvr.cli import main as cli_main
 from rlvr.config import load_config
-from rlvr.errors import ConfigError
 from rlvr.metrics import read_metrics
 from rlvr.trainer import Trainer
 
@@ -55,6 +55,21 @@ def _rollouts(run_dir):
     return [json.loads(ln) for ln in (Path(run_dir) / "rollouts.jsonl").read_text().splitlines()]
 
 
+def checkpoint_weights(run_dir, step: int = 2) -> dict[str, torch.Tensor]:
+    """The trainable weights of checkpoint `step`, from either layout: trainable.safetensors, or FSDP2's dcp/ read
+    with torch.distributed.checkpoint in one process (no process group)."""
+    folder = Path(run_dir) / f"checkpoints/step_{step:06d}"
+    if (folder / "trainable.safetensors").is_file():
+        return load_file(str(folder / "trainable.safetensors"))
+    import torch.distributed.checkpoint as dcp
+
+    meta = dcp.FileSystemReader(str(folder / "dcp")).read_metadata().state_dict_metadata
+    box = {"model": {k[len("model."):]: torch.empty(m.size, dtype=m.properties.dtype)
+                     for k, m in meta.items() if k.startswith("model.")}}
+    dcp.load(box, checkpoint_id=str(folder / "dcp"), no_dist=True)
+    return box["model"]
+
+
 def _assert_same_run(dp, single, lr):
     # sampling and verification: identical (per-prompt seeding does not depend on the split across ranks)
     a, b = _rollouts(dp), _rollouts(single)
@@ -71,12 +86,15 @@ def _assert_same_run(dp, single, lr):
             if k.startswith("time/"):
                 continue
             if isinstance(ra[k], float) and isinstance(rb[k], float):
-                assert ra[k] == pytest.approx(rb[k], rel=1e-5, abs=1e-7, nan_ok=True), k
+                # sampling/*: the engine-vs-trainer log-prob gap is itself float32 rounding (~1e-6 nats); under
+                # FSDP the trainer's forward runs on all-gathered copies of the weights, whose kernels round
+                # differently by an ulp, so only its absolute size is compared
+                tol = 1e-5 if k.startswith("sampling/") else 1e-7
+                assert ra[k] == pytest.approx(rb[k], rel=1e-5, abs=tol, nan_ok=True), k
             else:  # None (an undefined estimate, written as null), ints, strings: exactly equal
                 assert ra[k] == rb[k], (k, ra[k], rb[k])
-    # weights: rank 0's checkpoint against the single process's
-    wa = load_file(str(Path(dp) / "checkpoints/step_000002/trainable.safetensors"))
-    wb = load_file(str(Path(single) / "checkpoints/step_000002/trainable.safetensors"))
+    # weights: the 2-process checkpoint (rank 0's replica, or FSDP's shards) against the single process's
+    wa, wb = checkpoint_weights(dp), checkpoint_weights(single)
     assert set(wa) == set(wb)
     diff = max(float((wa[k] - wb[k]).abs().max()) for k in wa)
     off = sum(int(((wa[k] - wb[k]).abs() > 1e-6).sum()) for k in wa)
@@ -124,12 +142,6 @@ def test_world_size_must_divide_prompts_per_step(tiny_model_dir, tmp_path, monke
     assert "train.prompts_per_step = 3 is not divisible by WORLD_SIZE = 2" in capsys.readouterr().err
 
 
-def test_fsdp_is_refused_with_a_clear_error(tiny_model_dir, tmp_path):
-    with pytest.raises(ConfigError, match=r"train\.parallelism = 'fsdp' is not implemented"):
-        Trainer(load_config("recipes/basic_arithmetic.yaml",
-                            _overrides(tiny_model_dir, tmp_path / "r", "train.parallelism=fsdp")))
-
-
 def _helpers_worker(rank, port, out):
     import torch.distributed as dist
 
@@ -138,16 +150,10 @@ def _helpers_worker(rank, port, out):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         d = Dist(rank, 2)
-        a, b, c = (torch.nn.Parameter(torch.zeros(3)) for _ in range(3))
-        if rank == 0:  # rank 1 ran no micro-batch: no gradients at all; c has none anywhere
-            a.grad, b.grad = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.5, 0.5, 0.5])
-        else:
-            a.grad = torch.tensor([10.0, 20.0, 30.0])
-        d.all_reduce_grads([a, b, c], bucket_numel=4)  # a and b land in different buckets
         stats = {"loss": 1.0 + rank, "sampling/logp_diff_max": 0.1 * (rank + 1), "sampling/is_ratio_min": 1.0 - rank}
         if rank == 0:
             stats["kl"] = 0.25
-        out.put((rank, a.grad.tolist(), b.grad.tolist(), c.grad, d.merge_stats(stats), d.shard(5),
+        out.put((rank, d.merge_stats(stats), d.shard(5),
                  d.broadcast_object({"stop": "x"} if rank == 0 else None), d.all_gather_object(rank * 2)))
     finally:
         dist.destroy_process_group()
@@ -170,8 +176,7 @@ def test_dist_helpers_on_two_gloo_processes():
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
-    for rank, a, b, c, stats, shard, box, gathered in got:
-        assert a == [11.0, 22.0, 33.0] and b == [0.5, 0.5, 0.5] and c is None  # summed; none stays none
+    for rank, stats, shard, box, gathered in got:
         assert stats == pytest.approx({"loss": 3.0, "sampling/logp_diff_max": 0.2, "sampling/is_ratio_min": 0.0,
                                        "kl": 0.25})
         assert shard == (slice(0, 2) if rank == 0 else slice(2, 5))

@@ -296,11 +296,14 @@ def _crafted_batch(tokenizer, G=4):
 
 def _updater(model, cfg, lr):
     from rlvr import algorithms
+    from rlvr.parallel import Single
     from rlvr.update import PolicyUpdater
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr)
-    return PolicyUpdater(model, opt, algorithms.get_policy_loss(cfg.algorithm.loss), cfg, Dist(),
+    parallel = Single(Dist(), torch.device("cpu"))
+    parallel.wrap(model)
+    return PolicyUpdater(model, opt, algorithms.get_policy_loss(cfg.algorithm.loss), cfg, parallel,
                          torch.device("cpu"), 0), opt
 
 

@@ -1,0 +1,145 @@
+"""FSDP2 (`train.parallelism: fsdp`, rlvr/parallel.py) on 2 CPU processes (gloo) against one process, and its
+checkpoints: torch.distributed.checkpoint shards, exact resume after a SIGKILL, conversion to an HF folder.
+
+Tolerances are those of tests/test_distributed.py (2-process DDP): rollouts and rewards identical, metrics to 1e-5
+relative, weights within 5% of the learning rate. FSDP changes only where the gradient sum happens (a
+reduce-scatter per micro-batch instead of one all-reduce), so float32 summation order is the only difference.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlvr.config import load_config
+from rlvr.errors import ConfigError
+from rlvr.metrics import read_metrics
+from rlvr.trainer import Trainer
+from rlvr.update import balanced_deal
+from tests.test_distributed import ROOT, _assert_same_run, _overrides, _torchrun, checkpoint_weights
+
+
+def test_balanced_deal_pads_the_short_ranks():
+    mbs = [[0], [1], [2]]  # 3 informative micro-batches over 2 ranks: ceil(3/2) = 2 each, rank 1 pads one
+    assert balanced_deal(mbs, 0, 2) == [([0], False), ([1], False)]
+    assert balanced_deal(mbs, 1, 2) == [([2], False), ([0], True)]
+    # fewer micro-batches than ranks: the ranks without one run a padding copy, so every rank runs 1 pass
+    assert balanced_deal([[5, 6]], 0, 3) == [([5, 6], False)]
+    assert balanced_deal([[5, 6]], 2, 3) == [([5, 6], True)]
+    # one process: no padding; no micro-batch at all: nothing to run anywhere (every rank skips the step)
+    assert balanced_deal(mbs, 0, 1) == [(m, False) for m in mbs]
+    assert balanced_deal([], 1, 2) == []
+    for n in range(7):  # every rank runs the same count and the real ones cover each micro-batch exactly once
+        deals = [balanced_deal([[i] for i in range(n)], r, 3) for r in range(3)]
+        assert len({len(d) for d in deals}) == 1
+        assert sorted(m[0] for d in deals for m, pad in d if not pad) == list(range(n))
+
+
+@pytest.mark.parametrize("variant", [
+    # LoRA over a sharded frozen base; uneven micro-batches (OddTieVerifier ties the groups of odd references, one
+    # group per micro-batch), so a rank pads; 2 passes x 2 mini-batches (pi_old pass, padding in every update)
+    ("lora", ["verifiers=[{name: 'tests.test_train:OddTieVerifier'}]", "train.micro_batch_groups=1",
+              "train.updates_per_batch=2", "train.mini_batches=2", "monitor.enabled=false"]),
+    # full fine-tune, KL to a sharded reference model, the monitor, held-out eval on gathered weights
+    ("full", ["verifiers=[{name: 'tests.toy_verifiers:LengthVerifier'}]", "train.lora.enabled=false",
+              "train.learning_rate=1e-3", "algorithm.beta=0.05", "train.micro_batch_groups=1"]),
+], ids=lambda v: v[0])
+def test_fsdp_two_processes_equal_one_process(tiny_model_dir, tmp_path, variant):
+    name, extra = variant
+    _torchrun(_overrides(tiny_model_dir, tmp_path / "fsdp", "train.parallelism=fsdp", *extra))
+    cfg = load_config("recipes/basic_arithmetic.yaml", _overrides(tiny_model_dir, tmp_path / "one", *extra))
+    Trainer(cfg).run()
+    rows = _assert_same_run(tmp_path / "fsdp", tmp_path / "one", cfg.train.learning_rate)
+    ckpt = tmp_path / "fsdp" / "checkpoints" / "step_000002"
+    assert sorted(p.name for p in (ckpt / "dcp").iterdir()) == [".metadata", "__0_0.distcp", "__1_0.distcp"]
+    assert json.loads((ckpt / "state.json").read_text())["parallelism"] == "fsdp"
+    if name == "lora":
+        assert any(r["trained_groups"] % 2 for r in rows)  # an odd count of micro-batches: a rank padded
+        assert max(r["updates"] for r in rows) >= 2.0
+        from safetensors.torch import load_file
+
+        a = load_file(str(tmp_path / "fsdp/final_adapter/adapter_model.safetensors"))
+        b = load_file(str(tmp_path / "one/final_adapter/adapter_model.safetensors"))
+        assert a.keys() == b.keys() and max(float((a[k] - b[k]).abs().max()) for k in a) <= 0.05 * 2e-4
+    else:
+        assert "monitor/signal_entropy" in rows[0] and "eval/pass@1" in rows[-1]
+        _exported_logits_match(ckpt, tmp_path, checkpoint_weights(tmp_path / "one"))
+
+
+def _exported_logits_match(ckpt, tmp_path, single_weights):
+    """`rlvr export` of the FSDP2 checkpoint -> a plain HF folder transformers loads, giving the logits of the
+    one-process run's final weights."""
+    from transformers import AutoModelForCausalLM
+
+    from rlvr.cli import main as cli_main
+
+    out = tmp_path / "exported"
+    assert cli_main(["export", str(ckpt), str(out)]) == 0
+    exported = AutoModelForCausalLM.from_pretrained(out).eval()
+    cfg = load_config(ckpt.parent.parent / "config.yaml")
+    reference = AutoModelForCausalLM.from_pretrained(cfg.model).eval()
+    reference.load_state_dict(single_weights, strict=False)
+    ids = torch.tensor([[1, 17, 345, 2044, 99, 7]])
+    with torch.no_grad():
+        a, b = exported(input_ids=ids).logits, reference(input_ids=ids).logits
+    assert float((a - b).abs().max()) <= 1e-3 * float(b.abs().max()), float((a - b).abs().max())
+
+
+def _torchrun_cmd(overrides):
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "rlvr.cli",
+            "train", "recipes/basic_arithmetic.yaml", *overrides]
+
+
+def test_fsdp_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tiny_model_dir, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    extra = ["verifiers=[{name: 'tests.toy_verifiers:LengthVerifier'}]", "train.parallelism=fsdp", "train.steps=5",
+             "log.checkpoint_every=2", "log.keep_checkpoints=3", "train.learning_rate=5e-3", "eval.at_end=false",
+             "train.micro_batch_groups=1"]
+    full, run = tmp_path / "full", tmp_path / "killed"
+    _torchrun(_overrides(tiny_model_dir, full, *extra))
+    proc = subprocess.Popen(_torchrun_cmd(_overrides(tiny_model_dir, run, *extra)), cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    target, metrics = run / "checkpoints" / "step_000002" / "state.json", run / "metrics.jsonl"
+    deadline = time.monotonic() + 240
+    while not (target.exists() and metrics.exists() and len(metrics.read_text().splitlines()) >= 3) \
+            and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both ranks, mid-run, no cleanup
+    proc.wait()
+    assert 2 <= len(read_metrics(run)) < 5, "the kill should land mid-run"
+    _torchrun(_overrides(tiny_model_dir, run, *extra, "resume=true"))
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+
+    assert strip(read_metrics(run)) == strip(read_metrics(full))
+    a, b = checkpoint_weights(full, 5), checkpoint_weights(run, 5)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_fsdp_refuses_a_low_precision_lora_base(tiny_model_dir, tmp_path):
+    cfg = load_config("recipes/basic_arithmetic.yaml", _overrides(
+        tiny_model_dir, tmp_path / "r", "train.parallelism=fsdp", "train.lora.base_dtype=bfloat16"))
+    with pytest.raises(ConfigError, match=r"train\.lora\.base_dtype = 'bfloat16' with train\.parallelism=fsdp"):
+        Trainer(cfg)
+
+
+def test_resuming_across_layouts_names_the_fix(tiny_model_dir, tmp_path):
+    """An FSDP2 checkpoint resumed by a one-process (ddp) run: refused with the parallelism that wrote it."""
+    from rlvr.checkpoint import load_checkpoint
+
+    ckpt = tmp_path / "checkpoints" / "step_000001"
+    (ckpt / "dcp").mkdir(parents=True)
+    (ckpt / "state.json").write_text(json.dumps({"step": 1, "torch_rng": [], "parallelism": "fsdp"}))
+    with pytest.raises(ConfigError, match="resume it with train.parallelism=fsdp"):
+        load_checkpoint(ckpt, None, None)
