@@ -33,7 +33,8 @@ def test_flops_count_is_nemo_rl_qwen2_formula():
     assert f["executed_gqa"] < f["executed"]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("trl") is None, reason="the check runs TRL's GRPOTrainer (pip install trl)")
+@pytest.mark.skipif(importlib.util.find_spec("trl") is None,
+                    reason="the check runs TRL's GRPOTrainer (pip install trl)")
 def test_gpu_check_runs_on_cpu_tiny(tmp_path):
     out = tmp_path / "out"
     r = subprocess.run(["bash", str(ROOT / "benchmarks/gpu/run.sh"), "--emulate-gpu-site", "--cpu", "--tiny",

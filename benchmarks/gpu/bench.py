@@ -94,25 +94,25 @@ MEASURED_MATMUL_TFLOPS_H200 = 788.0
 
 # What the GPU machine has (KINDS.md, "Python packages already there", read 2026-11-17); --emulate-gpu-site builds a
 # site folder of only these plus benchmarks/gpu/wheels.txt from this machine's installed packages.
-GPU_MACHINE_PACKAGES = """absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs botorch
-build certifi charset-normalizer chex click cloudpickle cmake colorama contourpy coverage cuda-bindings cuda-core
-cuda-pathfinder cuda-toolkit cupy-cuda13x cycler cython diffrax e3nn einops equinox etils execnet filelock flatbuffers
-flax fonttools formulaic frozenlist fsspec gpytorch grpcio h11 h5py hf-xet httpcore httpx huggingface-hub humanize
-hypothesis idna imageio iniconfig interface-meta jax jax-cuda13-pjrt jax-cuda13-plugin jaxlib jaxtyping jinja2 joblib
-kiwisolver lazy-loader lightning lightning-utilities linear-operator lineax llvmlite lxml markdown markdown-it-py
-markupsafe matplotlib mdurl meson ml-dtypes mpi4py mpmath msgpack multidict multipledispatch mypy-extensions nanobind
-narwhals networkx ninja numba numba-cuda numpy numpyro nvidia-cublas nvidia-cuda-cupti nvidia-cuda-nvrtc
-nvidia-cuda-runtime nvidia-cudnn-cu13 nvidia-cufft nvidia-cufile nvidia-curand nvidia-cusolver nvidia-cusparse
-nvidia-cusparselt-cu13 nvidia-ml-py nvidia-nccl-cu13 nvidia-nvjitlink nvidia-nvshmem-cu13 nvidia-nvtx onnx onnx-ir
-onnxruntime onnxscript opencv-python-headless optax opt-einsum opt-einsum-fx optimistix orbax-checkpoint packaging
-pandas pathspec patsy peft pillow pip pluggy portalocker prometheus-client propcache protobuf psutil pyarrow pybind11
-py-cpuinfo pygments pyparsing pyproject-hooks pyre-extensions pytest pytest-benchmark pytest-cov pytest-mock
-pytest-timeout pytest-xdist python-dateutil pytorch-lightning pyyaml regex requests rich sacrebleu safetensors
-scikit-build-core scikit-image scikit-learn scipy seaborn sentencepiece sentence-transformers setuptools shellingham
-simplejson six sortedcontainers statsmodels sympy tabulate tensorboard tensorboard-data-server tensorstore
-threadpoolctl tifffile tiktoken timm tokenizers toolz torch torchaudio torchdiffeq torch-geometric torchmetrics
-torchvision tqdm transformers treescope triton typer typing-extensions typing-inspect urllib3 uvloop wadler-lindig
-werkzeug wheel wrapt xarray xxhash yarl zipp""".split()
+GPU_MACHINE_PACKAGES = """absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs
+botorch build certifi charset-normalizer chex click cloudpickle cmake colorama contourpy coverage cuda-bindings
+cuda-core cuda-pathfinder cuda-toolkit cupy-cuda13x cycler cython diffrax e3nn einops equinox etils execnet filelock
+flatbuffers flax fonttools formulaic frozenlist fsspec gpytorch grpcio h11 h5py hf-xet httpcore httpx huggingface-
+hub humanize hypothesis idna imageio iniconfig interface-meta jax jax-cuda13-pjrt jax-cuda13-plugin jaxlib jaxtyping
+jinja2 joblib kiwisolver lazy-loader lightning lightning-utilities linear-operator lineax llvmlite lxml markdown
+markdown-it-py markupsafe matplotlib mdurl meson ml-dtypes mpi4py mpmath msgpack multidict multipledispatch mypy-
+extensions nanobind narwhals networkx ninja numba numba-cuda numpy numpyro nvidia-cublas nvidia-cuda-cupti nvidia-
+cuda-nvrtc nvidia-cuda-runtime nvidia-cudnn-cu13 nvidia-cufft nvidia-cufile nvidia-curand nvidia-cusolver nvidia-
+cusparse nvidia-cusparselt-cu13 nvidia-ml-py nvidia-nccl-cu13 nvidia-nvjitlink nvidia-nvshmem-cu13 nvidia-nvtx onnx
+onnx-ir onnxruntime onnxscript opencv-python-headless optax opt-einsum opt-einsum-fx optimistix orbax-checkpoint
+packaging pandas pathspec patsy peft pillow pip pluggy portalocker prometheus-client propcache protobuf psutil
+pyarrow pybind11 py-cpuinfo pygments pyparsing pyproject-hooks pyre-extensions pytest pytest-benchmark pytest-cov
+pytest-mock pytest-timeout pytest-xdist python-dateutil pytorch-lightning pyyaml regex requests rich sacrebleu
+safetensors scikit-build-core scikit-image scikit-learn scipy seaborn sentencepiece sentence-transformers setuptools
+shellingham simplejson six sortedcontainers statsmodels sympy tabulate tensorboard tensorboard-data-server
+tensorstore threadpoolctl tifffile tiktoken timm tokenizers toolz torch torchaudio torchdiffeq torch-geometric
+torchmetrics torchvision tqdm transformers treescope triton typer typing-extensions typing-inspect urllib3 uvloop
+wadler-lindig werkzeug wheel wrapt xarray xxhash yarl zipp""".split()
 
 # one-token English words (with their leading space) to pad prompts to an exact length
 _WORDS = (" the of and to in is that for it as was with be by on not he this are or his from at which but have an "
@@ -222,7 +222,7 @@ def write_jsonl(rows: list[dict], path: Path) -> None:
 
 
 def make_model(path: Path, shape: dict, tok, dtype: str, device: str, seed: int = 0) -> None:
-    """A random-init Qwen2 causal LM of `shape` with the tokenizer's vocabulary, saved (with the tokenizer) at `path`."""
+    """A random-init Qwen2 causal LM of `shape` with the tokenizer's vocabulary, saved with the tokenizer at `path`."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -561,8 +561,8 @@ def markdown(report: dict) -> str:
              f"{report['vocab']}, SmolLM2 tokenizer), {report['dtype']}; P={b['P']} x G={b['G']}, prompts "
              f"{b['prompt_len']} tokens, completions {b['completion_len']} tokens (forced), micro-batch "
              f"{b['micro_batch_groups']} groups; median over steps 2..{report['steps']}.", "",
-             "| run | s/step | steps/s | rollout tok/s | train tok/s | fwd+bwd TFLOP/s | MFU fwd+bwd | MFU update phase "
-             "| MFU fwd+bwd, nominal | peak GPU mem GiB | steps/s vs TRL |",
+             "| run | s/step | steps/s | rollout tok/s | train tok/s | fwd+bwd TFLOP/s | MFU fwd+bwd "
+             "| MFU update phase | MFU fwd+bwd, nominal | peak GPU mem GiB | steps/s vs TRL |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in runs.items():
         if "error" in r or "skipped" in r:
@@ -580,7 +580,8 @@ def markdown(report: dict) -> str:
         w = v["worst"]
         lines.append(f"- {name}: {'pass' if v['passed'] else 'FAIL'} — loss |diff| {w['loss_abs_diff']:.2e}, "
                      f"entropy rel {w['entropy_rel_diff']:.2e}, grad norm rel {w['grad_norm_rel_diff']:.2e}, "
-                     f"gradient rel L2 {w['grad_rel_l2']:.2e}, parameters after 2 steps rel {w['param_update_rel_l2']:.2e}")
+                     f"gradient rel L2 {w['grad_rel_l2']:.2e}, parameters after 2 steps rel "
+                     f"{w['param_update_rel_l2']:.2e}")
     if c.get("tolerances"):
         t = c["tolerances"]
         lines.append(f"- tolerances: loss {t['loss_abs']:g} (abs, x max(1,|loss|)), entropy {t['entropy_rel']:g}, "
@@ -606,7 +607,8 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="folder for the JSON and markdown (default: benchmarks/results/gpu, "
                     "or a temporary folder with --tiny)")
     ap.add_argument("--steps", type=int, default=3, help="steps per measured run; the first is warm-up (default 3)")
-    ap.add_argument("--runs", nargs="+", default=["check", "rlvr_fsdp", "rlvr_ddp", "trl"])
+    # rlvr_ddp and trl (same precision layout: bf16 weights) first, so the ratio lands even if the budget runs short
+    ap.add_argument("--runs", nargs="+", default=["check", "rlvr_ddp", "trl", "rlvr_fsdp"])
     ap.add_argument("--micro-batch-groups", type=int, default=None, help="groups per micro-batch (rlvr) = "
                     "per-device batch / G (TRL); default 2")
     ap.add_argument("--budget-s", type=float, default=420.0, help="start no run after this many seconds (default 420)")
@@ -653,12 +655,9 @@ def main() -> int:
     make_model(work / "tiny_model", SHAPES["tiny"], tok, "float32", "cpu")
     make_model(work / "bench_model", shape, tok, dtype, device)
     model_s = time.perf_counter() - t
-    from transformers import AutoConfig
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    n_params = None
     with torch.device("meta"):
-        from transformers import AutoModelForCausalLM
-
         n_params = sum(p.numel() for p in AutoModelForCausalLM.from_config(
             AutoConfig.from_pretrained(work / "bench_model")).parameters())
     flops = flops_per_step(shape, len(tok), b["P"], b["G"], b["prompt_len"], b["completion_len"])
@@ -718,7 +717,8 @@ def main() -> int:
     for r in ("rlvr_fsdp", "rlvr_ddp", "trl"):
         specs[r] = {**base, "model": str(work / "bench_model"), "data": str(work / "bench.jsonl"),
                     "rows": len(bench_rows)}
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
+    pypath = [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(pypath),
            "HF_DATASETS_CACHE": str(work / "hf_datasets"), "PYTHONUNBUFFERED": "1",
            "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
     print(f"gpu check: {device_name} | {shape_name} {n_params / 1e6:.1f}M params, {dtype} | P={b['P']} G={b['G']} "
@@ -737,8 +737,8 @@ def main() -> int:
             continue
         spec_path, res_path, log_path = work / f"{name}.spec.json", work / f"{name}.result.json", work / f"{name}.log"
         spec_path.write_text(json.dumps(specs[name]))
-        cmd = [sys.executable, *(["-S"] if sys.flags.no_site else []), str(Path(__file__).resolve()), "--child", name, "--spec", str(spec_path), "--result",
-               str(res_path)]
+        cmd = [sys.executable, *(["-S"] if sys.flags.no_site else []), str(Path(__file__).resolve()), "--child", name,
+               "--spec", str(spec_path), "--result", str(res_path)]
         t = time.perf_counter()
         with open(log_path, "w") as logf:
             try:
@@ -764,22 +764,24 @@ def main() -> int:
         if name == "check":
             report["correctness"] = res
             print(f"  check: {'passed' if res['passed'] else 'FAILED'} in {dt:.0f} s  "
-                  + "; ".join(f"{k}: grad rel {v['worst']['grad_rel_l2']:.1e}, loss diff {v['worst']['loss_abs_diff']:.1e}"
-                              for k, v in res["verdicts"].items()), flush=True)
+                  + "; ".join(f"{k}: grad rel {v['worst']['grad_rel_l2']:.1e}, loss diff "
+                              f"{v['worst']['loss_abs_diff']:.1e}" for k, v in res["verdicts"].items()), flush=True)
         else:
             s = summarise(name, res, flops, b, peak)
             s["raw"] = res
             s["wall_s"] = dt
             report["runs"][name] = s
-            print(f"  {name}: {s['seconds_per_step']:.2f} s/step, rollout {_fmt(s['rollout_tokens_per_s'], '.0f')} tok/s, "
-                  f"train {_fmt(s['train_tokens_per_s'], '.0f')} tok/s, MFU fwd+bwd {_fmt(s.get('mfu_fwd_bwd'), '.1%')}, "
+            print(f"  {name}: {s['seconds_per_step']:.2f} s/step, rollout {_fmt(s['rollout_tokens_per_s'], '.0f')} "
+                  f"tok/s, train {_fmt(s['train_tokens_per_s'], '.0f')} tok/s, MFU fwd+bwd "
+                  f"{_fmt(s.get('mfu_fwd_bwd'), '.1%')}, "
                   f"peak {_fmt(s.get('peak_gpu_mem_gib'))} GiB ({dt:.0f} s)", flush=True)
         save()
     save()
     print()
     print(markdown(report))
     print(f"gpu check: wrote {out_dir / f'gpu_check_{slug}.json'} and .md in {report['wall_s']:.0f} s")
-    return 0 if report["correctness"].get("passed", True) and not any("error" in r for r in report["runs"].values()) else 1
+    failed = not report["correctness"].get("passed", True) or any("error" in r for r in report["runs"].values())
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
