@@ -161,7 +161,8 @@ class FSDP(Single):
             for sub in m.modules():
                 if isinstance(sub, FSDPModule):
                     sub.set_gradient_divide_factor(1.0)  # sum over ranks
-                    sub.set_force_sum_reduction_for_comms(True)  # gloo has no PREMUL_SUM
+                    if hasattr(sub, "set_force_sum_reduction_for_comms"):  # torch >= 2.8; NCCL needs no fallback
+                        sub.set_force_sum_reduction_for_comms(True)  # gloo has no PREMUL_SUM
             out.append(m)
         self.model = out[0]
         self.ref_model = out[1]

@@ -29,7 +29,12 @@ tests/test_rollouts_vllm.py checks it to 1e-4 in fp32.
 CPU specifics: one OpenMP thread (2 threads on a 2-core VM are erratic for both HF and vLLM), an explicit KV-cache
 size (without one vLLM tries to reserve 92% of RAM), eager mode (torch.compile costs 10-20 s of start-up for at
 most 1.3x), no sleep mode (vLLM-CPU has none). On GPU the engine sleeps (level 2: weights and KV cache released)
-after each `generate` when `sleep_between_steps` is on, and wakes for the next weight sync / generate.
+after each `generate` when `sleep_between_steps` is on, and wakes for the next weight sync / generate. Level 2, not
+1: level 1 would copy the old weights to host memory only to have them overwritten by the next sync.
+
+Under FSDP2 (rlvr/parallel.py) the engine is synced inside `FSDP.full_weights()`: the weights are read from the
+modules' gathered tensors (`_state_tensors`), one full copy in the compute dtype per rank while syncing (not
+layer by layer). Under torchrun on GPUs each rank runs its own engine (external launcher, data parallel).
 """
 
 from __future__ import annotations
@@ -89,7 +94,7 @@ def merged_state_dict(model, trainable_only: bool = False,
         PeftModel = ()
     with torch.no_grad():
         if not isinstance(model, PeftModel):
-            return {k: v.detach() for k, v in model.state_dict().items()}
+            return {k: v.detach() for k, v in _state_tensors(model).items()}
         from peft.tuners.lora import LoraLayer
 
         from peft.tuners.lora.layer import Linear as LoraLinear
@@ -116,7 +121,7 @@ def merged_state_dict(model, trainable_only: bool = False,
         trainable = {n for n, p in base.named_parameters() if p.requires_grad}
         changing: set[str] = set(deltas) | set(factors)
         out: dict[str, torch.Tensor] = {}
-        for k, v in base.state_dict().items():
+        for k, v in _state_tensors(base).items():
             parts = k.split(".")
             if any(p.startswith("lora_") for p in parts) or "original_module" in parts:
                 continue
@@ -150,6 +155,29 @@ def merged_state_dict(model, trainable_only: bool = False,
         # parent module of each changing tensor: "model.layers.3.self_attn.q_proj.weight" -> "model.layers.3.self_attn"
         parents = {k.rsplit(".", 2)[0] for k in changing if k.count(".") >= 2}
         return {k: v for k, v in out.items() if k in changing or (k.count(".") >= 2 and k.rsplit(".", 2)[0] in parents)}
+
+
+def _state_tensors(module) -> dict[str, torch.Tensor]:
+    """`module.state_dict()`'s names and tensors, in its order, read from the modules' own attributes rather than
+    through state_dict hooks: under FSDP2 those hooks return the sharded DTensors even inside
+    `rlvr.parallel.FSDP.full_weights()`, where the attributes are the gathered tensors vLLM needs."""
+    out: dict[str, torch.Tensor] = {}
+    for name, mod in module.named_modules(remove_duplicate=False):
+        prefix = f"{name}." if name else ""
+        for n, p in mod._parameters.items():
+            if p is not None:
+                out[prefix + n] = p
+        for n, b in mod._buffers.items():
+            if b is not None and n not in mod._non_persistent_buffers_set:
+                out[prefix + n] = b
+    return out
+
+
+def _torchrun_world() -> int:
+    """World size of the trainer's process group (1 when none)."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def _hf_config(model):
@@ -239,6 +267,13 @@ class VLLMEngine:
             # minimum; its default is 128) keeps that tail under 32 tokens per sample.
             kwargs.update(enable_chunked_prefill=False, max_num_batched_tokens=max(8192, max_model_len),
                           block_size=32)
+        world = _torchrun_world()
+        if not self.is_cpu and world > 1:
+            # Under torchrun on GPUs: one engine per rank (vLLM's external launcher, data parallel, no tensor
+            # parallelism); each rank feeds its own share of the prompts, as vLLM's torchrun_dp_example does.
+            # Written against vLLM's docs; untested until a multi-GPU machine runs it (README).
+            kwargs.update(distributed_executor_backend="external_launcher", tensor_parallel_size=1,
+                          data_parallel_size=world)
         kwargs.update(llm_kwargs or {})
         set_threads = torch.set_num_threads
         try:
