@@ -236,11 +236,14 @@ class TrainConfig(_Section):
     mini_batches: int = Field(1, ge=1, description="M: optimizer steps per pass, each on a contiguous block of "
                            "~P/M groups (PPO mini-batches; verl ppo_mini_batch_size = P/M). Total optimizer steps "
                            "per batch = updates_per_batch * mini_batches.")
-    parallelism: Literal["ddp", "fsdp"] = Field("ddp", description="Under torchrun (WORLD_SIZE > 1): `ddp` = "
-                                                "data parallel, every rank holds the whole policy, generates and "
-                                                "verifies its share of the step's prompts, and gradients are summed "
-                                                "over ranks. `fsdp` (FSDP2, sharded weights on GPU) is not "
-                                                "implemented yet and is refused at start.")
+    parallelism: Literal["ddp", "fsdp"] = Field("ddp", description="Layout over torchrun ranks "
+                                                "(rlvr/parallel.py): `ddp` = torch DistributedDataParallel, the "
+                                                "whole policy on every rank (in one process: the plain module); "
+                                                "`fsdp` = FSDP2 (Zhao et al. 2023, arXiv 2304.11277), weights, "
+                                                "gradients and AdamW state sharded per decoder layer, fp32 master "
+                                                "weights with train.dtype as compute dtype, DCP checkpoints. Both: "
+                                                "prompts split across ranks, gradients summed, micro-batches "
+                                                "balanced by zero-weight padding.")
     lora: LoraConfig = Field(default_factory=LoraConfig)
 
 

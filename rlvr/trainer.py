@@ -27,10 +27,11 @@ Simplifications, stated plainly:
 
 Under torchrun (WORLD_SIZE = N > 1, rlvr/distributed.py) the step is the same computation, split: each rank
 generates and verifies its block of each round's prompts, every rank gathers the whole round, the micro-batches of
-each optimizer step are dealt to the ranks in contiguous blocks, gradients are summed over ranks (each rank's
-loss is already divided by the global token count), and the identical AdamW step keeps the replicas equal. Rank 0
-alone writes files, logs, evaluates and runs the monitor; its stop decision is broadcast so all ranks stop
-together.
+each optimizer step are dealt to the ranks in equal contiguous blocks (padded, rlvr/update.py `balanced_deal`),
+and gradients are summed over ranks by the layout of `train.parallelism` (rlvr/parallel.py: torch DDP, or FSDP2
+with sharded weights and optimizer state; each rank's loss is already divided by the global token count). Rank 0
+alone writes files, logs, evaluates and runs the monitor; every rank writes its part of a checkpoint; rank 0's stop
+decision is broadcast so all ranks stop together.
 """
 
 from __future__ import annotations
