@@ -8,7 +8,8 @@ from pathlib import Path
 
 from rlvr.metrics import read_metrics
 from rlvr.monitor.alerts import read_alerts
-from rlvr.monitor.view import _finite, _num, alert_spans, quantity_keys
+from rlvr.monitor.view import (GATED, _finite, _num, alert_spans, determined_series, monitor_config, quantity_keys,
+                               rule_states, undetermined)
 
 _SEVERITY_COLOR = {"critical": "tab:red", "warning": "tab:orange", "info": "tab:gray"}
 
@@ -32,8 +33,11 @@ PANELS = [
 ]
 
 
-def _series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
-    pts = [(r["step"], r[key]) for r in rows if _finite(r.get(key))]
+def _series(rows: list[dict], key: str, mcfg=None) -> tuple[list[int], list[float]]:
+    """(steps, values) where `key` is defined and, for an evidence-gated quantity, determined (an undetermined
+    closure-ratio window is left out rather than drawn at its near-0 value)."""
+    vals = determined_series(rows, key, mcfg) if mcfg is not None else [r.get(key) for r in rows]
+    pts = [(r["step"], v) for r, v in zip(rows, vals) if _finite(v)]
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
@@ -48,6 +52,7 @@ def plot(run_dir: Path, out: Path) -> Path:
     rows = read_metrics(run_dir)
     spans = alert_spans(read_alerts(run_dir))
     summary = _summary(run_dir)
+    mcfg = monitor_config(run_dir)
     panels = [list(p) for p in PANELS]
     spurious = sorted({k for r in rows for k in r if k.startswith("monitor/spurious_share/")})
     panels[2][1] = panels[2][1] + [(k, "spurious share: " + k.rsplit("/", 1)[1], "--") for k in spurious]
@@ -56,7 +61,9 @@ def plot(run_dir: Path, out: Path) -> Path:
                              gridspec_kw={"height_ratios": [3] * len(panels) + [max(1.2, 0.45 * len(spans) + 0.6)]})
     for ax, (title, series) in zip(axes, panels):
         for key, label, style in series:
-            xs, ys = _series(rows, key)
+            xs, ys = _series(rows, key, mcfg)
+            if key in GATED:
+                label += " (determined windows only)"
             if key == "eval/pass@1" and summary.get("heldout_pass@1_before") is not None:
                 xs, ys = [0] + xs, [summary["heldout_pass@1_before"]] + ys
             if not xs:
@@ -112,6 +119,7 @@ def markdown(run_dir: Path, png: Path | None) -> str:
     rows = read_metrics(run_dir)
     spans = alert_spans(read_alerts(run_dir))
     summary = _summary(run_dir)
+    mcfg = monitor_config(run_dir)
     k = min(3, len(rows))
     lines = [f"# rlvr report: {Path(run_dir).name}", ""]
     lines.append(f"- steps logged: {len(rows)}" + (" (finished)" if summary else " (running or interrupted)"))
@@ -136,12 +144,33 @@ def markdown(run_dir: Path, png: Path | None) -> str:
         for name in dict.fromkeys(s["name"] for s in spans):
             action = next(s["action"] for s in spans if s["name"] == name)
             lines.append(f"- **{name}**: {action}")
+    states = rule_states(rows, spans, mcfg)
+    if states:
+        lines += ["", "## Rules at the last step", "",
+                  "A rule whose evidence minimum is not met is *undetermined*: it neither fires nor clears, and its "
+                  "value is not a verdict (a closure ratio of 0.000 on 2 informative groups does not say "
+                  "\"closed\").", "",
+                  "| alert (rule) | severity | value | state | threshold |", "|---|---|---|---|---|"]
+        for r in states:
+            und = r["state"].startswith("undetermined")
+            lines.append(f"| {r['name']} ({r['rule']}) | {r['severity']} | "
+                         f"{'undetermined' if und else _num(r['value'])} | {r['state']} | {r['threshold']} |")
+        for key, (_, field, what) in GATED.items():
+            if any(key in r for r in rows):
+                n = sum(1 for r in rows if undetermined(r, key, mcfg))
+                lines.append(f"\n- `{key}` undetermined on {n} of {len(rows)} steps (evidence minimum "
+                             f"`monitor.{field}` = {getattr(mcfg, field)} {what})")
     lines += ["", f"## Quantities (mean of the first and the last {k} steps)", "",
               "| quantity | start | end |", "|---|---|---|"]
     for label, key, _ in quantity_keys(rows):
-        vals = [(r["step"], r[key]) for r in rows if _finite(r.get(key))]
+        gated = key in GATED
+        vals = [(r["step"], v) for r, v in zip(rows, determined_series(rows, key, mcfg)) if _finite(v)]
         if not vals:
+            if gated and any(key in r for r in rows):
+                lines.append(f"| {label} | undetermined | undetermined |")
             continue
+        if gated:  # the first and the last k determined steps, never an undetermined window's value
+            label += " (determined steps)"
         first, end = [v for _, v in vals[:k]], [v for _, v in vals[-k:]]
         lines.append(f"| {label} | {_num(sum(first) / len(first))} | {_num(sum(end) / len(end))} |")
     return "\n".join(lines) + "\n"
