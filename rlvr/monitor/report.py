@@ -155,10 +155,11 @@ def markdown(run_dir: Path, png: Path | None) -> str:
             und = r["state"].startswith("undetermined")
             lines.append(f"| {r['name']} ({r['rule']}) | {r['severity']} | "
                          f"{'undetermined' if und else _num(r['value'])} | {r['state']} | {r['threshold']} |")
+        lines.append("")
         for key, (_, field, what) in GATED.items():
             if any(key in r for r in rows):
                 n = sum(1 for r in rows if undetermined(r, key, mcfg))
-                lines.append(f"\n- `{key}` undetermined on {n} of {len(rows)} steps (evidence minimum "
+                lines.append(f"- `{key}` undetermined on {n} of {len(rows)} steps (evidence minimum "
                              f"`monitor.{field}` = {getattr(mcfg, field)} {what})")
     lines += ["", f"## Quantities (mean of the first and the last {k} steps)", "",
               "| quantity | start | end |", "|---|---|---|"]
