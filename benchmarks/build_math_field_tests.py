@@ -337,6 +337,10 @@ CURATED = {
         "the pinned verdict contradicts arithmetic (1 - 1/e != 1 + 1/e); the test records a quirk of its grader",
     ("huggingface/Math-Verify", "\\boxed{1} no no no no no \\boxed{2}", "$\\boxed{1,2}$"):
         "a reference with several boxes: its last box (MATH's last_boxed_only_string) or all of them",
+    ("huggingface/Math-Verify", "$10/9$", "Answer $ \\frac{1}{2} \\$ = \\frac{10}{9} $"):
+        "the answer is a false constant equation (1/2 = 10/9; the escaped \\$ inside the span is what the test "
+        "checks): graders that read an equation by its last side accept it, graders that check a constant "
+        "equation reject it (rlvr's hand-written set labels 2+2=5 against 5 as wrong)",
 }
 
 

@@ -319,3 +319,162 @@ def test_worked_solution_as_reference(v):
                          [("0", "y = 2x - 2x = 0", True), ("1", "y = 2x - 2x = 0", False)])
 def test_reference_chain_stands_for_its_numeric_last_side(v, answer, reference, passed):
     check(v, boxed(answer), reference, passed)
+
+
+# --- field-test classes, round 2 ----------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("completion", "reference", "passed"),
+    [
+        # a value stated at the end of a prose sentence, after its last "is"/"it's"/":"/"="
+        ("The fence is 48 m long, which is 4,800.5 cm in total", "4800.5", True),
+        ("Its mass is 7 kg, which is 7,000.25g", "7000.25", True),
+        ("Remaining budget: 3,50 €", "3.5", True),  # decimal comma, currency sign after the number
+        ("No, the width is not 6, it's 9 ft", "9", True),  # a correction: the negation binds to the 6
+        ("No, the width is not 6, it's 9 ft", "6", False),
+        ("The fence is 48 m long, which is 4,800.5 cm in total", "48", False),
+        # refused: the final value is negated, hedged, conditional, compared, or a list of two values
+        ("The width is 9 ft, not 6", "9", False),
+        ("The width is 9 ft, not 6", "6", False),
+        ("I don't believe the width is 9", "9", False),
+        ("The width is 9 or 10", "9", False),
+        ("The width might be 9", "9", False),
+        ("The width is 9 when the length is 4", "4", False),
+        ("The width is 9 when the length is 4", "9", False),
+        ("The width is 3 times bigger", "3", False),
+        ("The width is 3 and the length is 4", "4", False),
+        ("We still need the width when the length is 4", "4", False),
+        ("Wrong width: 9", "9", False),
+        # a percent sign or word after the value stays with it
+        ("A quarter of them, which is 25 percent", "25%", True),
+        ("A quarter of them, which is 25 percent", "0.25", True),
+        ("A quarter of them, which is 25 percent", "0.5", False),
+    ],
+)
+def test_stated_value_in_prose(v, completion, reference, passed):
+    check(v, completion, reference, passed)
+
+
+def test_stated_value_is_not_read_in_strict_mode():
+    strict = MathVerifier(strict_extraction=True, max_workers=1)
+    assert not strict.verify("The fence is 48 m long, which is 4,800.5 cm in total", "4800.5").passed
+
+
+@pytest.mark.parametrize(
+    ("completion", "reference", "passed"),
+    [
+        # matrix arithmetic with explicit matrices is evaluated before the comparison
+        (r"So $\begin{pmatrix}2 & 1 \\ 0 & 3\end{pmatrix} - \begin{pmatrix}1 & 1 \\ 1 & 1\end{pmatrix}$",
+         r"\begin{pmatrix}1 & 0 \\ -1 & 2\end{pmatrix}", True),
+        (r"So $\begin{pmatrix}2 & 1 \\ 0 & 3\end{pmatrix} - \begin{pmatrix}1 & 1 \\ 1 & 1\end{pmatrix}$",
+         r"\begin{pmatrix}1 & 0 \\ 1 & 2\end{pmatrix}", False),
+        (r"We get $3\begin{pmatrix}1 & -1 \\ 2 & 0\end{pmatrix}$",
+         r"\begin{bmatrix}3 & -3 \\ 6 & 0\end{bmatrix}", True),
+        (r"The product is $\begin{pmatrix}0 & 1 \\ 1 & 0\end{pmatrix}\begin{pmatrix}2 & 3 \\ 4 & 5\end{pmatrix}$",
+         r"\begin{pmatrix}4 & 5 \\ 2 & 3\end{pmatrix}", True),
+        (r"The product is $\begin{pmatrix}0 & 1 \\ 1 & 0\end{pmatrix}\begin{pmatrix}2 & 3 \\ 4 & 5\end{pmatrix}$",
+         r"\begin{pmatrix}2 & 3 \\ 4 & 5\end{pmatrix}", False),  # the swap is not the identity
+        (r"Squaring: $\begin{pmatrix}1 & 1 \\ 0 & 1\end{pmatrix}^{3}$", r"\begin{pmatrix}1 & 3 \\ 0 & 1\end{pmatrix}", True),
+        (r"$\begin{pmatrix}1 \\ 2\end{pmatrix} + \begin{pmatrix}4 \\ 4\end{pmatrix}$", "(5, 6)", True),
+        (r"$\begin{pmatrix}1 \\ 2\end{pmatrix} + \begin{pmatrix}4 \\ 4\end{pmatrix}$", "(5, 7)", False),
+        # shapes that do not fit are never equal (and never an error)
+        (r"$\begin{pmatrix}1 & 2\end{pmatrix} + \begin{pmatrix}1 \\ 2\end{pmatrix}$",
+         r"\begin{pmatrix}2 & 4\end{pmatrix}", False),
+    ],
+)
+def test_matrix_arithmetic_is_evaluated(v, completion, reference, passed):
+    check(v, completion, reference, passed)
+
+
+def test_two_matrices_are_not_read_as_one():
+    node = mp.parse_answer(r"\begin{pmatrix}1 \\ 2\end{pmatrix} + \begin{pmatrix}3 \\ 4\end{pmatrix}")
+    assert node.kind == "scalar" and mp.is_matrix_arithmetic(node)
+    assert mp.parse_answer(r"\begin{pmatrix}1 \\ 2\end{pmatrix}").kind == "matrix"
+
+
+@pytest.mark.parametrize(
+    ("completion", "reference", "passed"),
+    [
+        # a reference whose box its author never closed (JSON-escaped as well) runs to the end
+        (boxed("-3"), r"\boxed{-3", True),
+        (boxed("-3"), "$\\\\boxed{\\\\frac{-9}{3}$", True),
+        (boxed("3"), r"\boxed{-3", False),
+        # answers joined by an "or" whose spaces were lost ("\text{ or }" flattened)
+        ("g(t)=2org(t)=-2", r"\boxed{g(n) = 2 \text{ or } g(n) = -2", True),
+        ("y=4ory=-4", r"y = \pm 4", True),
+        ("y=4ory=5", r"y = \pm 4", False),
+        ("y=4ory=-4", "4", False),  # two answers against one
+    ],
+)
+def test_unclosed_reference_box_and_glued_or(v, completion, reference, passed):
+    check(v, completion, reference, passed)
+
+
+def test_unclosed_box_in_a_completion_is_still_refused(v):
+    verdict = v.verify(r"So the answer is $\boxed{-3", "-3")
+    assert not verdict.passed and verdict.detail["reason"] == "empty_or_unbalanced_box"
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        (r"\frac{1}{3} + \frac{1}{6}", "1/2"), ("1000 - 101 + 1", "900"), (r"(3 \times 4) / 6", "2"),
+        ("1/2/3", "1/6"), (r"-\frac{3}{4} + 1", "1/4"), (r"\frac{2.5}{5}", "1/2"),
+        ("2^3", None), ("2(3)", None), ("x + 1", None), ("1/(2-2)", None), ("1,000 + 2", None), ("7", None),
+    ],
+)
+def test_rational_arithmetic_fast_path(text, value):
+    result = mp.arithmetic_value(text)
+    assert (None if result is None else str(result)) == value
+
+
+@pytest.mark.parametrize(
+    ("answer", "reference", "passed"),
+    [
+        (r"\frac{1}{3} + \frac{1}{6}", r"\frac{1}{2}", True), (r"\frac{1}{3} + \frac{1}{6}", "0.5", True),
+        (r"\frac{1}{3} + \frac{1}{7}", r"\frac{1}{2}", False), ("2 + 3 = 5", "5", True), ("2 + 2 = 5", "5", False),
+    ],
+)
+def test_rational_arithmetic_is_decided_in_process(v, answer, reference, passed):
+    verdict = v.verify(boxed(answer), reference)
+    assert verdict.passed is passed and verdict.detail["method"] == "fast_path", verdict
+
+
+@pytest.mark.parametrize(
+    ("answer", "reference", "passed"),
+    [
+        ("4y + 2x - 3 = 0", r"y = -\frac{1}{2}x + \frac{3}{4}", True),
+        ("3a - b + 2c = 7", "-6a + 2b - 4c + 14 = 0", True),
+        ("x + y = 1", "2x + 2y = 3", False),
+        ("x + y = 1", "x - y = 1", False),
+        ("x + y + z = 1", "x + y = 1", False),
+    ],
+)
+def test_linear_equations_are_decided_in_process(v, answer, reference, passed):
+    verdict = v.verify(boxed(answer), reference)
+    assert verdict.passed is passed and verdict.detail["method"] == "fast_path", verdict
+
+
+def test_linear_identity_is_a_tautology(v):
+    verdict = v.verify(boxed("2x + 1 = 1 + 2x"), "3x - 3 = 0")
+    assert not verdict.passed and verdict.detail["reason"] == "tautology"
+
+
+def test_in_process_shortcuts_agree_with_sympy():
+    """The fast paths (rational arithmetic, linear equations) give the verdicts of the sympy comparison."""
+    sb = pytest.importorskip("verifiers._sympy_backend")
+    arithmetic = [(r"\frac{1}{3} + \frac{1}{6}", r"\frac{1}{2}"), (r"\frac{1}{3} + \frac{1}{7}", r"\frac{1}{2}"),
+                  ("1000 - 101 + 1", "900"), (r"(3 \times 4) / 6", "2.0"), ("0.25 + 0.5", r"\frac{3}{4}"),
+                  ("1/2/3", r"\frac{1}{6}"), (r"\frac{2}{3} - \frac{1}{3}", "0.333"),
+                  ("x + 1", "1 + x"), ("2x + 4", "2x + 3"), ("x+1", "x+2n+1"), (r"\frac{1}{2}x - y", "-y + 0.5x")]
+    for answer, reference in arithmetic:
+        fast = mp.fast_leaf(mp.Node("scalar", text=answer), mp.Node("scalar", text=reference))
+        slow = sb.expressions_equal(sb.to_sympy(answer), sb.to_sympy(reference), answer, reference)
+        assert fast is not None and fast == bool(slow), (answer, reference)
+    equations = [("4y + 2x - 3 = 0", r"y = -\frac{1}{2}x + \frac{3}{4}"), ("x + y = 1", "2x + 2y = 3"),
+                 ("3a - b + 2c = 7", "-6a + 2b - 4c + 14 = 0"), ("x + y + z = 1", "x + y = 1")]
+    for answer, reference in equations:
+        a, r = mp.parse_answer(answer), mp.parse_answer(reference, reference=True)
+        fast = mp.compare_nodes(a, r, mp.fast_leaf, eq_leaf=mp.linear_eq_leaf).equal
+        slow = mp.compare_nodes(a, r, sb.sympy_leaf, eq_leaf=sb._eq_leaf).equal
+        assert fast is not None and fast == bool(slow), (answer, reference)

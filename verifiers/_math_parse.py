@@ -82,6 +82,17 @@ def _boxes(text: str) -> tuple[list[str], bool]:
     return contents, last_ok
 
 
+def unclosed_box(text: str) -> Optional[str]:
+    """Content of a last ``\\boxed{`` that is never closed, up to the end of ``text`` (a closing ``$`` and
+    trailing punctuation dropped); ``None`` when the last box is closed or empty. Only for references: a
+    completion's unclosed box stays refused (it may be cut off)."""
+    matches = list(_BOX.finditer(text))
+    if not matches or balanced_group(text, matches[-1].end()) is not None:
+        return None
+    rest = re.sub(r"[\s$.]+$", "", text[matches[-1].end():]).strip()
+    return rest or None
+
+
 def _distinct(values: Iterable[str]) -> list[str]:
     seen: dict[str, str] = {}
     for value in values:
@@ -156,6 +167,73 @@ def _conclusion_sentence(text: str, after: int) -> Optional[str]:
     return _prose_number(sentence)
 
 
+# a value stated at the end of a prose sentence: "... which is 1,000.99 m²", "No, it's not 10, it's 12."
+_STATED_NUMBER = r"[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:[.,]\d+)?|\.\d+)"
+_STATED_NUMBER_RE = re.compile(r"(?<![\w.,^_/])" + _STATED_NUMBER + r"(?![\d^_/])")
+_COPULA = re.compile(r"\b(?:is|are|was|were|equals|makes|comes\s+to)\b|(?<=\w)'s\b|(?<!\d):(?!\d)", re.I)
+# a belief is a hedge here ("I think it is 5"), and a bare formula ("Thus x = 42") is no prose statement
+_BELIEF = re.compile(r"\b(?:think|guess|believe|suppose|assume|seems?|likely|probably|roughly|about|around)\b", re.I)
+_NEGATED_NUMBER = re.compile(r"\b(?:not|isn't|aren't|wasn't|weren't)\s+[$€£¥₹]?" + _STATED_NUMBER + r"(?![\d])", re.I)
+_CORRECTION_LEAD = re.compile(r"^(?:no|not|nope)\b[\s,!:]*(?=(?:it|that|this|the)\b)", re.I)
+_NEGATION = re.compile(r"\b(?:not|no|never|none|neither|nor|cannot|wrong|incorrect|false)\b|n't\b", re.I)
+# a sentence that sets a condition or a task ("when n is 5", "we need ... is 5") states no result
+_CONDITION_WORD = re.compile(
+    r"\b(?:when|whenever|if|unless|until|once|where|suppose|assume|let|given|need|needs|find|compute|calculate)\b",
+    re.I,
+)
+# what may follow the value: a currency or unit sign and at most three words that are not arithmetic or
+# comparison words ("5 apples", "2,74 $", "1,000.99m²", "12 sq ft")
+_STATED_TAIL = re.compile(r"(?:\s*[$€£¥₹%°²³])*(?:\s*[a-zA-Zµ²³/^]+\.?){0,3}\s*[.!]*")
+_TAIL_STOP = re.compile(
+    r"\b(?:than|times|more|less|fewer|greater|bigger|smaller|larger|higher|lower|off|per|of|or|and|plus|minus|"
+    r"over|divided|multiplied|if|when|where|for|at|to|from|by|with)\b",
+    re.I,
+)
+# what may lie between an earlier value and the final one: a restatement ("10, which is", "10 it's")
+_RESTATEMENT = re.compile(r"\s*(?:[a-zA-Z²³$€£%]{1,8}\b\s*){0,2},?\s*(?:which|that|it|this|i\.e\.)?\s*", re.I)
+
+
+def _stated_value(text: str, after: int) -> Optional[str]:
+    """The value a last prose sentence (after position ``after``, no LaTeX) states at its end: the only number
+    after its last copula ("is", "it's", ":"), followed by nothing but a unit, a currency sign or a short
+    noun. Earlier numbers must be negated ("not 10") or restated by the final clause ("10, which is 12");
+    any other negation, a hedge, or a condition refuses."""
+    body = _TAIL_NOISE.sub("", text).rstrip().rstrip(".!").rstrip()
+    cut = max((m.end() for m in re.finditer(r"[.!?]\s+|\n", body)), default=0)
+    sentence = body[max(cut, after):].strip()
+    if not sentence or len(sentence) > 200 or "\\" in sentence or not re.search(r"\d", sentence):
+        return None
+    if _HEDGE_WORD.search(sentence) or _BELIEF.search(sentence) or _CONDITION_WORD.search(sentence) \
+            or re.search(_GLUED_CONNECTIVE, sentence, re.I):
+        return None
+    if not any(w.lower() not in _MATH_WORDS for w in re.findall(r"[a-zA-Z]{3,}", sentence)):
+        return None  # a formula ("y=4"), not a sentence
+    copulas = list(_COPULA.finditer(sentence))
+    if not copulas:
+        return None
+    clause_start = copulas[-1].end()
+    clause = sentence[clause_start:]
+    numbers = list(_STATED_NUMBER_RE.finditer(clause))
+    if len(numbers) != 1:
+        return None
+    value = numbers[0]
+    lead, tail = clause[:value.start()], clause[value.end():]
+    if not re.fullmatch(r"\s*(?:\*\*)?\s*[$€£¥₹]?\s*", lead) or not _STATED_TAIL.fullmatch(tail) \
+            or _TAIL_STOP.search(tail) or _NEGATION.search(clause):
+        return None
+    before = sentence[:copulas[-1].start()]
+    remaining = _CORRECTION_LEAD.sub("", _NEGATED_NUMBER.sub(" ", before).strip())
+    if _NEGATION.search(remaining):
+        return None
+    earlier = list(_STATED_NUMBER_RE.finditer(before))
+    if earlier and not _NEGATED_NUMBER.search(before[max(0, earlier[-1].start() - 12):]):
+        between = before[earlier[-1].end():]
+        if not _RESTATEMENT.fullmatch(between) or _TAIL_STOP.search(between):
+            return None
+    percent = "%" if re.match(r"\s*(?:%|percent\b|per\s+cent\b)", tail, re.I) else ""
+    return value.group(0).lstrip("+") + percent
+
+
 _MATH_SPAN = re.compile(r"^(?:\$\$?(.+?)\$?\$|\\\[(.+?)\\\]|\\\((.+?)\\\))$")
 _ANSWER_LIKE = re.compile(
     r"[-+]?\s*(?:\$\s*)?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:\s*/\s*\d+)?\s*(?:%|percent|pct)?"  # 42, 3/4, 50%
@@ -182,6 +260,10 @@ def _last_line_answer(text: str) -> Optional[str]:
         return line
     return None
 
+
+# "x=1orx=-1" (the spaces of "\text{ or }" lost): a connective glued between a value and the next assignment
+_GLUED_CONNECTIVE = r"(?<=[\d)\]}])(?:or|and)(?=(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?'*(?:\([^()=]*\))?\s*=)"
+_CONNECTIVES = re.compile(_GLUED_CONNECTIVE + r"|\b(?:and|or)\b", re.I)
 
 # non-strict extraction: the last math span of the text
 _SPAN_TOKEN = re.compile(r"(?<!\\)\$\$|(?<!\\)\$|\\\[|\\\]|\\\(|\\\)")
@@ -245,7 +327,7 @@ def _bare_math_line(text: str) -> Optional[str]:
     if not line or len(line) > _BARE_LINE_MAX or line.endswith(("=", ":")):
         return None
     plain = re.sub(r"\\(?:text|mathrm|textbf)\s*\{[^{}]*\}", " ", line)
-    plain = re.sub(r"\\[a-zA-Z]+", " ", plain)
+    plain = _CONNECTIVES.sub(" ", re.sub(r"\\[a-zA-Z]+", " ", plain))  # "x = 1 or x = -1" is still math
     if re.search(r"[a-zA-Z]{2,}", plain) or not re.search(r"\d|\\[a-zA-Z]", line):
         return None
     return line
@@ -308,6 +390,9 @@ def extract(text: str, fallback_last_number: bool = False, strict: bool = True) 
         prose = _conclusion_sentence(text, spans[-1][1] if spans else 0)
         if prose:
             return Extraction(prose, "prose_number")
+        stated = _stated_value(text, spans[-1][1] if spans else 0)
+        if stated:
+            return Extraction(stated, "prose_number")
         span = _last_math_span(text)
         if span is not None and (span.answer is not None or span.reason == "hedged"):
             return span
@@ -555,6 +640,117 @@ def as_number(text: str) -> Optional[Fraction]:
     return None
 
 
+_ARITH_TOKEN = re.compile(r"\s*(?:(\d+(?:\.\d*)?|\.\d+)|(\\frac|\\times|\\cdot|\\div)(?![a-zA-Z])|([-+*/(){}]))")
+_ARITH_HINT = re.compile(r"[-+*/(){}]|\\frac|\\times|\\cdot|\\div")
+_ARITH_MAX_TOKENS = 120
+_ARITH_MAX_DEPTH = 20
+
+
+def arithmetic_value(text: str) -> Optional[Fraction]:
+    """Exact value of rational arithmetic on plain numbers (``\\frac{1}{2} + 2/3``, ``1000 - 101 + 1``,
+    ``(3 \\times 4) / 6``), else ``None``. Only ``+ - * / \\times \\cdot \\div``, parentheses, braces and
+    ``\\frac{}{}`` of such terms; anything else (powers, implicit products, letters, a division by zero) gives
+    ``None`` and is left to sympy, which computes the same exact rational."""
+    s = text.strip()
+    if not s or len(s) > 300 or not _ARITH_HINT.search(s):
+        return None
+    tokens: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(s):
+        m = _ARITH_TOKEN.match(s, pos)
+        if not m or m.end() == pos:
+            if s[pos:].strip():
+                return None
+            break
+        pos = m.end()
+        if m.group(1) is not None:
+            tokens.append(("num", m.group(1)))
+        else:
+            tokens.append(("op", m.group(2) or m.group(3)))
+        if len(tokens) > _ARITH_MAX_TOKENS:
+            return None
+    if len(tokens) < 2:
+        return None
+    i = 0
+
+    def peek() -> Optional[str]:
+        return tokens[i][1] if i < len(tokens) and tokens[i][0] == "op" else None
+
+    def expect(op: str) -> None:
+        nonlocal i
+        if peek() != op:
+            raise ValueError(op)
+        i += 1
+
+    def expr(depth: int) -> Fraction:
+        nonlocal i
+        if depth > _ARITH_MAX_DEPTH:
+            raise ValueError("deep")
+        value = term(depth)
+        while peek() in ("+", "-"):
+            op = peek()
+            i += 1
+            rhs = term(depth)
+            value = value + rhs if op == "+" else value - rhs
+        return value
+
+    def term(depth: int) -> Fraction:
+        nonlocal i
+        value = unary(depth)
+        while peek() in ("*", "/", "\\times", "\\cdot", "\\div"):
+            op = peek()
+            i += 1
+            rhs = unary(depth)
+            value = value / rhs if op in ("/", "\\div") else value * rhs
+        return value
+
+    def unary(depth: int) -> Fraction:
+        nonlocal i
+        op = peek()
+        if op in ("+", "-"):
+            i += 1
+            value = unary(depth + 1)
+            return -value if op == "-" else value
+        return atom(depth)
+
+    def atom(depth: int) -> Fraction:
+        nonlocal i
+        if i >= len(tokens):
+            raise ValueError("end")
+        kind, tok = tokens[i]
+        if kind == "num":
+            i += 1
+            return Fraction(Decimal(tok))
+        if tok in ("(", "{"):
+            i += 1
+            value = expr(depth + 1)
+            expect(")" if tok == "(" else "}")
+            return value
+        if tok == "\\frac":
+            i += 1
+            expect("{")
+            num = expr(depth + 1)
+            expect("}")
+            expect("{")
+            den = expr(depth + 1)
+            expect("}")
+            return num / den
+        raise ValueError(tok)
+
+    try:
+        value = expr(0)
+    except (ValueError, ZeroDivisionError, InvalidOperation, ArithmeticError, RecursionError):
+        return None
+    return value if i == len(tokens) else None
+
+
+def number_value(text: str) -> Optional[Fraction]:
+    """:func:`as_number`, else :func:`arithmetic_value`: the exact value of a plain number or of rational
+    arithmetic on plain numbers."""
+    value = as_number(text)
+    return value if value is not None else arithmetic_value(text)
+
+
 def decimal_places(text: str) -> Optional[int]:
     """Digits after the point of a plain decimal literal (``"3.14"`` -> 2), else ``None``."""
     m = re.fullmatch(r"[+-]?\d*\.(\d+)", text.strip().replace(",", ""))
@@ -728,14 +924,17 @@ def _top_level_split(s: str, pattern: re.Pattern) -> list[str]:
 
 
 _LIST_SEP = re.compile(
-    r"\s*(?:,|;|\\quad|\\qquad|\s(?:and|or)\s|(?<=[)\]])or(?=[(\[])|\\text\s*\{\s*(?:and|or)\s*\}|\\(?:land|lor|vee|wedge)\b)\s*",
+    r"\s*(?:,|;|\\quad|\\qquad|\s(?:and|or)\s|(?<=[)\]])or(?=[(\[])|\\text\s*\{\s*(?:and|or)\s*\}|\\(?:land|lor|vee|wedge)\b"
+    r"|" + _GLUED_CONNECTIVE + r")\s*",
     re.I,
 )
 _COMMA_SEP = re.compile(r"\s*[,;]\s*")
 _CUP_SEP = re.compile(r"\s*\\cup\s*|\s*\\union\s*|\s+U\s+")
 _EQ_SEP = re.compile(r"\s*(?<![<>!\\])=(?!=)\s*")
 _REL = re.compile(r"<|>|\\le\b|\\ge\b|\\ne\b|\\neq\b")
-_MATRIX = re.compile(r"\\begin\{([pbBvV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}", re.S)
+# one environment: its body never closes it (two matrices joined by "+" are arithmetic, not one matrix)
+_MATRIX = re.compile(r"\\begin\{([pbBvV]?matrix|array)\}(?:\{[^{}]*\})?((?:(?!\\end\{\1\}).)*)\\end\{\1\}", re.S)
+_MATRIX_ENV = re.compile(r"\\begin\{[pbBvV]?matrix\}")
 _ASSIGN_LHS = re.compile(
     r"(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?[\w,]+\}?|_\d)?'*(?:\s*\([a-zA-Z0-9_,\s]*\))?"
 )
@@ -782,7 +981,7 @@ def text_key(s: str) -> str:
 def is_prose(s: str) -> bool:
     """A sentence rather than a formula: three or more words of 3+ letters that are not math words
     (``"No integer solutions"``, ``"The function is periodic, with a period of 8"``)."""
-    plain = re.sub(r"\\[a-zA-Z]+", " ", s)
+    plain = re.sub(r"\\(?:begin|end)\s*\{[^{}]*\}|\\[a-zA-Z]+", " ", s)  # \begin{pmatrix} is no word
     words = [w for w in re.findall(r"[a-zA-Z]{3,}", plain) if w.lower() not in _MATH_WORDS]
     return len(words) >= 3
 
@@ -1126,7 +1325,7 @@ def label_value(node: Node) -> Optional[Node]:
 
 def _chain_numbers(node: Node) -> Optional[bool]:
     """Fast check that all sides of a constant equation chain are equal; ``None`` if sympy is needed."""
-    values = [as_number(side.text) if side.kind == "scalar" else None for side in node.items]
+    values = [number_value(side.text) if side.kind == "scalar" else None for side in node.items]
     if any(v is None for v in values):
         return None
     return all(v == values[0] for v in values)
@@ -1136,8 +1335,86 @@ def _label_key(node: Node) -> str:
     return re.sub(r"\s+|\|", "", node.items[0].text)
 
 
+_LINEAR_TERM = re.compile(
+    r"\s*([-+])?\s*(\d+(?:\.\d+)?|\.\d+|\\frac\s*\{\s*(\d+)\s*\}\s*\{\s*(\d+)\s*\})?\s*(?:\*|\\cdot)?\s*([a-df-hj-zA-Z])?\s*"
+)
+
+
+def linear_form(text: str) -> Optional[tuple[dict, Fraction]]:
+    """``({variable: coefficient}, constant)`` of a linear expression with rational coefficients such as
+    ``5x - 7y + \\frac{1}{2}z + 4`` (single-letter variables other than ``e`` and ``i``), else ``None``."""
+    s = text.strip()
+    if not s or len(s) > 200:
+        return None
+    coefficients: dict[str, Fraction] = {}
+    constant = Fraction(0)
+    pos, first = 0, True
+    while pos < len(s):
+        m = _LINEAR_TERM.match(s, pos)
+        if not m or m.end() == pos or (m.group(1) is None and not first):
+            return None
+        sign, number, num, den, var = m.groups()
+        if number is None and var is None:
+            return None
+        try:
+            value = Fraction(int(num), int(den)) if num is not None else \
+                Fraction(Decimal(number)) if number is not None else Fraction(1)
+        except (ZeroDivisionError, InvalidOperation):
+            return None
+        if sign == "-":
+            value = -value
+        if var is None:
+            constant += value
+        else:
+            coefficients[var] = coefficients.get(var, Fraction(0)) + value
+        pos, first = m.end(), False
+    return {k: c for k, c in coefficients.items() if c}, constant
+
+
+def _linear_equation(node: Node) -> Optional[tuple[dict, Fraction]]:
+    """``lhs - rhs`` of a two-sided linear equation with at least one variable, else ``None``."""
+    if node.kind != "eq" or len(node.items) != 2 or not all(i.kind == "scalar" for i in node.items):
+        return None
+    forms = [linear_form(i.text) for i in node.items]
+    if any(f is None for f in forms):
+        return None
+    (lc, lk), (rc, rk) = forms
+    if not re.search(r"[a-zA-Z]", node.items[0].text + node.items[1].text):
+        return None
+    diff = {v: lc.get(v, Fraction(0)) - rc.get(v, Fraction(0)) for v in set(lc) | set(rc)}
+    return {v: c for v, c in diff.items() if c}, lk - rk
+
+
+def linear_identity(node: Node) -> bool:
+    """A linear equation with variables whose sides are equal for every value (``2x + 1 = 1 + 2x``)."""
+    form = _linear_equation(node)
+    return form is not None and not form[0] and form[1] == 0
+
+
+def linear_eq_leaf(a: Node, r: Node) -> Optional[bool]:
+    """Two linear equations (``5x - 7y + 11z + 4 = 0``): equal when ``lhs - rhs`` of one is a non-zero constant
+    multiple of the other's, exactly as the sympy comparison decides it; ``None`` when either is not linear."""
+    fa, fr = _linear_equation(a), _linear_equation(r)
+    if fa is None or fr is None:
+        return None
+    (ca, ka), (cr, kr) = fa, fr
+    if not ca or not cr:  # an identity, or no variable left: never equal to an equation
+        return False
+    if set(ca) != set(cr):
+        return False
+    var = next(iter(ca))
+    ratio = ca[var] / cr[var]
+    return all(ca[v] == ratio * cr[v] for v in ca) and ka == ratio * kr
+
+
+def is_matrix_arithmetic(node: Node) -> bool:
+    """A scalar leaf that computes with matrices (``A + B``, ``2A``, ``AB`` with explicit matrices)."""
+    return node.kind == "scalar" and bool(_MATRIX_ENV.search(node.text))
+
+
 def compare_nodes(a: Node, r: Node, leaf: Leaf, *, eq_leaf: Optional[Callable] = None,
-                  set_leaf: Optional[Callable] = None, chain_leaf: Optional[Callable] = None) -> Outcome:
+                  set_leaf: Optional[Callable] = None, chain_leaf: Optional[Callable] = None,
+                  matrix_leaf: Optional[Callable] = None) -> Outcome:
     """Compare answer ``a`` with reference ``r``.
 
     ``leaf(a, r)`` compares two ``scalar``/``text`` nodes; ``eq_leaf(a, r)`` two non-assignment
@@ -1145,7 +1422,8 @@ def compare_nodes(a: Node, r: Node, leaf: Leaf, *, eq_leaf: Optional[Callable] =
     sides of a constant equation are equal (all three default to "unknown").
     Rules: tuples, pairs and matrices compare in order; sets and plain lists unordered; intervals need
     equal endpoints and equal open/closed ends; a list of several answers never equals a single reference
-    (reason ``multiple_answers``). Equations: ``x = 5``, ``f(1) = 5`` and ``a_{n} \\bmod 4 = 5`` stand for
+    (reason ``multiple_answers``); matrix arithmetic (``A + B`` with explicit matrices) against a matrix goes
+    to ``matrix_leaf(a, r)``, which evaluates it (default "unknown"). Equations: ``x = 5``, ``f(1) = 5`` and ``a_{n} \\bmod 4 = 5`` stand for
     their right side; a consistent computation ``1000 - 101 + 1 = 900`` for its last side; identical
     sides (``2 = 2``, ``x = x``) are refused (reason ``tautology``), a false constant equation
     (``2 + 2 = 5``, reason ``false_equation``) and an equation still to solve (``2x = 10``, reason
@@ -1160,6 +1438,7 @@ def compare_nodes(a: Node, r: Node, leaf: Leaf, *, eq_leaf: Optional[Callable] =
     eq_leaf = eq_leaf or unknown
     set_leaf = set_leaf or unknown
     chain_leaf = chain_leaf or _chain_numbers
+    matrix_leaf = matrix_leaf or unknown
 
     def eq(x: Node, y: Node) -> Optional[bool]:
         return _cmp(x, y).equal
@@ -1255,6 +1534,9 @@ def compare_nodes(a: Node, r: Node, leaf: Leaf, *, eq_leaf: Optional[Callable] =
         # ordered structures
         if x.kind in ("pair", "tuple") and y.kind in ("pair", "tuple"):
             return Outcome(_ordered(list(x.items), list(y.items), eq))
+        shaped = ("matrix", "pair", "tuple")
+        if (is_matrix_arithmetic(x) and y.kind in shaped) or (is_matrix_arithmetic(y) and x.kind in shaped):
+            return Outcome(matrix_leaf(x, y))  # "A + B" against the matrix it evaluates to
         if x.kind == "matrix" or y.kind == "matrix":
             return Outcome(_compare_matrix(x, y, eq))
         if x.kind in ("pair", "interval") and y.kind in ("pair", "interval"):
@@ -1388,9 +1670,19 @@ def fast_leaf(a: Node, r: Node, percent_context: bool = False) -> Optional[bool]
         return _text_equal(a, r)
     if _space_key(a_text) == _space_key(r_text) and a.percent == r.percent:
         return True
-    a_num, r_num = as_number(a_text), as_number(r_text)
+    a_num = as_number(a_text)
+    if a_num is None:
+        a_num = arithmetic_value(a_text)  # "\\frac{1}{2} + \\frac{1}{72}": exact, as sympy would compute it
+    r_num = as_number(r_text) if a_num is not None else None
+    if a_num is not None and r_num is None:
+        r_num = arithmetic_value(r_text)
     if a_num is not None and r_num is not None:
         return any(x == y for x, y in percent_pairs(a_num, a.percent, r_num, r.percent, percent_context))
+    if not (a.percent or r.percent or percent_context) and not re.search(r"[A-Z]", a_text + r_text):
+        la = linear_form(a_text)  # "x + 1" against "1 + x": polynomial identity, as sympy decides it
+        lr = linear_form(r_text) if la is not None else None
+        if la is not None and lr is not None and (la[0] or lr[0]):
+            return la == lr
     return None
 
 
@@ -1442,8 +1734,9 @@ def answer_class(node: Node, leaf_class: Callable[[Node], str]) -> str:
 
 
 def fast_leaf_class(node: Node) -> Optional[str]:
-    """Class of a scalar leaf when it is a plain number (``"1/2"``) or a choice letter; else ``None``."""
-    value = as_number(node.text)
+    """Class of a scalar leaf when it is a plain number (``"1/2"``) or rational arithmetic on plain numbers
+    (``"1/2 + 1/3"`` -> ``"5/6"``, the class sympy gives it); else ``None``."""
+    value = number_value(node.text)
     if value is not None:
         return format_number(value) + ("%" if node.percent else "")
     return None

@@ -94,17 +94,99 @@ def to_sympy(text: str) -> sympy.Basic | None:
         return None
     if isinstance(expr, sympy.MatrixBase):
         return expr
+    if _has_matrix(expr):  # matrix arithmetic: A + B, 2A, AB, A^2 with explicit matrices
+        return explicit_matrix(expr)
     try:
         return expr.xreplace({f: sympy.Rational(str(f)) for f in expr.atoms(sympy.Float)})
     except Exception:
         return expr
 
 
+MAX_MATRIX_SIDE = 10
+MAX_MATRIX_POWER = 20
+
+
+def _has_matrix(expr) -> bool:
+    if isinstance(expr, (sympy.MatrixBase, sympy.MatrixExpr)):
+        return True
+    try:
+        return any(isinstance(node, sympy.MatrixBase) for node in sympy.preorder_traversal(expr))
+    except Exception:
+        return False
+
+
+def explicit_matrix(expr) -> sympy.MatrixBase | None:
+    """The explicit matrix that matrix arithmetic (sums, scalar multiples, products, small integer powers of
+    explicit matrices, at most ``MAX_MATRIX_SIDE`` a side) evaluates to, or ``None``."""
+    if isinstance(expr, sympy.MatrixBase):
+        return expr if max(expr.shape) <= MAX_MATRIX_SIDE else None
+    try:
+        if isinstance(expr, (sympy.Pow, sympy.MatPow)):
+            base = explicit_matrix(expr.base) if _has_matrix(expr.base) else None
+            if base is None or not expr.exp.is_Integer or abs(int(expr.exp)) > MAX_MATRIX_POWER:
+                return None
+            return base ** int(expr.exp)
+        if isinstance(expr, (sympy.MatAdd, sympy.Add)):
+            parts = [explicit_matrix(a) for a in expr.args]
+            return None if any(p is None for p in parts) else functools.reduce(lambda u, v: u + v, parts)
+        if isinstance(expr, (sympy.MatMul, sympy.Mul)):
+            value = None
+            for arg in expr.args:
+                factor = explicit_matrix(arg) if _has_matrix(arg) else arg
+                if factor is None:
+                    return None
+                value = factor if value is None else value * factor
+            return value if isinstance(value, sympy.MatrixBase) else None
+    except Exception:  # shapes that do not fit, a singular inverse
+        return None
+    return None
+
+
 def _is_zero(expr: sympy.Expr) -> bool:
     if expr == 0:
         return True
+    if _clearly_nonzero(expr):  # a proof of zero is then impossible: skip simplify (the costly part)
+        return False
     try:
         return sympy.simplify(expr) == 0
+    except Exception:
+        return False
+
+
+_BINDING = (sympy.Sum, sympy.Product, sympy.Integral, sympy.Derivative, sympy.Lambda, sympy.Subs)
+
+
+def _at(expr: sympy.Basic, subs: dict) -> sympy.Basic:
+    """``expr`` with its free symbols set to numbers: ``xreplace`` (fast), or ``subs`` when the expression binds
+    variables of its own (sums, integrals, derivatives), where a bound name must stay untouched."""
+    if expr.has(*_BINDING):
+        return expr.subs(subs)
+    return expr.xreplace(subs)
+
+
+def _point(k: int, count: int) -> list:
+    """The ``k``-th deterministic point for ``count`` symbols (30-digit floats)."""
+    return [_POINT_FLOATS[(k + i) % len(_POINTS)][i] if i < 8 else
+            sympy.Float(_POINTS[(k + i) % len(_POINTS)] + 0.1 * i, 30) for i in range(count)]
+
+
+_POINT_FLOATS = [[sympy.Float(p + 0.1 * i, 30) for i in range(8)] for p in _POINTS]
+
+
+@functools.lru_cache(maxsize=2048)
+def _clearly_nonzero(expr) -> bool:
+    """An expression in variables with small literals that evaluates to a clearly non-zero value at one of two
+    deterministic points: it is not identically zero, so ``simplify`` cannot prove it zero."""
+    try:
+        if not isinstance(expr, sympy.Expr) or not expr.free_symbols or expr.has(*_BINDING) \
+                or magnitude_digits(expr) > SMALL_MAGNITUDE_DIGITS:
+            return False  # sums and integrals: evaluating them at a point costs more than it saves
+        symbols = sorted(expr.free_symbols, key=str)
+        for k in range(2):
+            value = _numeric(_at(expr, dict(zip(symbols, _point(k, len(symbols))))), 30)
+            if value is not None and abs(value) > 1e-9:
+                return True
+        return False
     except Exception:
         return False
 
@@ -129,8 +211,8 @@ def _points_agree(a: sympy.Expr, b: sympy.Expr) -> bool | None:
     symbols = sorted(a.free_symbols | b.free_symbols, key=str)
     agreed = 0
     for k in range(len(_POINTS)):
-        subs = {s: sympy.Float(_POINTS[(k + i) % len(_POINTS)] + 0.1 * i, 30) for i, s in enumerate(symbols)}
-        x, y = _numeric(a.subs(subs), 30), _numeric(b.subs(subs), 30)
+        subs = dict(zip(symbols, _point(k, len(symbols))))
+        x, y = _numeric(_at(a, subs), 30), _numeric(_at(b, subs), 30)
         if x is None or y is None:
             continue
         if not _close(x, y, SYMBOLIC_REL_TOL) and abs(x - y) > 1e-12:
@@ -312,6 +394,9 @@ def node_to_set(node: Node) -> sympy.Set | None:
         symbols = getattr(expr, "free_symbols", set())
         if len(symbols) != 1:
             return None
+        simple = _bounds_as_interval(expr, next(iter(symbols)))
+        if simple is not None:
+            return simple
         try:
             return expr.as_set()
         except Exception:
@@ -320,6 +405,35 @@ def node_to_set(node: Node) -> sympy.Set | None:
         expr = to_sympy(node.text)
         return expr if isinstance(expr, sympy.Set) else None
     return None
+
+
+_ORDER = (sympy.StrictLessThan, sympy.LessThan, sympy.StrictGreaterThan, sympy.GreaterThan)
+
+
+def _bounds_as_interval(expr, symbol) -> sympy.Set | None:
+    """``2 < x \\le 3``, ``x > 5``: bounds of the variable itself by real constants, as the interval
+    ``as_set`` would give (without its general inequality solver, the costly part); ``None`` otherwise."""
+    parts = expr.args if isinstance(expr, sympy.And) else (expr,)
+    result = sympy.Interval(-sympy.oo, sympy.oo)
+    for rel in parts:
+        if not isinstance(rel, _ORDER):
+            return None
+        if rel.lhs == symbol and not rel.rhs.free_symbols:
+            bound, variable_left = rel.rhs, True
+        elif rel.rhs == symbol and not rel.lhs.free_symbols:
+            bound, variable_left = rel.lhs, False
+        else:
+            return None
+        if bound.is_extended_real is not True:
+            return None
+        strict = isinstance(rel, (sympy.StrictLessThan, sympy.StrictGreaterThan))
+        less = isinstance(rel, (sympy.StrictLessThan, sympy.LessThan))
+        if variable_left == less:  # x < b, b > x: an upper bound
+            part = sympy.Interval(-sympy.oo, bound, right_open=strict)
+        else:
+            part = sympy.Interval(bound, sympy.oo, left_open=strict)
+        result = sympy.Intersection(result, part)
+    return result
 
 
 def _set_leaf(a: Node, r: Node) -> bool:
@@ -341,6 +455,8 @@ def _eq_leaf(a: Node, r: Node) -> bool:
     da, dr = sides
     if _is_zero(da) or _is_zero(dr):
         return False
+    if _clearly_not_proportional(da, dr):  # simplify could not find a constant ratio either
+        return False
     try:
         ratio = sympy.simplify(da / dr)
     except Exception:
@@ -350,12 +466,64 @@ def _eq_leaf(a: Node, r: Node) -> bool:
     symbols = sorted(da.free_symbols | dr.free_symbols, key=str)
     ratios = []
     for k in range(len(_POINTS)):
-        subs = {s: sympy.Float(_POINTS[(k + i) % len(_POINTS)] + 0.1 * i, 30) for i, s in enumerate(symbols)}
-        x, y = _numeric(da.subs(subs), 30), _numeric(dr.subs(subs), 30)
+        subs = dict(zip(symbols, _point(k, len(symbols))))
+        x, y = _numeric(_at(da, subs), 30), _numeric(_at(dr, subs), 30)
         if x is None or y is None or abs(y) < 1e-12:
             continue
         ratios.append(x / y)
     return len(ratios) >= 3 and abs(ratios[0]) > 1e-12 and all(_close(q, ratios[0], SYMBOLIC_REL_TOL) for q in ratios)
+
+
+def _clearly_not_proportional(da: sympy.Expr, dr: sympy.Expr) -> bool:
+    """``da / dr`` takes clearly different values at the deterministic points (small literals only), so it is
+    not a constant."""
+    try:
+        if magnitude_digits(da) + magnitude_digits(dr) > SMALL_MAGNITUDE_DIGITS or da.has(*_BINDING) \
+                or dr.has(*_BINDING):
+            return False
+        symbols = sorted(da.free_symbols | dr.free_symbols, key=str)
+        if not symbols:
+            return False
+        ratios = []
+        for k in range(3):
+            subs = dict(zip(symbols, _point(k, len(symbols))))
+            x, y = _numeric(_at(da, subs), 30), _numeric(_at(dr, subs), 30)
+            if x is None or y is None or abs(y) < 1e-9:
+                continue
+            ratios.append(x / y)
+        return any(abs(q - ratios[0]) > 1e-6 * max(abs(q), abs(ratios[0]), 1e-9) for q in ratios[1:])
+    except Exception:
+        return False
+
+
+def _node_matrix(node: Node) -> tuple[tuple[int, int], list] | None:
+    """(shape, entries) of a matrix node, a tuple (a column), or a leaf of matrix arithmetic (evaluated)."""
+    if node.kind == "matrix":
+        if not all(c.kind == "scalar" for row in node.rows for c in row):
+            return None
+        entries = [_leaf_expr(c) for row in node.rows for c in row]
+        return (len(node.rows), len(node.rows[0])), entries
+    if node.kind in ("pair", "tuple") and all(i.kind == "scalar" for i in node.items):
+        return (len(node.items), 1), [_leaf_expr(i) for i in node.items]
+    if node.kind == "scalar":
+        matrix = to_sympy(node.text)
+        if isinstance(matrix, sympy.MatrixBase):
+            return matrix.shape, list(matrix)
+    return None
+
+
+def _matrix_leaf(a: Node, r: Node) -> bool:
+    """Matrix arithmetic against a matrix (or a tuple): evaluated, then compared entry by entry (a row or
+    column vector equals the tuple of its entries, as in the structural comparison)."""
+    ma, mr = _node_matrix(a), _node_matrix(r)
+    if ma is None or mr is None:
+        return False
+    (shape_a, items_a), (shape_r, items_r) = ma, mr
+    if any(not isinstance(e, sympy.Expr) for e in items_a + items_r):
+        return False
+    if shape_a != shape_r and not (1 in shape_a and 1 in shape_r and len(items_a) == len(items_r)):
+        return False
+    return all(expressions_equal(x, y) for x, y in zip(items_a, items_r))
 
 
 def _chain_leaf(node: Node) -> bool:
@@ -375,7 +543,10 @@ def _is_identity(node: Node) -> bool:
     values = [_leaf_expr(i) for i in node.items]
     if not all(isinstance(v, sympy.Expr) for v in values):
         return False
-    return all(_is_zero(v - values[0]) for v in values[1:])
+    others = set().union(*(v.free_symbols for v in values[1:]))
+    if values[0].is_Symbol and values[0] not in others:  # "F_n = <expression without F_n>": no identity
+        return False
+    return all(_is_zero(values[0] - v) for v in values[1:])  # lhs - rhs, as _eq_leaf writes it
 
 
 def sympy_leaf(a: Node, r: Node, percent_context: bool = False) -> bool:
@@ -404,10 +575,14 @@ def leaf_class(node: Node) -> str:
     expr = _leaf_expr(node)
     if expr is None:
         return re.sub(r"\s+", "", node.text)
+    if isinstance(expr, sympy.MatrixBase):  # evaluated matrix arithmetic: the form of a matrix node's class
+        return "[" + "; ".join(", ".join(str(cell) for cell in expr.row(i)) for i in range(expr.rows)) + "]"
     try:
         if isinstance(expr, sympy.Expr):
             expr = expr.doit()  # latex2sympy leaves e.g. sqrt(4) unevaluated
-            if expr.is_rational_function():
+            if expr.is_polynomial():  # the form cancel gives a polynomial, at a tenth of the cost
+                expr = sympy.expand(expr)
+            elif expr.is_rational_function():
                 expr = sympy.cancel(expr)
         text = str(expr)
     except Exception:  # e.g. an integer too long to print (sys.get_int_max_str_digits)
@@ -427,7 +602,7 @@ def compare(answer: str, reference: str, percent_context: bool = False) -> dict:
         return {"equal": False, "method": "sympy", "answer_class": None, "reason": "tautology"}
     outcome: Outcome = compare_nodes(
         a_node, r_node, lambda x, y: sympy_leaf(x, y, percent_context),
-        eq_leaf=_eq_leaf, set_leaf=_set_leaf, chain_leaf=_chain_leaf,
+        eq_leaf=_eq_leaf, set_leaf=_set_leaf, chain_leaf=_chain_leaf, matrix_leaf=_matrix_leaf,
     )
     equal = bool(outcome.equal)
     reply = {"equal": equal, "method": "sympy"}
@@ -461,6 +636,10 @@ def main() -> None:
     _limit_memory()
     sys.setrecursionlimit(3000)
     compare(r"x+1", r"\frac{1}{2}")  # load the LaTeX parser before reporting ready
+    compare(r"x < 1", r"(-\infty, 1)")  # and what sympy imports lazily: relations as sets, equations, matrices
+    compare(r"2x + 2 = 0", r"x + 1 = 0")
+    compare(r"\begin{pmatrix}1 & 0 \\ 0 & 1\end{pmatrix} + \begin{pmatrix}1 & 0 \\ 0 & 1\end{pmatrix}",
+            r"\begin{pmatrix}2 & 0 \\ 0 & 2\end{pmatrix}")
     out.write('{"ready": true}\n')
     out.flush()
     for line in sys.stdin:

@@ -60,13 +60,18 @@ def extract_answer(text: str, *, fallback_last_number: bool = False, strict: boo
       number, ``x = 5``, ``(B)``, or a single ``$...$``/``\\[...\\]`` math span).
     - Not ``strict``: a closing prose sentence after the last math span that starts "Therefore/Thus/So/Hence"
       and holds exactly one number and no hedge or negation ("Therefore, there are 12 such sequences.").
+    - Not ``strict``: a last prose sentence that states a value at its end, after its last "is"/"it's"/":"
+      ("... which is 1,000.99 m²", "Total: 3,50 €", "No, it's not 10, it's 12"): one number in that clause,
+      followed only by a unit, a currency sign or a short noun; earlier numbers must be negated ("not 10")
+      or restated ("10, which is ..."); a hedge, a belief ("I think"), another negation, a condition or a
+      comparison refuses.
     - A "final answer" phrase after the last box wins over the boxes; a prose final answer gives its only
       number; chat-template tokens and "I hope it is correct." at the end are ignored.
     - Not ``strict``: the last math span of the text (``$...$``, ``$$...$$``, ``\\(...\\)``, ``\\[...\\]``;
       ``$`` is ignored when it occurs an odd number of times, as a currency sign). Refused when its line
       hedges before it ("maybe $5$"); several spans on that line joined by "or" are several answers.
     - Not ``strict``: the last non-empty line when it is nothing but LaTeX (``\\frac{10}{9}``, at most 80
-      characters, no words outside ``\\text{}``).
+      characters, no words outside ``\\text{}`` but "and"/"or" between answers, also glued: ``x=1orx=-1``).
     - With ``fallback_last_number``, the last number in the text.
 
     Strict mode is the policy of the marked forms only; it finds no answer in "Therefore $x \\geq 5$ is
@@ -92,6 +97,9 @@ def _reference_text(reference: Any) -> str:
             boxed = mp.extract(reference)
             if boxed.answer is not None:
                 return boxed.answer
+            unclosed = mp.unclosed_box(reference)
+            if unclosed:  # a reference is trusted: a box its author left open runs to the end
+                return unclosed
         if len(reference) > 200 and mp._PHRASE.search(reference):  # a worked solution as the reference
             found = mp.extract(reference)
             if found.answer is not None and not found.multiple:
@@ -136,7 +144,10 @@ class MathVerifier(Verifier):
     (``30^\\circ``, ``5\\text{ cm}``), multiple-choice letters (``(B)``, ``B``, ``\\text{B}``) and text
     answers (case-insensitive; a yes/no reference matches an answer starting with that word), MATH-style
     thousands (``32,\\!349``), spaced thousands (``1 000``), labelled answers (``AB = 4``, ``|AB| = 1``,
-    ``V_1:V_2 = 11:21``, ``(p, q) = (3, 2)``, on either side), clock times (``12:00``).
+    ``V_1:V_2 = 11:21``, ``(p, q) = (3, 2)``, on either side), clock times (``12:00``), matrix arithmetic
+    with explicit matrices (``A + B``, ``2A``, ``AB``, ``A^{3}`` against the matrix they evaluate to).
+    Rational arithmetic on plain numbers (``\\frac{1}{3} + \\frac{1}{6}``), linear expressions (``x + 1``) and
+    linear equations (``2x + 4y - 3 = 0``) are decided in-process, with the verdicts sympy would give.
 
     Never equal: undefined values (a division by zero such as ``1/0`` or ``12:00`` read as a ratio, sympy's
     ``zoo`` and ``nan``), themselves included. Large factorials and powers are compared exactly (rationals)
@@ -169,7 +180,8 @@ class MathVerifier(Verifier):
         max_workers: sympy worker processes (and threads) used by :meth:`verify_batch`; default
             ``min(2, cpu_count)``. Fast-path items never leave the calling thread.
 
-    References may be ``str`` (a ``\\boxed{}`` or a ``#### N`` inside is extracted), ``int``, ``float``,
+    References may be ``str`` (a ``\\boxed{}`` or a ``#### N`` inside is extracted; a box the reference never
+    closes runs to its end), ``int``, ``float``,
     ``Fraction`` or ``Decimal``; other types and non-``str`` completions give an error verdict
     (``TypeError``), never an exception.
     """
@@ -209,7 +221,10 @@ class MathVerifier(Verifier):
         a_node = _parse_answer(found.answer)
         if a_node.kind == "empty":
             return Verdict(0.0, False, None, detail={**detail, "reason": "empty_answer"}), None
-        outcome = mp.compare_nodes(a_node, r_node, lambda a, r: mp.fast_leaf(a, r, context))
+        if a_node.kind == "eq" and mp.linear_identity(a_node):  # "2x + 1 = 1 + 2x" says nothing
+            return _verdict(False, None, {**detail, "reason": "tautology"}, method="fast_path"), None
+        outcome = mp.compare_nodes(a_node, r_node, lambda a, r: mp.fast_leaf(a, r, context),
+                                   eq_leaf=mp.linear_eq_leaf)
         if outcome.equal is not None:
             if outcome.reason:
                 detail["reason"] = outcome.reason
