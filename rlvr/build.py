@@ -70,8 +70,7 @@ def build(cfg: Config, dist) -> Built:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay,
                                   betas=tuple(cfg.train.adam_betas))
-    with parallel.full_weights(model):  # vLLM copies the weights at start
-        engine_name, engine = _engine(cfg, model, tokenizer, rollout_p)
+    engine_name, engine = _engine(cfg, model, tokenizer, rollout_p)  # vLLM: first sync (FSDP: layer by layer)
     return Built(device, train_p, rollout_p, model_path, tokenizer, model, ref_model, optimizer, engine_name, engine,
                  parallel)
 

@@ -31,13 +31,13 @@ class BatchCollector:
         engine: the rollout engine. reward: `rlvr.scoring.Reward`. sampler: `PromptSampler` over the train split.
         train: the train split (columns prompt, reference). prompt_ids: its rendered, tokenised prompts.
         group_filter / adv_fn: registry entries. cfg: the Config. dist: `rlvr.distributed.Dist`.
-        full_weights: context factory in which the policy holds its whole weights (rlvr/parallel.py; FSDP
-            gathers them for the generation), default none needed.
+        engine_context: engine -> the context generation runs in (rlvr/parallel.py `for_engine`: FSDP gathers
+            the weights for an engine that runs the policy module); default none.
     """
 
     def __init__(self, engine, reward, sampler, train, prompt_ids, group_filter, adv_fn, cfg, dist,
-                 full_weights=None):
-        self.full_weights = full_weights or contextlib.nullcontext
+                 engine_context=None):
+        self.engine_context = engine_context or (lambda engine: contextlib.nullcontext())
         self.engine, self.reward, self.sampler, self.train = engine, reward, sampler, train
         self.prompt_ids, self.group_filter, self.adv_fn, self.cfg, self.dist = (prompt_ids, group_filter, adv_fn,
                                                                                cfg, dist)
@@ -68,7 +68,7 @@ class BatchCollector:
         ta = time.perf_counter()
         idx = self.sampler.indices(step) if r == 0 else self.sampler.extra_indices(step, r, exclude=seen)
         mine = self.dist.shard(len(idx))  # all of them when alone
-        with self.full_weights():
+        with self.engine_context(self.engine):
             groups = self.engine.generate([self.prompt_ids[i] for i in idx[mine]], G, self.params,
                                           seed=step_seed(self.cfg.seed, step, r), index_offset=mine.start)
         tb = time.perf_counter()

@@ -28,7 +28,8 @@ optimizer step (rlvr/update.py `balanced_deal`).
 Generation and evaluation under FSDP run inside `full_weights()`: every rank all-gathers every layer once, keeps
 it unsharded while the rollout engine decodes (ranks decode different numbers of tokens, so per-layer gathers
 could not line up), then reshards. Peak memory is then one full copy of the weights in the compute dtype per rank
-(as verl's HF rollout); the vLLM engine takes its weights inside the same context.
+(as verl's HF rollout). The vLLM engine needs no gathered policy: it syncs from the shards one layer at a time
+(rlvr/rollouts/vllm.py `fsdp_weight_stream`).
 
 Source: PyTorch FSDP2 (`fully_shard`, `MixedPrecisionPolicy`; Zhao et al. 2023, arXiv 2304.11277 for FSDP),
 DistributedDataParallel (Li et al. 2020, arXiv 2006.15704), torch.distributed.checkpoint.
@@ -72,6 +73,11 @@ class Single:
     def full_weights(self, model=None):
         """Context in which `model` has its whole weights on every rank (generation, evaluation, weight sync)."""
         return contextlib.nullcontext()
+
+    def for_engine(self, engine):
+        """`full_weights()` when `engine` runs the policy module itself (HF engine), else nothing: vLLM samples
+        from its own copy, synced layer by layer."""
+        return self.full_weights() if getattr(engine, "reads_policy_modules", True) else contextlib.nullcontext()
 
     def clip_grad_norm(self, params: list[torch.Tensor], max_norm: float) -> float:
         """Clip the global gradient norm of `params` to `max_norm`; returns the norm before clipping (float)."""

@@ -162,7 +162,7 @@ class Trainer:
         self.eval_prompt_ids = [self._tokenize(q) for q in self.splits.eval["prompt"]]
         self.sampler = PromptSampler(len(self.train_prompt_ids), cfg.train.prompts_per_step, cfg.seed)
         self.collector = BatchCollector(b.engine, self.reward, self.sampler, self.splits.train, self.train_prompt_ids,
-                                        group_filter, adv_fn, cfg, self.dist, full_weights=self.parallel.full_weights)
+                                        group_filter, adv_fn, cfg, self.dist, engine_context=self.parallel.for_engine)
         self.updater = PolicyUpdater(self.model, self.optimizer, loss_fn, cfg, self.parallel, self.device,
                                      self.pad_id, ref_model=self.ref_model)
         self.monitor = None
@@ -197,8 +197,7 @@ class Trainer:
         train_metrics = self.updater.update(batch)
         t_sync = time.perf_counter()
         if train_metrics["updates"]:
-            with self.parallel.full_weights():  # vLLM: reload_weights + reset_prefix_cache; HF: nothing to copy
-                self.engine.update_weights(self.model)
+            self.engine.update_weights(self.model)  # vLLM: reload (FSDP: layer by layer) + reset prefix cache; HF: none
         t_end = time.perf_counter()
         metrics = self._step_metrics(batch, collect_metrics, train_metrics)
         metrics.update({"time/train": t_sync - t_update, "time/sync": t_end - t_sync, "time/step": t_end - t0})
@@ -262,8 +261,7 @@ class Trainer:
             if ckpts:
                 state = load_checkpoint(ckpts[-1], self.model, self.optimizer, self.parallel)
                 start = state["step"]
-                with self.parallel.full_weights():
-                    self.engine.update_weights(self.model)
+                self.engine.update_weights(self.model)
                 log.info("resumed from %s (step %d)", ckpts[-1], start)
             else:
                 log.info("resume=true but no checkpoint in %s: starting from step 0", self.run_dir)
@@ -283,7 +281,7 @@ class Trainer:
             sink.close()
             return self._finish(evals, stop_reason, write_adapter=False)
         if cfg.eval.at_start and "0" not in evals and len(self.eval_prompt_ids):
-            with self.parallel.full_weights():  # FSDP: every rank gathers the weights; rank 0 evaluates
+            with self.parallel.for_engine(self._eval_engine()):  # FSDP + HF engine: gathered; rank 0 evaluates
                 if main:
                     evals["0"] = self.evaluate("step0")
                     self._say(f"held-out pass@1 before training: {_fmt_eval(evals['0'])}")
@@ -297,7 +295,7 @@ class Trainer:
                 periodic = cfg.eval.every and done % cfg.eval.every == 0
                 final = done == cfg.train.steps and cfg.eval.at_end
                 if (periodic or final) and len(self.eval_prompt_ids):
-                    with self.parallel.full_weights():
+                    with self.parallel.for_engine(self._eval_engine()):
                         if main:
                             evals[str(done)] = self.evaluate(f"step{done}")
                             metrics["eval/pass@1"] = evals[str(done)]["pass@1"]

@@ -50,7 +50,12 @@ class Group:
 
 @runtime_checkable
 class RolloutEngine(Protocol):
-    """What the trainer needs from a generator."""
+    """What the trainer needs from a generator.
+
+    `reads_policy_modules`: True when `generate` runs the policy module itself (HFEngine), so under FSDP2 it runs
+    inside `rlvr.parallel.FSDP.full_weights()`; False for an engine with its own copy of the weights (vLLM)."""
+
+    reads_policy_modules: bool
 
     def generate(self, prompts: list[list[int]], n: int, params: SamplingParams, seed: int,
                  index_offset: int = 0) -> list[Group]:

@@ -78,6 +78,8 @@ class HFEngine:
         max_batch_prompts: prompts prefilled together; rows decoded together = max_batch_prompts * n.
     """
 
+    reads_policy_modules = True  # runs the policy module itself: under FSDP2, inside full_weights()
+
     def __init__(self, model, tokenizer, max_batch_prompts: int = 16):
         self.model = model
         self.tokenizer = tokenizer

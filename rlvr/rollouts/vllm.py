@@ -32,9 +32,10 @@ most 1.3x), no sleep mode (vLLM-CPU has none). On GPU the engine sleeps (level 2
 after each `generate` when `sleep_between_steps` is on, and wakes for the next weight sync / generate. Level 2, not
 1: level 1 would copy the old weights to host memory only to have them overwritten by the next sync.
 
-Under FSDP2 (rlvr/parallel.py) the engine is synced inside `FSDP.full_weights()`: the weights are read from the
-modules' gathered tensors (`_state_tensors`), one full copy in the compute dtype per rank while syncing (not
-layer by layer). Under torchrun on GPUs each rank runs its own engine (external launcher, data parallel).
+Under FSDP2 (rlvr/parallel.py) the engine takes the weights from the shards layer by layer
+(`fsdp_weight_stream`: one FSDP unit gathered, merged, loaded and resharded at a time; never the full model on a
+rank), and generation needs no gathered policy at all (`reads_policy_modules = False`). Under torchrun on GPUs
+each rank runs its own engine (external launcher, data parallel).
 """
 
 from __future__ import annotations
@@ -71,8 +72,8 @@ def _set_env() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
-def merged_state_dict(model, trainable_only: bool = False,
-                      buffers: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+def merged_state_dict(model, trainable_only: bool = False, buffers: dict[str, torch.Tensor] | None = None,
+                      keep=None) -> dict[str, torch.Tensor]:
     """The policy's weights under the base model's Hugging Face names, LoRA adapters merged in.
 
     For a peft model every LoRA layer contributes W + sum over active adapters of `get_delta_weight(adapter)`
@@ -87,6 +88,9 @@ def merged_state_dict(model, trainable_only: bool = False,
     buffers: optional cache of output tensors for merged weights, filled on the first call and written in place on
         later ones (saves allocating and page-faulting ~0.4 GB per sync for a 135M model). The returned tensors then
         alias the cache: consume them before the next call.
+    keep: optional predicate on a tensor's name within the base model (before LoRA names are folded, e.g.
+        "model.layers.3.self_attn.q_proj.base_layer.weight"): only those tensors are read and returned (the
+        layer-by-layer sync under FSDP2 reads one gathered layer at a time).
     """
     try:
         from peft import PeftModel
@@ -94,7 +98,7 @@ def merged_state_dict(model, trainable_only: bool = False,
         PeftModel = ()
     with torch.no_grad():
         if not isinstance(model, PeftModel):
-            return {k: v.detach() for k, v in _state_tensors(model).items()}
+            return {k: v.detach() for k, v in _state_tensors(model).items() if keep is None or keep(k)}
         from peft.tuners.lora import LoraLayer
 
         from peft.tuners.lora.layer import Linear as LoraLinear
@@ -107,6 +111,8 @@ def merged_state_dict(model, trainable_only: bool = False,
                 continue
             if getattr(module, "merged", False):  # already merged into the base weight by the user: nothing to add
                 continue
+            if keep is not None and not keep(f"{name}.base_layer.weight"):
+                continue
             active = [a for a in module.active_adapters if a in module.lora_A]
             key = f"{name}.weight"
             if (type(module) is LoraLinear and len(active) == 1 and not module.fan_in_fan_out
@@ -118,10 +124,12 @@ def merged_state_dict(model, trainable_only: bool = False,
             for adapter in active:  # peft's own rule (fan_in_fan_out, DoRA, several adapters, mixed dtypes)
                 d = module.get_delta_weight(adapter)
                 deltas[key] = d if key not in deltas else deltas[key] + d
-        trainable = {n for n, p in base.named_parameters() if p.requires_grad}
+        trainable = {n for n, p in base.named_parameters() if p.requires_grad and (keep is None or keep(n))}
         changing: set[str] = set(deltas) | set(factors)
         out: dict[str, torch.Tensor] = {}
         for k, v in _state_tensors(base).items():
+            if keep is not None and not keep(k):
+                continue
             parts = k.split(".")
             if any(p.startswith("lora_") for p in parts) or "original_module" in parts:
                 continue
@@ -173,6 +181,59 @@ def _state_tensors(module) -> dict[str, torch.Tensor]:
     return out
 
 
+def fsdp_weight_stream(model, trainable_only: bool = False):
+    """(name, tensor) pairs of `merged_state_dict(model)` for an FSDP2-sharded policy, gathered one FSDP unit at a
+    time: the root's own tensors (embeddings, final norm, head) first, then each decoder layer, all-gathered,
+    merged, handed over and resharded before the next one. At most the root and one layer are whole at any moment
+    (in FSDP's compute dtype), never the full model. Every rank must consume the stream in full and in the same
+    order (each unit's gather is a collective). Consume each tensor before advancing: it is freed with its unit."""
+    from torch.distributed.fsdp import FSDPModule
+
+    try:
+        from peft import PeftModel
+
+        base = model.get_base_model() if isinstance(model, PeftModel) else model
+    except ImportError:
+        base = model
+    layers = [(f"{n}.", m) for n, m in base.named_modules() if n and isinstance(m, FSDPModule) and m is not model]
+
+    def outside(k: str) -> bool:
+        return not any(k.startswith(p) for p, _ in layers)
+
+    model.unshard()
+    try:
+        yield from merged_state_dict(model, trainable_only, keep=outside).items()
+        for prefix, unit in layers:
+            unit.unshard()
+            try:
+                yield from merged_state_dict(model, trainable_only, keep=lambda k, p=prefix: k.startswith(p)).items()
+            finally:
+                unit.reshard()
+    finally:
+        model.reshard()
+
+
+def is_fsdp(model) -> bool:
+    """True for a model sharded with FSDP2's fully_shard (rlvr/parallel.py)."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:
+        return False
+    return isinstance(model, FSDPModule)
+
+
+class _Counted:
+    """An iterable of (name, tensor) that counts what was consumed (the sync's tensor count)."""
+
+    def __init__(self, items):
+        self.items, self.n = items, 0
+
+    def __iter__(self):
+        for item in self.items:
+            self.n += 1
+            yield item
+
+
 def _torchrun_world() -> int:
     """World size of the trainer's process group (1 when none)."""
     import torch.distributed as dist
@@ -215,6 +276,8 @@ class VLLMEngine:
         max_num_seqs: concurrent sequences (P * G rows are decoded together when they fit).
         llm_kwargs: anything else for `vllm.LLM(...)`.
     """
+
+    reads_policy_modules = False  # samples from its own copy of the weights (synced by update_weights)
 
     def __init__(self, model, tokenizer, *, max_model_len: int | None = None, kv_cache_gib: float | None = None,
                  kv_cache_memory_bytes: int | None = None, gpu_memory_utilization: float = 0.3,
@@ -310,20 +373,27 @@ class VLLMEngine:
         partial = not full and model is self._synced_model and not self._weights_stale
         if self._asleep:
             self.llm.wake_up(tags=["weights"])
-        sd = merged_state_dict(model, trainable_only=partial, buffers=self._merge_buffers)
+        if is_fsdp(model):  # layer by layer from the shards; no merge cache (it would hold a full copy)
+            sd = None
+            weights = fsdp_weight_stream(model, trainable_only=partial)
+        else:
+            sd = merged_state_dict(model, trainable_only=partial, buffers=self._merge_buffers)
+            weights = list(sd.items())
         _DropKnownNoise.partial_sync = partial
+        counted = _Counted(weights)
         try:
-            self._load(sd.items())
+            self._load(counted)
         finally:
             _DropKnownNoise.partial_sync = False
         self.llm.reset_prefix_cache()
         self.model = self._synced_model = model
         self._weights_stale = False
         self.sync_seconds = time.perf_counter() - t0
-        self.sync_tensors = len(sd)
+        self.sync_tensors = counted.n
 
     def _load(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": list(weights)})
+        """Hand `weights` to vLLM's reload (in-process: the iterable itself, consumed once, in order)."""
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
 
     def sleep(self) -> None:
         """GPU: release weights and KV cache (level 2). Weights are reloaded from the policy before the next use."""
