@@ -1,7 +1,8 @@
 """What `rlvr eval` and `rlvr export` read: a trained policy from a run directory, its final adapter, a checkpoint,
 or any model a recipe accepts (alias, HF folder, .gguf, hub id in the local cache).
 
-    run dir          RUN/config.yaml + RUN/final_adapter/ (or, if the run did not finish, its last checkpoint)
+    run dir          RUN/config.yaml + RUN/final_adapter/ (LoRA) or RUN/final_model/ (full fine-tune), or, if the
+                     run did not finish, its last checkpoint
     final adapter    a peft folder (adapter_config.json); the run's config.yaml is read from its parent when there
     checkpoint       RUN/checkpoints/step_N/ (state.json + trainable.safetensors, or dcp/ from an FSDP2 run, read
                      without a process group): the policy is rebuilt as the trainer built it (LoRA or full) and
@@ -44,7 +45,8 @@ class Loaded:
 def find_run(path: str | Path) -> tuple[Path | None, str]:
     """(run dir or None, kind) for a path: kind is 'run', 'adapter', 'checkpoint' or 'model'."""
     p = Path(path).expanduser()
-    if p.is_dir() and (p / "config.yaml").is_file() and ((p / "final_adapter").is_dir() or (p / "checkpoints").is_dir()):
+    if p.is_dir() and (p / "config.yaml").is_file() and any((p / d).is_dir() for d in ("final_adapter", "final_model",
+                                                                                         "checkpoints")):
         return p, "run"
     if p.is_dir() and is_checkpoint(p):
         return p.parent.parent if (p.parent.parent / "config.yaml").is_file() else None, "checkpoint"
@@ -76,10 +78,15 @@ def load_trained(path: str, device: torch.device, dtype: str | None = None) -> L
     if kind == "run":
         if (run_dir / "final_adapter").is_dir():
             path, kind = str(run_dir / "final_adapter"), "adapter"
+        elif (run_dir / "final_model").is_dir():
+            final = run_dir / "final_model"
+            train_dtype = resolve_dtype(cfg.train.dtype, device).dtype
+            return Loaded(load_policy(str(final), train_dtype, device=device), load_tokenizer(str(final)), cfg,
+                          f"final model {final}", str(final))
         else:
             ckpts = list_checkpoints(run_dir)
             if not ckpts:
-                raise ModelError(f"model '{path}': run directory has neither final_adapter/ nor a checkpoint")
+                raise ModelError(f"model '{path}': run directory has no final_adapter/, final_model/ or checkpoint")
             path, kind = str(ckpts[-1]), "checkpoint"
     if kind == "checkpoint":
         if cfg is None:

@@ -279,7 +279,7 @@ class Trainer:
         if self.dist.broadcast_object(stop_reason):
             self._say(f"rlvr: stopped before training by the monitor (monitor.stop_on_critical): {stop_reason}")
             sink.close()
-            return self._finish(evals, stop_reason, write_adapter=False)
+            return self._finish(evals, stop_reason, write_final=False)
         if cfg.eval.at_start and "0" not in evals and len(self.eval_prompt_ids):
             with self.parallel.for_engine(self._eval_engine()):  # FSDP + HF engine: gathered; rank 0 evaluates
                 if main:
@@ -336,7 +336,7 @@ class Trainer:
             sink.close()
             if rollouts is not None:
                 rollouts.close()
-        return self._finish(evals, stop_reason, write_adapter=cfg.train.lora.enabled)
+        return self._finish(evals, stop_reason, write_final=True)
 
     def _canaries(self, step: int) -> None:
         """Score the verifier canaries (rlvr/monitor/canaries.py) and hand the result to the monitor."""
@@ -363,19 +363,23 @@ class Trainer:
 
         return WandbSink(self.run_dir, self.cfg.log.wandb, self.cfg.model_dump(mode="json"), resume=self.cfg.resume)
 
-    def _finish(self, evals: dict, stop_reason: str | None, write_adapter: bool) -> dict:
-        """Rank 0 writes summary.json (and the final LoRA adapter, gathered from the shards under FSDP); every rank
-        returns that summary."""
+    def _finish(self, evals: dict, stop_reason: str | None, write_final: bool) -> dict:
+        """Rank 0 writes summary.json and, with `write_final`, the trained policy: `final_adapter/` (LoRA, peft) or
+        `final_model/` (full fine-tune: a plain HF folder with the tokenizer), gathered from the shards under FSDP
+        (a collective: every rank calls this). Every rank returns the summary."""
         summary = None
-        adapter = (self.parallel.full_state_dict(self.model, trainable_only=True)
-                   if write_adapter and self.parallel.sharded else None)  # collective under FSDP
+        lora = self.cfg.train.lora.enabled
+        weights = (self.parallel.full_state_dict(self.model, trainable_only=lora)
+                   if write_final and self.parallel.sharded else None)
         if self.dist.is_main:
             summary = self._summary(evals)
             if stop_reason:
                 summary["stopped_by_monitor"] = stop_reason
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-            if write_adapter:
-                self.model.save_pretrained(self.run_dir / "final_adapter", state_dict=adapter)
+            if write_final and lora:
+                self.model.save_pretrained(self.run_dir / "final_adapter", state_dict=weights)
+            elif write_final:
+                _save_hf_folder(self.model, self.tokenizer, self.run_dir / "final_model", weights)
         return self.dist.broadcast_object(summary)
 
     def close(self) -> None:
@@ -431,6 +435,30 @@ class Trainer:
         _say(f"rlvr: algorithm: preset {a.preset} | advantage {a.advantage} | loss {a.loss} (epsilon {a.epsilon}/"
              f"{a.epsilon_high if a.epsilon_high is not None else a.epsilon}, beta {a.beta}) | group_filter "
              f"{a.group_filter} | overlong_mask {a.overlong_mask} | overlong_buffer {a.overlong_buffer}")
+
+
+def _save_hf_folder(model, tokenizer, folder, state_dict=None) -> None:
+    """A plain HF folder (safetensors, config, tokenizer) that transformers and vLLM load. Under FSDP2 the module's
+    class is FSDP's subclass of the model class: config.json names the model class itself."""
+    import os
+    import shutil
+    import tempfile
+
+    tmp = tempfile.mkdtemp(prefix=folder.name + ".tmp", dir=folder.parent)
+    try:
+        model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        cls = next(c for c in type(model).__mro__ if not c.__name__.startswith("FSDP"))
+        cfg_path = os.path.join(tmp, "config.json")
+        cfg = json.loads(open(cfg_path).read())
+        cfg["architectures"] = [cls.__name__]
+        with open(cfg_path, "w") as f:
+            json.dump(cfg, f, indent=2)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _lookup(getter, name, field):

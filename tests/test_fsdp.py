@@ -71,7 +71,18 @@ def test_fsdp_two_processes_equal_one_process(tiny_model_dir, tmp_path, variant)
         assert a.keys() == b.keys() and max(float((a[k] - b[k]).abs().max()) for k in a) <= 0.05 * 2e-4
     else:
         assert "monitor/signal_entropy" in rows[0] and "eval/pass@1" in rows[-1]
-        _exported_logits_match(ckpt, tmp_path, checkpoint_weights(tmp_path / "one"))
+        final = _exported_logits_match(ckpt, tmp_path, checkpoint_weights(tmp_path / "one"))
+        # the run's own final_model/ (gathered from the shards at the end) is the same plain HF folder
+        from transformers import AutoModelForCausalLM
+
+        own = AutoModelForCausalLM.from_pretrained(tmp_path / "fsdp" / "final_model").eval()
+        assert json.loads((tmp_path / "fsdp/final_model/config.json").read_text())["architectures"] == [
+            "LlamaForCausalLM"]
+        with torch.no_grad():
+            assert torch.equal(own(input_ids=_IDS).logits, final)
+
+
+_IDS = torch.tensor([[1, 17, 345, 2044, 99, 7]])
 
 
 def _exported_logits_match(ckpt, tmp_path, single_weights):
@@ -87,10 +98,10 @@ def _exported_logits_match(ckpt, tmp_path, single_weights):
     cfg = load_config(ckpt.parent.parent / "config.yaml")
     reference = AutoModelForCausalLM.from_pretrained(cfg.model).eval()
     reference.load_state_dict(single_weights, strict=False)
-    ids = torch.tensor([[1, 17, 345, 2044, 99, 7]])
     with torch.no_grad():
-        a, b = exported(input_ids=ids).logits, reference(input_ids=ids).logits
+        a, b = exported(input_ids=_IDS).logits, reference(input_ids=_IDS).logits
     assert float((a - b).abs().max()) <= 1e-3 * float(b.abs().max()), float((a - b).abs().max())
+    return a
 
 
 def _torchrun_cmd(overrides):

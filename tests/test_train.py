@@ -43,6 +43,14 @@ def test_two_steps_full_finetune_change_weights(tiny_model_dir, tmp_path):
     assert (tmp_path / "run" / "summary.json").exists() and (tmp_path / "run" / "config.yaml").exists()
     lines = (tmp_path / "run" / "rollouts.jsonl").read_text().splitlines()
     assert len(lines) == 2 * 2 * 4 and {"completion", "reward", "advantage"} <= set(json.loads(lines[0]))
+    # the run ends with a plain HF folder of the trained policy, which `rlvr eval RUN` loads
+    from transformers import AutoModelForCausalLM
+
+    from rlvr.artifacts import load_trained
+
+    final = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "final_model").eval()
+    assert all(torch.equal(p, dict(tr.model.named_parameters())[n]) for n, p in final.named_parameters())
+    assert load_trained(str(tmp_path / "run"), torch.device("cpu")).source.startswith("final model")
 
 
 def test_lora_trains_only_the_adapter_and_kl_runs(tiny_model_dir, tmp_path):
