@@ -159,7 +159,9 @@ def _helpers_worker(rank, port, out):
         dist.destroy_process_group()
 
 
-def test_dist_helpers_on_two_gloo_processes():
+def spawn_gloo(worker, n: int = 2) -> list:
+    """Run `worker(rank, port, queue)` in n spawned processes (the worker joins a gloo group on 127.0.0.1:port and
+    puts one result on the queue); returns the n results in arrival order, after every process exited 0."""
     import socket
 
     import torch.multiprocessing as mp
@@ -169,13 +171,18 @@ def test_dist_helpers_on_two_gloo_processes():
         port = s.getsockname()[1]
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    procs = [ctx.Process(target=_helpers_worker, args=(r, port, q)) for r in range(2)]
+    procs = [ctx.Process(target=worker, args=(r, port, q)) for r in range(n)]
     for p in procs:
         p.start()
-    got = sorted(q.get(timeout=120) for _ in procs)
+    got = [q.get(timeout=120) for _ in procs]
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
+    return got
+
+
+def test_dist_helpers_on_two_gloo_processes():
+    got = sorted(spawn_gloo(_helpers_worker))
     for rank, stats, shard, box, gathered in got:
         assert stats == pytest.approx({"loss": 3.0, "sampling/logp_diff_max": 0.2, "sampling/is_ratio_min": 0.0,
                                        "kl": 0.25})

@@ -24,7 +24,7 @@ from rlvr.errors import ConfigError
 from rlvr.metrics import read_metrics
 from rlvr.trainer import Trainer
 from rlvr.update import balanced_deal
-from tests.test_distributed import ROOT, _assert_same_run, _overrides, _torchrun, checkpoint_weights
+from tests.test_distributed import ROOT, _assert_same_run, _overrides, _torchrun, checkpoint_weights, spawn_gloo
 
 
 def test_balanced_deal_pads_the_short_ranks():
@@ -158,9 +158,7 @@ def test_resuming_across_layouts_names_the_fix(tiny_model_dir, tmp_path):
 
 def _stream_worker(rank, port, out):
     import torch.distributed as dist
-    from peft import LoraConfig, get_peft_model
     from torch.distributed.tensor import DTensor
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     from rlvr.distributed import Dist
     from rlvr.parallel import FSDP
@@ -194,26 +192,10 @@ def _small_lora():
 def test_vllm_sync_from_fsdp_shards_is_layer_by_layer_and_exact():
     """What the vLLM engine is fed under FSDP2 (2 gloo ranks): exactly the LoRA-merged weights of the unsharded
     model, while at most one decoder layer is gathered at any moment, and every layer resharded afterwards."""
-    import socket
-
-    import torch.multiprocessing as mp
-
     from rlvr.rollouts.vllm import merged_state_dict
 
     ref = {k: v.tolist() for k, v in merged_state_dict(_small_lora()).items()}
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    procs = [ctx.Process(target=_stream_worker, args=(r, port, q)) for r in range(2)]
-    for p in procs:
-        p.start()
-    got = [q.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
-    for rank, weights, most_whole, resharded in got:
+    for rank, weights, most_whole, resharded in spawn_gloo(_stream_worker):
         assert set(weights) == set(ref) and all(weights[k] == ref[k] for k in ref), rank
         assert most_whole == 1 and resharded
 
