@@ -166,7 +166,9 @@ class FSDP(Single):
             fully_shard(m, **kw)
             for sub in m.modules():
                 if isinstance(sub, FSDPModule):
-                    sub.set_gradient_divide_factor(1.0)  # sum over ranks
+                    # sum over ranks (set_reduce_scatter_divide_factor: its name before torch 2.8)
+                    divide = getattr(sub, "set_gradient_divide_factor", None) or sub.set_reduce_scatter_divide_factor
+                    divide(1.0)
                     if hasattr(sub, "set_force_sum_reduction_for_comms"):  # torch >= 2.8; NCCL needs no fallback
                         sub.set_force_sum_reduction_for_comms(True)  # gloo has no PREMUL_SUM
             out.append(m)
