@@ -61,8 +61,10 @@ def main() -> int:
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
 
+    load_before = os.getloadavg()
     v = CodeVerifier(workers=a.workers, timeout=a.timeout)
     tier = v.pool.active_tier
+    containment = dict(v.pool.containment)
     he = [(p["canonical_solution"], p["reference"]) for p in load_humaneval()]
     trivial = [(TRIVIAL_SOLUTION, TRIVIAL)] * a.trivial
     v.verify_batch(trivial[:50])  # warm-up: workers started, zygotes forked
@@ -82,7 +84,8 @@ def main() -> int:
     summary = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "command": "python benchmarks/code_sandbox.py " + " ".join(sys.argv[1:]),
-        "rlvr_tier": tier, "workers": a.workers, "rounds": res,
+        "rlvr_tier": tier, "rlvr_containment": containment, "workers": a.workers,
+        "load_avg_before": load_before, "load_avg_after": os.getloadavg(), "rounds": res,
     }
     for name in res:
         med = {who: statistics.median(x["exec_per_s"] for x in runs) for who, runs in res[name].items()}
