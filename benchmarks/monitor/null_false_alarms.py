@@ -1,4 +1,4 @@
-"""CLOSED_LOOP's false alarms under its null: simulated open loops with an exact verifier.
+"""The monitor's false alarms under its null: simulated open loops with an exact verifier.
 
     python benchmarks/monitor/null_false_alarms.py [--steps 1000] [--out benchmarks/results/monitor_null.json]
 
@@ -11,7 +11,12 @@ another prompt's answer: a right answer turns wrong unless the wrong answer equa
 
 Three monitors see the same streams: `before` (the rules as they were: no evidence minimum, no intervention),
 `min_evidence` (monitor.min_informative_groups = 8, no intervention: what a judge-sourced reward gets) and
-`default` (both, as the trainer runs it). Reported: CLOSED_LOOP firings per 1,000 steps, per accuracy.
+`default` (both, as the trainer runs it). Reported: CLOSED_LOOP firings per 1,000 steps, per accuracy; and for the
+`default` monitor every alert's firings per 1,000 steps, per accuracy, with the per-step false-alarm probability
+over all accuracies and its exact one-sided 95% upper bound (Clopper-Pearson; 0 firings in N steps: 1 - 0.05^(1/N),
+about 3/N). Completion lengths are drawn independently of the verdict, so a length feature carries no signal:
+any SPURIOUS_SIGNAL would be false. NO_SIGNAL is not a false alarm when it fires: it reports steps whose groups
+all tie, which a hard task (accuracy 0.1) really has.
 Pure Python (the monitor's estimators), bootstrap off; a few minutes on one core.
 """
 
@@ -67,12 +72,35 @@ def run(acc: float, steps: int, seed: int) -> dict[str, int]:
     for m, _ in mons.values():
         m.start()
     fires = {k: 0 for k in mons}
-    texts, lengths = [["x"] * G for _ in range(P)], [[5] * G for _ in range(P)]
+    every: dict[str, int] = {}  # the default monitor's firings per "NAME (severity)"
+    texts = [["x"] * G for _ in range(P)]
+    len_rng = random.Random(seed + 1)
     for t, (rewards, classes, inter) in enumerate(stream(acc, steps, seed), start=1):
+        lengths = [[len_rng.randint(5, 60) for _ in range(G)] for _ in range(P)]
         for k, (m, use_inter) in mons.items():
             _, alerts = m.observe(t, rewards, classes, texts, lengths, intervention=inter if use_inter else None)
             fires[k] += sum(a.name == "CLOSED_LOOP" and a.event == "fired" for a in alerts)
-    return fires
+            if k == "default":
+                for a in alerts:
+                    if a.event == "fired":
+                        key = f"{a.name} ({a.severity})"
+                        every[key] = every.get(key, 0) + 1
+    return fires, every
+
+
+def upper95(k: int, n: int) -> float:
+    """Exact one-sided 95% upper bound of a binomial rate with k events in n trials (Clopper-Pearson)."""
+    if k >= n:
+        return 1.0
+    lo, hi = k / n, 1.0
+    for _ in range(60):  # bisection on P(X <= k; p) = 0.05
+        mid = (lo + hi) / 2
+        cdf, term = 0.0, (1 - mid) ** n
+        for i in range(k + 1):
+            cdf += term
+            term *= (n - i) / (i + 1) * mid / (1 - mid) if mid < 1 else 0.0
+        lo, hi = (mid, hi) if cdf > 0.05 else (lo, mid)
+    return hi
 
 
 def main() -> int:
@@ -81,14 +109,27 @@ def main() -> int:
     ap.add_argument("--accuracies", type=float, nargs="+", default=[0.1, 0.3, 0.5, 0.7, 0.9])
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/monitor_null.json"))
     a = ap.parse_args()
-    rows = {}
+    rows, per_alert, totals = {}, {}, {}
     for acc in a.accuracies:
-        f = run(acc, a.steps, seed=int(acc * 1000))
+        f, every = run(acc, a.steps, seed=int(acc * 1000))
         rows[str(acc)] = {k: 1000 * v / a.steps for k, v in f.items()}
+        per_alert[str(acc)] = {k: 1000 * v / a.steps for k, v in sorted(every.items())}
+        for k, v in every.items():
+            totals[k] = totals.get(k, 0) + v
         print(f"accuracy {acc:.1f}: CLOSED_LOOP firings per 1,000 open-loop steps " +
-              ", ".join(f"{k} {v:.1f}" for k, v in rows[str(acc)].items()), flush=True)
+              ", ".join(f"{k} {v:.1f}" for k, v in rows[str(acc)].items()) +
+              f" | default monitor, every alert: {per_alert[str(acc)] or 'none'}", flush=True)
+    n = a.steps * len(a.accuracies)
+    names = ["CLOSED_LOOP (critical)", "CLOSED_LOOP (warning)", "SPURIOUS_SIGNAL (warning)", "COLLAPSE (warning)",
+             "VERIFIER_FAULT (critical)", "VERIFIER_FAULT (warning)", "SIGNAL_DRIFT (critical)", "NO_SIGNAL (warning)"]
+    p_false = {k: {"firings": totals.get(k, 0), "steps": n, "p_per_step": totals.get(k, 0) / n,
+                   "p_per_step_upper95": upper95(totals.get(k, 0), n)} for k in sorted(set(names) | set(totals))}
+    for k, v in p_false.items():
+        print(f"{k}: {v['firings']} firings in {n} open-loop steps, p/step {v['p_per_step']:.2e} "
+              f"(95% upper {v['p_per_step_upper95']:.2e})")
     out = {"command": "python benchmarks/monitor/null_false_alarms.py " + " ".join(sys.argv[1:]),
-           "steps_per_accuracy": a.steps, "P": P, "G": G, "closed_loop_firings_per_1000_steps": rows}
+           "steps_per_accuracy": a.steps, "P": P, "G": G, "closed_loop_firings_per_1000_steps": rows,
+           "default_monitor_firings_per_1000_steps": per_alert, "p_false_alarm_per_step": p_false}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=2) + "\n")
     return 0
