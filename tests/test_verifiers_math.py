@@ -207,6 +207,9 @@ def test_slow_sympy_input_times_out(verifier):
 
 
 def test_no_catastrophic_backtracking_in_process(verifier):
+    # the sympy worker's start-up (about 1 s on a loaded 2-core VM) is not what this measures: start it first
+    # (rational and linear answers are now decided in-process, so earlier tests may not have started it)
+    assert verifier.verify(boxed("(x+1)^2"), "x^2+2x+1").passed
     start = time.monotonic()
     verifier.verify(boxed("ab " * 300 + "1"), "1")
     verifier.verify(boxed(", ".join(str(i) for i in reversed(range(200)))), ", ".join(str(i) for i in range(200)))
