@@ -59,7 +59,9 @@ def test_preflight_flags_a_recipe_whose_only_verifier_is_majority_vote(tmp_path)
     mon = Monitor(cfg.monitor, signals_from_verifiers(weighted), run_dir=tmp_path, echo=said.append)
     alerts = mon.start()
     assert [(a.name, a.rule, a.severity, a.step) for a in alerts] == [("CLOSED_LOOP", "declared_self", "critical", 0)]
-    assert alerts[0].evidence == {"self_sourced": "majority_vote", "self_weight": 1.0}
+    ev = dict(alerts[0].evidence)
+    assert ev.pop("p_false_alarm_per_step") == 0.0 and "source='self'" in ev.pop("false_alarm_basis")
+    assert ev == {"self_sourced": "majority_vote", "self_weight": 1.0}
     assert "CRITICAL CLOSED_LOOP" in said[0] and "external signal" in said[0]
     assert read_alerts(tmp_path)[0]["rule"] == "declared_self"
     # a partly self-sourced reward is a warning; an all-external one passes
@@ -319,3 +321,28 @@ def test_reference_dependence_vetoes_the_passive_closure_rule():
     m, fired = run(1.0)  # the passes survive any reference: blind
     assert m["monitor/reference_sensitivity_window"] == 0.0
     assert ("CLOSED_LOOP", "reference_blind", 3) in fired and ("CLOSED_LOOP", "closure_ratio", 5) in fired, fired
+
+
+def test_every_rule_states_its_false_alarm_probability():
+    """Each rule the monitor can fire has a false-alarm statement (reference_blind computes its own), and the
+    simulated bound equals the exact one-sided 95% bound for 0 firings in the null benchmark's steps."""
+    import json
+    import re
+    from pathlib import Path
+
+    from rlvr.monitor.alerts import FALSE_ALARM, SIMULATED_NULL_UPPER95, _with_false_alarm
+
+    src = Path("rlvr/monitor/monitor.py").read_text()
+    rules = set(re.findall(r'(?:upd|self\.tracker\.update)\(\s*"[A-Z_]+",\s*f?"([a-z_]+)', src))
+    assert {"closure_ratio", "reference_blind", "feature", "canary", "identity"} <= rules, rules
+    rules |= {"error_rate", "timeout_rate", "constant_verdict_rate"}  # fired from a loop over these keys
+    assert rules - {"reference_blind"} <= set(FALSE_ALARM), rules - set(FALSE_ALARM)
+    null = json.loads(Path("benchmarks/results/monitor_null.json").read_text())["p_false_alarm_per_step"]
+    for row in null.values():
+        assert row["firings"] == 0
+        exact = 1 - 0.05 ** (1 / row["steps"])  # Clopper-Pearson, one-sided 95%, 0 successes
+        assert abs(row["p_per_step_upper95"] - exact) < 1e-12
+        assert float(f"{exact:.1e}") == SIMULATED_NULL_UPPER95
+    ev = _with_false_alarm("feature:length", {"spurious_share": 0.5})
+    assert ev["p_false_alarm_per_step"] == SIMULATED_NULL_UPPER95 and "monitor_null.json" in ev["false_alarm_basis"]
+    assert _with_false_alarm("informative_groups", {})["p_false_alarm_per_step"] is None

@@ -45,6 +45,31 @@ ACTIONS = {
 }
 
 
+# Each rule's false-alarm probability per step under its null (an open loop with an exact verifier), stated in every
+# alert it fires as evidence["p_false_alarm_per_step"] (with evidence["false_alarm_basis"]). Keyed by the rule
+# before any ":" (feature:length -> feature). A float is an upper bound; None means the alert is not a false alarm
+# when it fires. SIMULATED is the exact (Clopper-Pearson) 95% upper bound from 0 firings in 5,000 simulated null
+# steps (benchmarks/monitor/null_false_alarms.py, benchmarks/results/monitor_null.json; a test keeps the two equal).
+# reference_blind computes its own binomial bound from the passes it re-scored (rlvr.monitor.monitor).
+SIMULATED_NULL_UPPER95 = 6.0e-4
+_SIM = (SIMULATED_NULL_UPPER95, "simulated: 0 firings in 5,000 open-loop steps with an exact verifier, accuracy "
+                                "0.1-0.9 (benchmarks/results/monitor_null.json); exact 95% upper bound")
+FALSE_ALARM: dict[str, tuple[float | None, str]] = {
+    "declared_self": (0.0, "by construction: fires only on a verifier that declares source='self'"),
+    "judge_is_policy": (0.0, "by construction: fires only when a judge's identity() is the policy's"),
+    "closure_ratio": _SIM,
+    "feature": _SIM,
+    "reward_gold_gap": _SIM,
+    "diversity": _SIM,
+    "constant_verdict_rate": _SIM,
+    "error_rate": (0.0, "by construction: an exact verifier returns no errors"),
+    "timeout_rate": (0.0, "by construction: an exact verifier within its deadline returns no timeouts"),
+    "canary": (0.0, "by construction: an exact verifier passes the reference and fails a perturbed one"),
+    "identity": (0.0, "by construction: fires only on a changed verifier identity()"),
+    "informative_groups": (None, "not a false alarm when it fires: every group tied means no gradient"),
+}
+
+
 @dataclass
 class Alert:
     """One alert event, as written to RUN_DIR/alerts.jsonl."""
@@ -64,7 +89,7 @@ class Alert:
         return asdict(self)
 
     def message(self) -> str:
-        ev = ", ".join(f"{k}={_fmt(v)}" for k, v in self.evidence.items())
+        ev = ", ".join(f"{k}={_fmt(v)}" for k, v in self.evidence.items() if k != "false_alarm_basis")
         if self.event == "cleared":
             return f"[monitor] {self.name} ({self.rule}) cleared at step {self.step} (active since step {self.onset})"
         return (f"[monitor] {self.severity.upper()} {self.name} ({self.rule}) at step {self.step}: {ev}. "
@@ -72,7 +97,18 @@ class Alert:
 
 
 def _fmt(v: Any) -> str:
-    return f"{v:.3f}" if isinstance(v, float) else str(v)
+    if isinstance(v, float):
+        return f"{v:.1e}" if 0 < abs(v) < 1e-3 else f"{v:.3f}"
+    return str(v)
+
+
+def _with_false_alarm(rule: str, evidence: dict[str, Any]) -> dict[str, Any]:
+    """`evidence` with the rule's p_false_alarm_per_step and false_alarm_basis (FALSE_ALARM) when it has none."""
+    if "p_false_alarm_per_step" in evidence:
+        return {**evidence, "false_alarm_basis": evidence.get(
+            "false_alarm_basis", "binomial bound from the passes re-scored in the window")}
+    p, basis = FALSE_ALARM.get(rule.split(":", 1)[0], (float("nan"), "not measured"))
+    return {**evidence, "p_false_alarm_per_step": p, "false_alarm_basis": basis}
 
 
 @dataclass
@@ -100,6 +136,7 @@ class AlertTracker:
             st.false_streak = 0
             if not st.active and st.streak >= window:
                 st.active, st.onset = True, step
+                evidence = _with_false_alarm(rule, evidence)
                 return Alert(name, rule, severity, step, "fired", threshold, window, evidence, ACTIONS[name], step)
             return None
         st.streak = 0
