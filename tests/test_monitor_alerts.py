@@ -346,3 +346,24 @@ def test_every_rule_states_its_false_alarm_probability():
     ev = _with_false_alarm("feature:length", {"spurious_share": 0.5})
     assert ev["p_false_alarm_per_step"] == SIMULATED_NULL_UPPER95 and "monitor_null.json" in ev["false_alarm_basis"]
     assert _with_false_alarm("informative_groups", {})["p_false_alarm_per_step"] is None
+
+
+def test_fault_alert_points_at_the_groups_with_errors():
+    """VERIFIER_FAULT (error_rate) names the groups whose verdicts errored, and no others."""
+    from rlvr.monitor import Monitor, Signal
+    from verifiers import SignalSpec
+
+    mon = Monitor(MonitorConfig(bootstrap=0), [Signal("r", 1.0, SignalSpec("binary", True, "external", "cheap"))])
+    mon.start()
+    P, G = 4, 4
+    rewards = [[1.0, 0.0, 1.0, 0.0]] * P
+    classes = [["1", "2", "1", "3"]] * P
+    errors = [[None] * G, [None] * G, ["RuntimeError: down", None, None, None], [None] * G]
+    errors[1] = ["timeout after 2.0s"] * 2 + [None] * 2  # timeouts are not errors for error_rate, but rows of both
+    fired = []
+    for step in range(1, 6):
+        _, alerts = mon.observe(step, rewards, classes, [["x"] * G] * P, [[3] * G] * P, errors=errors)
+        fired += [a for a in alerts if a.event == "fired"]
+    err = next(a for a in fired if a.rule == "error_rate")
+    assert err.evidence["rows"] == {"file": "rollouts.jsonl", "step": err.step, "prompt_index": [1, 2],
+                                    "shows": "verdicts with an error"}

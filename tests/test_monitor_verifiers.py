@@ -190,3 +190,13 @@ def test_reference_blind_reward_raises_closed_loop_in_a_real_run(tiny_model_dir,
     Trainer(load_config("recipes/basic_arithmetic.yaml", over)).run()
     fired = [(a["name"], a["rule"], a["step"]) for a in read_alerts(tmp_path / "r") if a["event"] == "fired"]
     assert ("CLOSED_LOOP", "reference_blind", 4) in fired, fired
+    # the alert points at rows of rollouts.jsonl that show it: groups of step 4 with a pass that survived the swap
+    import json
+
+    blind = next(a for a in read_alerts(tmp_path / "r") if a["rule"] == "reference_blind" and a["event"] == "fired")
+    ptr = blind["evidence"]["rows"]
+    assert ptr["file"] == "rollouts.jsonl" and ptr["step"] == 4 and ptr["prompt_index"], ptr
+    rows = [json.loads(x) for x in (tmp_path / "r" / "rollouts.jsonl").read_text().splitlines()]
+    for i in ptr["prompt_index"]:
+        group = [r for r in rows if r["step"] == 4 and r["prompt_index"] == i]
+        assert len(group) == 4 and group[0]["reward"] == 1.0  # the first completion always agrees with itself

@@ -25,8 +25,8 @@ ACTIONS = {
     "CLOSED_LOOP": "The evidence says the reward carries no task information beyond the model's own answers (or "
                    "does not depend on the reference). It does not say accuracy falls at once: such a loop can raise "
                    "greedy accuracy for a while by sharpening what the model already knows (as test-time RL "
-                   "reports), but it cannot teach what the reward does not know. Read this step's rows in "
-                   "rollouts.jsonl (reward against reference), then add an external signal (a reference-answer "
+                   "reports), but it cannot teach what the reward does not know. Read the rows of rollouts.jsonl "
+                   "named in the evidence (`rows`: step and prompt_index; reward against reference), then add an external signal (a reference-answer "
                    "verifier, tests, a fixed judge that is not the policy) or stop the run.",
     "NO_SIGNAL": "No group has differing verdicts, so there is no gradient. Reward ~0: the task is too hard or "
                  "completions are truncated (raise sampling.max_new_tokens, easier data, few-shot prompt). Reward ~1: "

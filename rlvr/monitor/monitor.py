@@ -114,6 +114,11 @@ class Monitor:
         self.preflight_done = False
         self.stop_reason: str | None = None
         self.pending: list[Alert] = []  # emitted since the last drain()
+        # this step's context for the alerts' `rows` pointer: dataset rows of the groups, the intervention's groups,
+        # and the groups showing each kind of evidence (_evidence_rows)
+        self._prompt_index: list[int] | None = None
+        self._picked: list[int] | None = None
+        self._rows: dict[str, list[int]] = {}
 
     # -------------------------------------------------------------------------------------- lifecycle
 
@@ -238,8 +243,13 @@ class Monitor:
             q.update(est.reward_gold_gap(rewards, ref))
             q["reference_pass@G"] = est.diversity(ref, classes)["pass@G"]
 
+        self._evidence_rows(rewards, classes, ref, errors, intervention)
         alerts = self._rules(step, q, shares, eta)
+        for a in alerts:
+            if a.event == "fired":
+                a.evidence["rows"] = self._pointer(a.name, a.rule, step)
         self._emit(alerts)
+        self._prompt_index = self._picked = None
         metrics = {f"monitor/{k}": v for k, v in q.items()}
         active = self.tracker.active_names()
         metrics.update({f"alerts/{n}": float(n in active) for n in NAMES})
@@ -276,6 +286,7 @@ class Monitor:
         order), for `monitor/reference_sensitivity`."""
         G = batch.group_size
         intervention = None
+        self._prompt_index = list(batch.prompt_index)
         if rescore is not None and self.intervenes:
             intervention = self._intervene(step, batch, rescore)
         metrics, alerts = self.observe(step, batch.rewards, batch.answer_classes, batch.texts, batch.lengths,
@@ -305,6 +316,7 @@ class Monitor:
                                                                          for _ in range(G)])
         swapped = rescore(items, G)
         swapped = swapped.tolist() if hasattr(swapped, "tolist") else list(swapped)
+        self._picked = picked
         return ([batch.rewards[g].tolist() for g in picked], [swapped[i * G:(i + 1) * G] for i in range(len(picked))])
 
     def _reference_scores(self, texts, references, prompts) -> list[list[float]]:
@@ -320,6 +332,50 @@ class Monitor:
         for row in texts:
             out.append([float(passed(verdicts[i + j])) for j in range(len(row))])
             i += len(row)
+        return out
+
+    def _evidence_rows(self, rewards, classes, ref, errors, intervention) -> None:
+        """Groups of this step that show each kind of evidence, for the alerts' `rows` pointer (positions in the
+        batch; :meth:`_pointer` maps them to dataset rows)."""
+        from rlvr.scoring import PASS_THRESHOLD
+
+        P = len(rewards)
+        rows: dict[str, list[int]] = {"disagree": [], "errors": [], "unchanged": [], "constant": []}
+        if ref is not None:
+            n = [sum((r >= PASS_THRESHOLD) != (g >= 0.5) for r, g in zip(rewards[i], ref[i])) for i in range(P)]
+            rows["disagree"] = sorted((i for i in range(P) if n[i]), key=lambda i: -n[i])
+        rows["errors"] = [i for i in range(P) if errors and any(e is not None for e in errors[i])]
+        rows["constant"] = [i for i in range(P) if len({c for c in classes[i] if c is not None}) >= 2
+                            and len(set(rewards[i])) == 1 and rewards[i][0] > 0]
+        if intervention is not None and self._picked:
+            rows["unchanged"] = [g for g, o, w in zip(self._picked, *intervention)
+                                 if any(a >= PASS_THRESHOLD and b >= PASS_THRESHOLD for a, b in zip(o, w))]
+        self._rows = rows
+
+    _SHOWS = {  # (alert name, rule prefix) -> (kind of evidence rows, what they show)
+        ("CLOSED_LOOP", "reference_blind"): ("unchanged", "completions that still pass when re-scored against "
+                                                          "another prompt's reference"),
+        ("CLOSED_LOOP", "closure_ratio"): ("disagree", "rewards that disagree with the reference verifier"),
+        ("SPURIOUS_SIGNAL", "feature"): ("disagree", "rewards that disagree with the reference verifier"),
+        ("SPURIOUS_SIGNAL", "reward_gold_gap"): ("disagree", "rewards that disagree with the reference verifier"),
+        ("VERIFIER_FAULT", "error_rate"): ("errors", "verdicts with an error"),
+        ("VERIFIER_FAULT", "timeout_rate"): ("errors", "verdicts with an error"),
+        ("VERIFIER_FAULT", "constant_verdict_rate"): ("constant", "groups whose different answers got one "
+                                                                  "positive score"),
+    }
+
+    def _pointer(self, name: str, rule: str, step: int) -> dict:
+        """Where in RUN_DIR/rollouts.jsonl this alert's evidence can be read: the step, and up to 3 groups
+        (`prompt_index`, as in the file) that show it, with what they show."""
+        out: dict[str, Any] = {"file": "rollouts.jsonl", "step": step}
+        kind, shows = self._SHOWS.get((name, rule.split(":", 1)[0]), (None, None))
+        groups = self._rows.get(kind, []) if kind else []
+        if kind == "unchanged" and not groups:  # this step's sample had no survivor: fall back to disagreement
+            shows, groups = self._SHOWS[("CLOSED_LOOP", "closure_ratio")][1], self._rows.get("disagree", [])
+        if groups:
+            idx = self._prompt_index
+            out["prompt_index"] = [idx[g] if idx else g for g in groups[:3]]
+            out["shows"] = shows
         return out
 
     # -------------------------------------------------------------------------------------- the rules
