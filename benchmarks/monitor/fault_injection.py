@@ -5,7 +5,7 @@
 
 What it is and what it is not: the policy is simulated (no model trains), so this measures the monitor's rules on
 streams whose truth is known by construction; it does not measure lead time against a real held-out accuracy
-curve (that needs real runs, which this benchmark does not make). Each step: P = 8 prompts x G = 8 samples;
+curve (`benchmarks/monitor/real_faults.py` does that on real runs). Each step: P = 8 prompts x G = 8 samples;
 prompt i's right answer is `i`; the model answers it with probability ~acc (per-prompt accuracy around acc), else
 one of four wrong answers or no answer. A loop is a *verdict function* `score(answer, text, length, reference,
 group)`: the monitor gets its verdicts, and the closure-by-intervention sample is the same function applied with
@@ -20,6 +20,7 @@ Loops (truth in brackets):
                     (reference_blind) or SPURIOUS_SIGNAL]
   spurious_tag      1 for any tagged answer, right or wrong                         [spurious/blind]
   verifier_errors   20% of verdicts are errors                                      [VERIFIER_FAULT]
+  verifier_timeouts 10% of verdicts time out                                        [VERIFIER_FAULT]
   exhausted         every answer right (an easy task)                               [NO_SIGNAL]
   judge_is_policy   a judge whose identity is the policy                            [CLOSED_LOOP at step 0]
   drifting_judge    a judge whose identity changes at step 10                       [SIGNAL_DRIFT at step 10]
@@ -84,6 +85,7 @@ LOOPS = {
     "spurious_parity": (0.3, parity, EXT, ["CLOSED_LOOP", "SPURIOUS_SIGNAL"], "spurious"),
     "spurious_tag": (0.3, tagged, EXT, ["CLOSED_LOOP", "SPURIOUS_SIGNAL"], "spurious"),
     "verifier_errors": (0.4, "errors", EXT, ["VERIFIER_FAULT"], "fault"),
+    "verifier_timeouts": (0.4, "timeouts", EXT, ["VERIFIER_FAULT"], "fault"),
     "exhausted": (1.0, exact, EXT, ["NO_SIGNAL"], "fault"),
     "judge_is_policy": (0.4, exact, JUDGE, ["CLOSED_LOOP"], "closed"),
     "drifting_judge": (0.4, exact, JUDGE, ["SIGNAL_DRIFT"], "fault"),
@@ -121,9 +123,11 @@ def verdicts(loop: str, fn, answers, texts, lengths, refs, rng):
                 s = 1.0 - s if rng.random() < 0.1 else s
             elif fn == "length":
                 s = exact(a, t, n, refs[i], answers[i]) if i % 2 == 0 else min(n, 12) / 12
-            elif fn == "errors":
-                if rng.random() < 0.2:
+            elif fn in ("errors", "timeouts"):
+                if fn == "errors" and rng.random() < 0.2:
                     s, err = 0.0, "RuntimeError: injected"
+                elif fn == "timeouts" and rng.random() < 0.1:
+                    s, err = 0.0, "timeout after 2.0s"
                 else:
                     s = exact(a, t, n, refs[i], answers[i])
             else:
