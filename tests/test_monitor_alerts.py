@@ -367,3 +367,14 @@ def test_fault_alert_points_at_the_groups_with_errors():
     err = next(a for a in fired if a.rule == "error_rate")
     assert err.evidence["rows"] == {"file": "rollouts.jsonl", "step": err.step, "prompt_index": [1, 2],
                                     "shows": "verdicts with an error"}
+
+
+def test_evidence_text_for_people():
+    from rlvr.monitor.alerts import evidence_text
+
+    ev = {"reference_sensitivity_window": 0.0, "p_false_alarm_per_step": 3.8e-24, "ci": [0.0, 0.28],
+          "gap": float("nan"), "false_alarm_basis": "long text",
+          "rows": {"file": "rollouts.jsonl", "step": 5, "prompt_index": [334, 261], "shows": "passes"}}
+    assert evidence_text(ev) == ("reference_sensitivity_window=0.000, p_false_alarm_per_step=3.8e-24, "
+                                 "ci=[0.0, 0.28], gap=-, rows=step 5 prompt_index 334, 261 (passes)")
+    assert evidence_text({"rows": {"file": "rollouts.jsonl", "step": 18}}) == "rows=step 18"

@@ -168,8 +168,10 @@ def test_live_view_keeps_every_number_whole_at_80_and_200_columns(synthetic_run,
     flat = re.sub(r"\s+", " ", text)
     numbers = {k: v for k, v in alert["evidence"].items() if isinstance(v, float)}
     assert numbers
+    from rlvr.monitor.alerts import _fmt
+
     for k, v in numbers.items():  # the alert's evidence, every number whole (wrapped at spaces, never cut)
-        assert f"{k}={v:.3f}" in flat, k
+        assert f"{k}={_fmt(v)}" in flat, k
     assert ("meaning" in text) == (columns >= 120)
 
 

@@ -13,8 +13,9 @@ verifier, one run after another (a run already finished is kept). The monitor ru
 `report` reads each run's alerts.jsonl and metrics.jsonl and writes, per loop: the first firing of each alert, the
 held-out accuracy curve, the step where held-out accuracy starts to fall, and the lead time (fall step minus first
 detection: positive = the alert came first). It also replays the current monitor over every run (this benchmark's,
-and the calibration runs given with `--replay-runs`), and copies each run's rollouts.jsonl (gzipped) and
-config.yaml to OUT/runs/ so that the replay can be rerun from the committed files alone.
+and the calibration runs given with `--replay-runs`), and copies each run's rollouts.jsonl (gzipped),
+config.yaml, summary.json, alerts.jsonl and reward curve to OUT/runs/, so that the report (replay included) can be
+rerun from the committed files alone: runs missing from --runs are read from OUT/runs/.
 
 "Starts to fall": the first evaluation at which pass@1 is below the best earlier evaluation by more than two
 binomial standard errors of a 64-problem accuracy at that best value (e.g. 0.125 at 0.5), i.e. a drop the
@@ -89,6 +90,9 @@ def pack_run(run_dir: Path, dest: Path) -> None:
     for name in ("config.yaml", "summary.json", "alerts.jsonl"):
         if (run_dir / name).is_file():
             shutil.copy(run_dir / name, dest / name)
+    if (run_dir / "metrics.jsonl").is_file():
+        rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        (dest / "train_reward.json").write_text(json.dumps({m["step"]: m["reward"] for m in rows}) + "\n")
 
 
 def replay_packed(packed: Path) -> dict:
@@ -190,10 +194,8 @@ def cmd_report(args) -> None:
         name, _, seed = packed.name.rpartition("-seed")
         if name in LOOPS:
             r = analyse(packed, name, int(seed))
-            metrics = [json.loads(x) for x in (Path(args.runs) / packed.name / "metrics.jsonl").read_text().splitlines()
-                       if x.strip()] if (Path(args.runs) / packed.name / "metrics.jsonl").is_file() else []
-            r["train_steps"] = [m["step"] for m in metrics]
-            r["train_reward"] = [m["reward"] for m in metrics]
+            reward = json.loads((packed / "train_reward.json").read_text())
+            r["train_steps"], r["train_reward"] = [int(k) for k in reward], list(reward.values())
             results.append(r)
             print(f"{packed.name}: detected {r['live']['detected_at']} fall {r['fall_step']} lead {r['lead_time']}",
                   flush=True)

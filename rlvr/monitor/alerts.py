@@ -89,7 +89,7 @@ class Alert:
         return asdict(self)
 
     def message(self) -> str:
-        ev = ", ".join(f"{k}={_fmt(v)}" for k, v in self.evidence.items() if k != "false_alarm_basis")
+        ev = evidence_text(self.evidence)
         if self.event == "cleared":
             return f"[monitor] {self.name} ({self.rule}) cleared at step {self.step} (active since step {self.onset})"
         return (f"[monitor] {self.severity.upper()} {self.name} ({self.rule}) at step {self.step}: {ev}. "
@@ -98,8 +98,25 @@ class Alert:
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
+        if v != v or v in (float("inf"), float("-inf")):
+            return "-"
         return f"{v:.1e}" if 0 < abs(v) < 1e-3 else f"{v:.3f}"
     return str(v)
+
+
+def evidence_text(evidence: dict[str, Any]) -> str:
+    """One line of an alert's evidence for people (console, `rlvr monitor`, the report): numbers to 3 decimals
+    (scientific below 1e-3, '-' when undefined), the rows pointer as `rows=step N prompt_index a, b (what they
+    show)`, the false-alarm basis left to alerts.jsonl."""
+    parts = []
+    for k, v in evidence.items():
+        if k == "false_alarm_basis":
+            continue
+        if k == "rows" and isinstance(v, dict):
+            idx = ", ".join(map(str, v.get("prompt_index", [])))
+            v = f"step {v.get('step')}" + (f" prompt_index {idx} ({v.get('shows')})" if idx else "")
+        parts.append(f"{k}={_fmt(v)}")
+    return ", ".join(parts)
 
 
 def _with_false_alarm(rule: str, evidence: dict[str, Any]) -> dict[str, Any]:

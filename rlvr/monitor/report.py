@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from rlvr.metrics import read_metrics
-from rlvr.monitor.alerts import read_alerts
+from rlvr.monitor.alerts import evidence_text, read_alerts
 from rlvr.monitor.view import (GATED, _finite, _num, alert_spans, determined_series, monitor_config, quantity_keys,
                                rule_states, undetermined)
 
@@ -137,7 +137,7 @@ def markdown(run_dir: Path, png: Path | None) -> str:
         lines += ["| alert | rule | severity | fired at step | cleared at step | evidence at onset |",
                   "|---|---|---|---|---|---|"]
         for s in spans:
-            ev = ", ".join(f"{k2}={_num(v) if _finite(v) else v}" for k2, v in s["evidence"].items())
+            ev = evidence_text(s["evidence"])
             lines.append(f"| {s['name']} | {s['rule']} | {s['severity']} | {s['fired']} | "
                          f"{s['cleared'] if s['cleared'] is not None else 'still active'} | {ev} |")
         lines += ["", "What to do:", ""]

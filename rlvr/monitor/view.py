@@ -290,7 +290,9 @@ def _rules_table(states: list[dict], compact: bool):
 
 
 def _evidence(s: dict) -> str:
-    return ", ".join(f"{k}={_num(v) if _finite(v) else v}" for k, v in s["evidence"].items())
+    from rlvr.monitor.alerts import evidence_text
+
+    return evidence_text(s["evidence"])
 
 
 def _order(spans):
