@@ -429,3 +429,36 @@ def test_scheduling_of_other_processes_is_refused(verifier):
         return a + b
     """, ADD3)
     assert ok.score == 1.0, ok.detail
+
+
+# ------------------------------------------------------------------ signals to the zygote and the next child
+
+def test_a_job_cannot_signal_the_zygote_or_the_next_child(verifier):
+    """Landlock layer 1 is applied once in the zygote, so the zygote and every child share that domain; each child's
+    folder layer is scoped too, so a job still signals no process but itself: not the zygote (its parent), not the
+    next child forked in advance (a pid near its own), nothing else. Signal 0 only probes the permission."""
+    if detect_tiers().get("landlock_abi", 0) < 6:
+        pytest.skip("signal scoping needs Landlock ABI 6")
+    v = _run(verifier, """
+    import os
+    def add(a, b):
+        me = os.getpid()
+        reached = []
+        for pid in {os.getppid(), 1, *range(max(2, me - 300), me + 300)} - {me}:
+            try:
+                os.kill(pid, 0)
+                reached.append(pid)
+            except OSError:
+                pass
+        return a + b if reached else None
+    """)
+    assert v.score == 0.0
+    ok = _run(verifier, """
+    import os, signal
+    def add(a, b):
+        os.kill(os.getpid(), 0)
+        signal.signal(signal.SIGUSR1, lambda *_: None)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        return a + b
+    """, ADD3)
+    assert ok.score == 1.0, ok.detail

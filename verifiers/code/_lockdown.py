@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 import resource
 import struct
 
@@ -19,7 +18,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
 
-_ARCH = platform.machine()
+_ARCH = os.uname().machine
 # landlock_create_ruleset / add_rule / restrict_self share numbers on x86_64 and aarch64 (generic table)
 SYS_LANDLOCK_CREATE_RULESET, SYS_LANDLOCK_ADD_RULE, SYS_LANDLOCK_RESTRICT_SELF = 444, 445, 446
 SYS_CAPSET = 126 if _ARCH == "x86_64" else 91
@@ -122,16 +121,45 @@ def landlock_folder(abi: int, write_dir: str) -> None:
     beneath this job's `write_dir`. Landlock intersects layers, so the job reads what layer 1 allows and writes only
     its own folder. Raises OSError if the kernel refuses. (Neither layer needs the other's syscalls allowed by
     seccomp: the landlock calls stay allowed, so layer 2 can come after the filter.)"""
-    fs = _fs_rights(abi)
-    write = fs & ~(_FS_EXECUTE | _FS_READ_FILE | _FS_READ_DIR)
-    rs = _ruleset(write, 0, 0, abi)
-    try:
-        wfd = os.open(write_dir, os.O_PATH | os.O_CLOEXEC)
-        _add_rule(rs, wfd, write)
-        os.close(wfd)
-        restrict(rs)
-    finally:
-        os.close(rs)
+    FolderLayer(abi).apply(write_dir)
+
+
+class FolderLayer:
+    """`landlock_folder` with its structures built once (in the zygote) and reused by every forked child: a child
+    then pays only the syscalls (create a ruleset, open the folder, add the rule, restrict itself, two closes).
+
+    The layer is scoped (ABI >= 6: signals, abstract unix sockets) like layer 1. Layer 1 is applied once in the
+    zygote, so the zygote and every child share its domain, and Landlock lets a process signal any process of its
+    own domain or one nested in it: without a scope of its own, a child could signal the zygote and the next,
+    pre-forked child. With it, each child's domain is its own, as when each child applied layer 1 itself."""
+
+    def __init__(self, abi: int):
+        fs = _fs_rights(abi)
+        self.write = fs & ~(_FS_EXECUTE | _FS_READ_FILE | _FS_READ_DIR)
+        self._attr = _RulesetAttr(self.write, 0, (_SCOPE_ABSTRACT_UNIX | _SCOPE_SIGNAL) if abi >= 6 else 0)
+        self._args = (ctypes.byref(self._attr),
+                      ctypes.c_size_t(ctypes.sizeof(_RulesetAttr) if abi >= 6 else (16 if abi >= 4 else 8)),
+                      ctypes.c_uint32(0))
+        self._pb = _PathBeneath(self.write, -1)
+        self._pb_ref = ctypes.byref(self._pb)
+        self._rule = ctypes.c_int(_RULE_PATH_BENEATH)
+        self._zero = ctypes.c_uint32(0)
+
+    def apply(self, write_dir: str) -> None:
+        rs = _syscall(SYS_LANDLOCK_CREATE_RULESET, *self._args)
+        if rs < 0:
+            raise OSError(ctypes.get_errno(), "landlock_create_ruleset")
+        try:
+            wfd = os.open(write_dir, os.O_PATH | os.O_CLOEXEC)
+            try:
+                self._pb.parent_fd = wfd
+                if _syscall(SYS_LANDLOCK_ADD_RULE, ctypes.c_int(rs), self._rule, self._pb_ref, self._zero) < 0:
+                    raise OSError(ctypes.get_errno(), "landlock_add_rule")
+            finally:
+                os.close(wfd)
+            restrict(rs)
+        finally:
+            os.close(rs)
 
 
 # ------------------------------------------------------------------------------------------------ seccomp
@@ -167,45 +195,64 @@ _CLONE_THREAD = 0x00010000
 _CLONE_NS_FLAGS = [0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000, 0x00000080]
 
 
-def seccomp_program(threads: bool = True) -> bytes:
+# What the zygote itself still needs (it forks the children and hands each one's socket over); denied by the
+# children's own small filter, loaded right after fork. The two filters stack: a child runs under both, which together
+# are exactly the deny list above (every rule is in one of them).
+_CHILD_ONLY = ["socketpair", "fork", "vfork", "setrlimit", "prlimit64"]
+
+
+def seccomp_program(threads: bool = True, part: str = "all") -> bytes:
     """The BPF program (built once with libseccomp through pyseccomp): default allow; EPERM on sockets, process
     creation (fork, vfork, clone without CLONE_THREAD or with a namespace flag; with `threads=False` every clone),
     exec, ptrace and cross-process memory or fd access, privilege and rlimit changes, kernel-level operations
     (mount, modules, bpf, io_uring, ...), metadata changes (chmod, chown, utime, xattrs, inode flags), System V IPC
     and POSIX message queues, scheduling changes to any process but the caller, and `kill` of a process group or of
-    every process (pid <= 0); ENOSYS on clone3 so glibc falls back to clone."""
+    every process (pid <= 0); ENOSYS on clone3 so glibc falls back to clone.
+
+    `part`: "all" (the whole list in one program), "zygote" (all but `_CHILD_ONLY` and the clone rules: installed
+    once in the zygote, inherited by every child through fork), or "child" (only `_CHILD_ONLY` and the clone rules:
+    each child installs it after its rlimits; a short program, so loading it per fork is cheap, where the whole list
+    cost each child ~0.15-0.3 ms of JIT and syscall-cache preparation)."""
     import tempfile
 
     import pyseccomp as sc
 
+    if part not in ("all", "zygote", "child"):
+        raise ValueError(f"part must be all, zygote or child, got {part!r}")
+    zygote, child = part in ("all", "zygote"), part in ("all", "child")
     f = sc.SyscallFilter(sc.ALLOW)
     done = set()
     for name in _DENY_EPERM:
+        if not (child if name in _CHILD_ONLY else zygote):
+            continue
         try:
             f.add_rule(sc.ERRNO(errno.EPERM), name)
             done.add(name)
         except Exception:  # syscall absent on this architecture (e.g. fork on aarch64) or unknown to libseccomp
             continue
-    for name, nr in _DENY_NUMBERS.items():
-        if name not in done:
-            f.add_rule(sc.ERRNO(errno.EPERM), nr)
-    if threads:
-        f.add_rule(sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, _CLONE_THREAD, 0))
-        for flag in _CLONE_NS_FLAGS:
-            f.add_rule(sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
-    else:
-        f.add_rule(sc.ERRNO(errno.EPERM), "clone")
-    f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
-    for name in ("kill", "tkill"):
-        f.add_rule(sc.ERRNO(errno.EPERM), name, sc.Arg(0, sc.EQ, 0))
-        f.add_rule(sc.ERRNO(errno.EPERM), name, sc.Arg(0, sc.GT, 0x7FFFFFFF))  # negative pids (sign-extended)
-    f.add_rule(sc.ERRNO(errno.EPERM), "tgkill", sc.Arg(0, sc.GT, 0x7FFFFFFF))
-    for name in _SELF_ONLY:
-        f.add_rule(sc.ERRNO(errno.EPERM), name, sc.Arg(0, sc.NE, 0))
-    f.add_rule(sc.ERRNO(errno.EPERM), "setpriority", sc.Arg(0, sc.NE, 0))   # PRIO_PGRP, PRIO_USER
-    f.add_rule(sc.ERRNO(errno.EPERM), "setpriority", sc.Arg(1, sc.NE, 0))   # another process
-    for req in _IOCTL_DENY:
-        f.add_rule(sc.ERRNO(errno.EPERM), "ioctl", sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, req))
+    if zygote:
+        for name, nr in _DENY_NUMBERS.items():
+            if name not in done:
+                f.add_rule(sc.ERRNO(errno.EPERM), nr)
+    if child:
+        if threads:
+            f.add_rule(sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, _CLONE_THREAD, 0))
+            for flag in _CLONE_NS_FLAGS:
+                f.add_rule(sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
+        else:
+            f.add_rule(sc.ERRNO(errno.EPERM), "clone")
+    if zygote:
+        f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+        for name in ("kill", "tkill"):
+            f.add_rule(sc.ERRNO(errno.EPERM), name, sc.Arg(0, sc.EQ, 0))
+            f.add_rule(sc.ERRNO(errno.EPERM), name, sc.Arg(0, sc.GT, 0x7FFFFFFF))  # negative pids (sign-extended)
+        f.add_rule(sc.ERRNO(errno.EPERM), "tgkill", sc.Arg(0, sc.GT, 0x7FFFFFFF))
+        for name in _SELF_ONLY:
+            f.add_rule(sc.ERRNO(errno.EPERM), name, sc.Arg(0, sc.NE, 0))
+        f.add_rule(sc.ERRNO(errno.EPERM), "setpriority", sc.Arg(0, sc.NE, 0))   # PRIO_PGRP, PRIO_USER
+        f.add_rule(sc.ERRNO(errno.EPERM), "setpriority", sc.Arg(1, sc.NE, 0))   # another process
+        for req in _IOCTL_DENY:
+            f.add_rule(sc.ERRNO(errno.EPERM), "ioctl", sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, req))
     with tempfile.TemporaryFile() as fh:
         f.export_bpf(fh)
         fh.seek(0)
@@ -218,10 +265,21 @@ class _SockFprog(ctypes.Structure):
 
 def load_seccomp(program: bytes) -> None:
     """Install a BPF program exported by `seccomp_program` (needs no_new_privs, set by `drop_privileges`)."""
-    buf = ctypes.create_string_buffer(program, len(program))
-    prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
-    if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP)")
+    PreparedFilter(program).load()
+
+
+class PreparedFilter:
+    """A BPF program's `sock_fprog`, built once (in the zygote): each forked child installs it with one prctl, without
+    making a ctypes array type of its own."""
+
+    def __init__(self, program: bytes):
+        self._buf = ctypes.create_string_buffer(program, len(program))
+        self._prog = _SockFprog(len(program) // 8, ctypes.cast(self._buf, ctypes.c_void_p))
+        self._ref = ctypes.byref(self._prog)
+
+    def load(self) -> None:
+        if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, self._ref, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP)")
 
 
 def drop_privileges() -> None:
@@ -240,9 +298,21 @@ def set_rlimits(*, address_space: int, cpu_seconds: int, file_size: int, open_fi
     """Hard and soft limits (bytes / seconds / count). CPU: SIGXCPU at the soft limit, SIGKILL one second later.
     `processes` (RLIMIT_NPROC) counts the tasks, threads included, of this uid in this user namespace; the kernel
     ignores it for the host's root (kuid 0), which is why the pool uses a pids cgroup there."""
+    set_shared_rlimits(address_space=address_space, file_size=file_size, open_files=open_files)
+    set_own_rlimits(cpu_seconds=cpu_seconds, processes=processes)
+
+
+def set_shared_rlimits(*, address_space: int, file_size: int, open_files: int) -> None:
+    """The limits a zygote can hold itself and hand to every child through fork: address space, file size, open
+    files, no core dumps."""
     for res, val in ((resource.RLIMIT_AS, address_space), (resource.RLIMIT_FSIZE, file_size),
                      (resource.RLIMIT_NOFILE, open_files), (resource.RLIMIT_CORE, 0)):
         resource.setrlimit(res, (val, val))
+
+
+def set_own_rlimits(*, cpu_seconds: int, processes: int | None = None) -> None:
+    """The limits each child sets for itself: CPU time (counted per process from its fork) and RLIMIT_NPROC (which a
+    zygote holding it would apply to its own forks)."""
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
     if processes is not None:
         resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))

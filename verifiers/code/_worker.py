@@ -8,11 +8,13 @@ bubblewrap), with a scrubbed environment. Three processes, three roles:
   inside that code is a proxy that forwards each call's *arguments* to the sandbox child and gets back only the
   *return value*, type-strictly encoded (`_codec`). Pass/fail is computed here, never reported by the child.
 * **zygote** (forked from the checker at start-up, before any job exists, so its memory holds no test, answer or
-  previous job): forks a fresh child on request and hands the checker that child's socket (SCM_RIGHTS) and pid.
-  One child is kept forked (and locked down) in advance, so the fork overlaps the previous job; its
-  folder is made by the checker when its job starts, after the previous job's child is dead and its folder gone.
+  previous job): locks itself down with everything the children share (`_lockdown_zygote`), then forks a fresh
+  child on request and hands the checker that child's socket (SCM_RIGHTS) and pid. One child is kept forked (and
+  locked down) in advance, so the fork overlaps the previous job; its folder is made by the checker when its job
+  starts, after the previous job's child is dead and its folder gone.
 * **child** (untrusted): `setsid`, all fds but its socket closed, stdio on /dev/null, a fresh scratch folder,
-  rlimits, no capabilities, no_new_privs, Landlock, seccomp (`_lockdown`), then it loads the candidate's program
+  rlimits, no capabilities, no_new_privs, Landlock, seccomp (`_lockdown`; the shared part inherited from the
+  zygote, the rest added by the child), then it loads the candidate's program
   and serves calls (or, in stdio mode, runs it as `__main__` on the given input and returns the captured output).
   It is SIGKILLed (its whole process group) when the job ends or its deadline passes.
 
@@ -26,11 +28,11 @@ there. The checker's fds 0 and 1 are /dev/null while test code runs; the pool's 
 
 from __future__ import annotations
 
-import ast
 import errno
 import gc
 import io
 import json
+import marshal
 import math
 import os
 import re
@@ -41,6 +43,8 @@ import struct
 import sys
 import time
 
+import _signal
+
 try:
     from . import _codec, _lockdown
 except ImportError:  # run as a top-level module by the bootstrap (python -I -S: the package is not imported)
@@ -49,11 +53,13 @@ except ImportError:  # run as a top-level module by the bootstrap (python -I -S:
 
 MAX_FRAME = 1 << 20           # 1 MiB: cap of any frame from the child (return values, captured stdout)
 # Imported in the zygote, so a candidate gets them without reading files. Kept to what solutions commonly import:
-# every preloaded page is copied into each child's page tables at fork (measured here: 1.1 ms per fork+exit with
-# 35 modules against 0.77 ms with these). Other standard-library modules still import, from disk (Landlock allows
+# every page the zygote holds is copied into each child's page tables at fork and torn down at its exit (measured
+# here: 1.1 ms per fork+exit with 35 modules against 0.77 ms with 14). `fractions` (with `decimal`) and `hashlib`
+# (with OpenSSL's libcrypto) were dropped for that reason: together 0.8 MB of the zygote's 7.6 MB of private pages,
+# for 1 of HumanEval's 164 solutions. Other standard-library modules still import, from disk (Landlock allows
 # reading the standard library), at a few ms each.
 PRELOAD = ("math", "re", "string", "itertools", "functools", "collections", "heapq", "bisect", "operator", "typing",
-           "copy", "random", "fractions", "hashlib")
+           "copy", "random")
 
 
 class FrameError(BaseException):
@@ -93,12 +99,44 @@ def _field(reply: dict, key: str) -> str | None:
 
 # ---------------------------------------------------------------------------------------------- framing
 
-def _send(fd: int, obj) -> None:
-    data = json.dumps(obj, separators=(",", ":")).encode()
-    buf = struct.pack(">I", len(data)) + data
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode   # one encoder for every frame (json.dumps with
+                                                            # separators builds a new one per call)
+
+
+def _frame(obj) -> bytes:
+    """A JSON frame: what the pool and the checker exchange, and what a child sends (the checker parses it bounded)."""
+    data = _ENCODE(obj).encode()
+    return struct.pack(">I", len(data)) + data
+
+
+def _mframe(obj) -> bytes:
+    """A frame from the checker to a child: marshal, which the child decodes in one C call. Only the trusted checker
+    writes these and only a child reads them; nothing a child sends is ever unmarshalled. Raises ValueError for a
+    value marshal cannot carry (the caller's argument is then not transferable)."""
+    data = marshal.dumps(obj)
+    return struct.pack(">I", len(data)) + data
+
+
+def _write_all(fd: int, buf: bytes) -> None:
     while buf:
         n = os.write(fd, buf)
         buf = buf[n:]
+
+
+def _send(fd: int, obj) -> None:
+    _write_all(fd, _frame(obj))
+
+
+_NONCES = bytearray()
+
+
+def _nonce() -> int:
+    """A fresh random 63-bit number from the OS's CSPRNG (read 4 KiB at a time: one syscall per 512 nonces)."""
+    if not _NONCES:
+        _NONCES.extend(os.urandom(4096))
+    n = int.from_bytes(_NONCES[-8:], "big") >> 1
+    del _NONCES[-8:]
+    return n
 
 
 _RBUF: dict[int, bytearray] = {}  # bytes read ahead per fd (a frame usually arrives in one read)
@@ -148,12 +186,16 @@ def _recv(fd: int, deadline: float | None = None, max_len: int = MAX_FRAME):
 def _child_main(sock: socket.socket, cfg: dict) -> None:
     """Lock down, wait for the checker's start (the job's fresh scratch folder), confine writes to that folder,
     then serve one job. Never returns. The child is forked and locked down while the previous job runs; its folder
-    is made only after that job's is gone, and only the folder's Landlock layer and chdir wait for it."""
+    is made only after that job's is gone, and only the folder's Landlock layer and chdir wait for it.
+
+    Every page a child touches is a copy-on-write fault, so its own code is kept short: its syscalls go through
+    structures the zygote prepared (`_lockdown.PreparedFilter`, `_lockdown.FolderLayer`), signals through `_signal`,
+    frames from the checker are marshal (`_crecv`), its `locked` frame is prebuilt."""
     fd = sock.fileno()
     try:
         os.setsid()
         _lockdown_child(fd, cfg)
-        start = _recv(fd, None)
+        start = _crecv(fd)
         if type(start) is not dict or start.get("op") != "start" or type(start.get("scratch")) is not str:
             raise ValueError("no start message")
         _enter_folder(start["scratch"], cfg)
@@ -163,41 +205,89 @@ def _child_main(sock: socket.socket, cfg: dict) -> None:
         finally:
             os._exit(70)
     # The first frame on the socket, written before any candidate code runs: the only place a "fatal" is believed.
-    _send(fd, {"locked": True})
+    _write_all(fd, _LOCKED)
     _serve(fd)
     os._exit(0)
 
 
+_LOCKED = _frame({"locked": True})
+
+
+def _crecv(fd: int):
+    """A frame from the checker, in a child (blocking; the checker is trusted, so no size or time bound here)."""
+    buf = _CBUF
+    while len(buf) < 4:
+        b = os.read(fd, 65536)
+        if not b:
+            raise EOFError
+        buf += b
+    n = 4 + int.from_bytes(buf[:4], "big")
+    while len(buf) < n:
+        b = os.read(fd, max(n - len(buf), 65536))
+        if not b:
+            raise EOFError
+        buf += b
+    data = bytes(buf[4:n])
+    del buf[:n]
+    return marshal.loads(data)
+
+
+_CBUF = bytearray()   # a child's read-ahead of the checker's frames
+
+
 def _lockdown_child(keep_fd: int, cfg: dict) -> None:
-    """Everything that does not depend on the job's folder: done before the job exists."""
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    _libc_prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the zygote
-    null = os.open("/dev/null", os.O_RDWR)
+    """Everything that does not depend on the job's folder: done before the job exists. The zygote already holds
+    (and the child inherits through fork) no capabilities, no_new_privs, Landlock layer 1, the rlimits on address
+    space, file size, open files and core dumps, and the zygote's seccomp filter (`_lockdown_zygote`); the child
+    adds its CPU-time and process limits and the child-only filter (fork, socketpair, setrlimit)."""
+    if _Z.get("fatal"):
+        raise OSError(_Z["fatal"])
+    _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+    _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
+    _lockdown._libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL: die with the zygote
+    null = _Z["null"]   # opened by the zygote before its Landlock layer (which grants /dev/null no write)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
+    _close_all_but({0, 1, 2, keep_fd})  # fork ignores O_CLOEXEC
+    # before the child's seccomp filter, which forbids setrlimit
+    _lockdown.set_own_rlimits(cpu_seconds=max(1, math.ceil(cfg["cpu_seconds"])), processes=_Z["nproc"])
+    if _Z.get("seccomp_child") is not None:
+        _Z["seccomp_child"].load()
+
+
+def _lockdown_zygote(cfg: dict) -> None:
+    """The part of every child's lockdown that is the same for all of them, done once in the zygote and inherited
+    through fork: the rlimits on address space, file size, open files and core dumps; no_new_privs and no
+    capabilities; Landlock layer 1 (read the stdlib, everything beneath the scratch root, no TCP, signals and
+    abstract sockets scoped); and the seccomp filter minus what the zygote needs to fork a child and hand over its
+    socket (`_lockdown._CHILD_ONLY`, which each child adds with its own filter). A failure is recorded, and every
+    child then reports it as its `fatal` first frame (the sandbox's failure, not the candidate's)."""
     tier = cfg["tier"]
-    keep = {0, 1, 2, keep_fd}
-    ruleset = _Z.get("ruleset")
-    # close everything else now (fork ignores O_CLOEXEC), except the Landlock ruleset needed a moment longer
-    _close_all_but(keep | ({ruleset} if ruleset is not None else set()))
-    if tier in ("bwrap", "landlock", "seccomp"):
-        _lockdown.drop_privileges()
-    if tier in ("bwrap", "landlock"):
-        _lockdown.restrict(ruleset)   # layer 1: read the stdlib, everything beneath the scratch root
-    _close_all_but(keep)
-    # before seccomp, which forbids setrlimit
-    _lockdown.set_rlimits(address_space=_Z["vsz"] + cfg["memory_mb"] * (1 << 20),
-                          cpu_seconds=max(1, math.ceil(cfg["cpu_seconds"])), file_size=cfg["file_size"],
-                          open_files=64, processes=_Z["nproc"])
-    if tier in ("bwrap", "landlock", "seccomp"):
-        _lockdown.load_seccomp(_Z["bpf"])
+    try:
+        _Z["null"] = os.open("/dev/null", os.O_RDWR)
+        if tier in ("bwrap", "landlock"):
+            _Z["folder_layer"] = _lockdown.FolderLayer(_Z["landlock_abi"])
+        if tier in ("bwrap", "landlock", "seccomp"):
+            _Z["seccomp_child"] = _lockdown.PreparedFilter(_Z["bpf_child"])
+        _lockdown.set_shared_rlimits(address_space=_Z["vsz"] + cfg["memory_mb"] * (1 << 20),
+                                     file_size=cfg["file_size"], open_files=64)
+        if tier in ("bwrap", "landlock", "seccomp"):
+            _lockdown.drop_privileges()
+        if tier in ("bwrap", "landlock"):
+            _lockdown.restrict(_Z["ruleset"])   # layer 1
+        if tier in ("bwrap", "landlock", "seccomp"):
+            _lockdown.load_seccomp(_Z["bpf_zygote"])
+    except BaseException as e:  # noqa: BLE001
+        _Z["fatal"] = f"zygote lockdown failed: {type(e).__name__}: {e}"
+    finally:
+        if _Z.get("ruleset") is not None:
+            os.close(_Z.pop("ruleset"))
 
 
 def _enter_folder(scratch: str, cfg: dict) -> None:
     os.chdir(scratch)
     if cfg["tier"] in ("bwrap", "landlock"):
-        _lockdown.landlock_folder(_Z["landlock_abi"], scratch)   # layer 2: write only beneath this job's folder
+        _Z["folder_layer"].apply(scratch)   # layer 2: write only beneath this job's folder
 
 
 def _close_all_but(keep: set[int]) -> None:
@@ -224,7 +314,7 @@ def _serve(fd: int) -> None:
     ns: dict = {"__name__": "__main__", "__builtins__": __builtins__}
     while True:
         try:
-            msg = _recv(fd, None)
+            msg = _crecv(fd)
         except BaseException:  # noqa: BLE001
             return
         op, nonce = msg.get("op"), msg.get("nonce")
@@ -255,9 +345,7 @@ def _serve(fd: int) -> None:
         elif op == "call":
             try:
                 fn = ns[msg["fn"]]
-                args = _codec.decode(msg["args"])
-                kwargs = _codec.decode(msg["kwargs"])
-                value = fn(*args, **kwargs)
+                value = fn(*msg["args"], **msg["kwargs"])   # plain values, as the checker's test passed them
                 reply = {"nonce": nonce, "v": _codec.encode(value)}
             except BaseException as e:  # noqa: BLE001 - SystemExit / KeyboardInterrupt inside the function too
                 reply = {"nonce": nonce, "exc": _exc(e), "etype": _builtin_base(e)}
@@ -297,6 +385,7 @@ def _zygote_main(ctrl: socket.socket, cfg: dict) -> None:
     """Fork a locked-down child per request byte; send (pid, scratch) + the child's socket to the checker."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     _libc_prctl(1, signal.SIGKILL)
+    _lockdown_zygote(cfg)
     # Everything allocated so far moves to the GC's permanent generation: a child's collections then never walk
     # (and so never copy-on-write) the zygote's pages, which makes each fork's child cheaper to run.
     gc.freeze()
@@ -341,8 +430,8 @@ def _start_zygote(cfg: dict) -> socket.socket:
     abi = _lockdown.landlock_abi()
     _Z["landlock_abi"] = abi
     threads = _Z["threads"] = _threads_mode(cfg)
-    bpf = cfg.get("bpf_nothreads" if threads == "denied" else "bpf")
-    _Z["bpf"] = bytes.fromhex(bpf) if bpf else b""
+    _Z["bpf_zygote"] = bytes.fromhex(cfg.get("bpf_zygote") or "")
+    _Z["bpf_child"] = bytes.fromhex(cfg.get("bpf_child_nothreads" if threads == "denied" else "bpf_child") or "")
     # RLIMIT_NPROC counts this uid's tasks in this user namespace: the checker, the zygote, two children, a
     # dying one, bwrap's init, and the job's threads
     _Z["nproc"] = cfg["threads"] + 8 if threads == "rlimit" else None
@@ -353,6 +442,8 @@ def _start_zygote(cfg: dict) -> socket.socket:
             os.close(fd)
     with open("/proc/self/statm") as f:
         _Z["vsz"] = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    if _NONCES:   # the zygote (and so every child) must never hold the checker's future nonces
+        raise RuntimeError("nonces drawn before the zygote was forked")
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     pid = os.fork()
     if pid == 0:
@@ -363,7 +454,7 @@ def _start_zygote(cfg: dict) -> socket.socket:
         os._exit(0)
     b.close()
     if _Z.get("ruleset") is not None:
-        os.close(_Z["ruleset"])
+        os.close(_Z.pop("ruleset"))
     _Z["pid"] = pid
     return a
 
@@ -393,14 +484,13 @@ class _Child:
         self.pid, self.fd, self.scratch = info["pid"], fds[0], None
         self.gone = False
         self.locked = False
+        self._pending = b""
 
     def start(self, scratch: str) -> None:
-        """Hand the child its scratch folder (created just now, after the previous job's was removed)."""
+        """Hand the child its scratch folder (created just now, after the previous job's was removed). The start
+        frame goes out with the job's first request, in one write (`request`)."""
         self.scratch = scratch
-        try:
-            _send(self.fd, {"op": "start", "scratch": scratch})
-        except OSError:
-            pass  # a child that died at its lockdown: its `fatal` frame is read as its first reply
+        self._pending = _mframe({"op": "start", "scratch": scratch})
 
     def _lock_status(self, deadline: float) -> None:
         """The child's first frame: {"locked": true}, or {"fatal": text} when its lockdown failed. Written before the
@@ -418,13 +508,32 @@ class _Child:
         raise FrameError("malformed lockdown status")
 
     def request(self, msg: dict, deadline: float) -> dict:
+        return self.exchange(*self.prepare(msg), deadline)
+
+    @staticmethod
+    def prepare(msg: dict) -> tuple[int, bytes]:
+        """(nonce, frame) for `msg` with a fresh nonce; ValueError when marshal cannot carry a value in it."""
+        nonce = _nonce()  # not `random`: the dataset's tests may seed it
+        return nonce, _mframe({**msg, "nonce": nonce})
+
+    def exchange(self, nonce: int, frame: bytes, deadline: float) -> dict:
+        """Send a prepared request and return the reply that carries its nonce. The first request follows the start
+        frame in the same write, before the child's lockdown status is read: the child reads its frames in order and
+        answers `locked` (or `fatal`) before it reads this one, so no candidate code runs any earlier."""
         if self.gone:
             raise ChildGone
+        data = self._pending + frame
+        self._pending = b""
+        sent = True
+        try:
+            _write_all(self.fd, data)
+        except OSError:
+            sent = False  # a child that died at its lockdown: its `fatal` frame is still read first
         if not self.locked:
             self._lock_status(deadline)
-        nonce = int.from_bytes(os.urandom(8), "big") >> 1  # not `random`: the dataset's tests may seed it
         try:
-            _send(self.fd, {**msg, "nonce": nonce})
+            if not sent:
+                raise EOFError
             reply = _recv(self.fd, deadline)
         except (TimeoutError, EOFError, OSError):
             self.gone = True
@@ -570,13 +679,14 @@ class _Checker:
 
             def call(fn_name: str):
                 def proxy(*args, **kwargs):
+                    # the arguments travel as marshal (exact builtin data; anything else is not transferable)
                     try:
-                        enc_a, enc_k = _codec.encode(list(args)), _codec.encode(dict(kwargs))
+                        req = c.prepare({"op": "call", "fn": fn_name, "args": args, "kwargs": kwargs})
                     except Exception as e:  # noqa: BLE001
                         raise TypeError(f"argument not transferable: {e}") from None
                     state["calls"] += 1
                     try:
-                        r = c.request({"op": "call", "fn": fn_name, "args": enc_a, "kwargs": enc_k}, deadline)
+                        r = c.exchange(*req, deadline)
                         if "exc" in r:
                             etype, text = _field(r, "etype"), _field(r, "exc") or ""
                     except FrameError as e:
@@ -694,23 +804,36 @@ def _asserter(results: dict[int, bool]):
     return check
 
 
-class _AssertRewriter(ast.NodeTransformer):
-    """`assert TEST, MSG` -> `__rlvr_assert__(i, lambda: TEST)`: every assert is recorded (not raised), so one failed
-    assert does not hide the others. `assert <true constant>` (HumanEval's `assert True, "..."`) is not a test and
-    becomes `pass`; `assert <false constant>` (the must-raise idiom `try: f(-1)` / `except ValueError: pass` /
-    `else: assert False`) stays a test that fails whenever it is reached."""
+_AST: list = []   # [ast module, _AssertRewriter]: imported on first use, in the checker after its zygote is forked
 
-    def __init__(self):
-        self.n = 0
 
-    def visit_Assert(self, node: ast.Assert):
-        if isinstance(node.test, ast.Constant) and node.test.value:
-            return ast.copy_location(ast.Pass(), node)
-        i = self.n
-        self.n += 1
-        call = ast.Call(ast.Name("__rlvr_assert__", ast.Load()),
-                        [ast.Constant(i), ast.Lambda(ast.arguments([], [], None, [], [], None, []), node.test)], [])
-        return ast.copy_location(ast.Expr(call), node)
+def _ast():
+    """The `ast` module, imported when the checker first needs it: never in the zygote, so no child's page tables
+    carry it (each fork copies the zygote's page tables, and each exit tears them down)."""
+    if not _AST:
+        import ast
+
+        class _AssertRewriter(ast.NodeTransformer):
+            """`assert TEST, MSG` -> `__rlvr_assert__(i, lambda: TEST)`: every assert is recorded (not raised), so one
+            failed assert does not hide the others. `assert <true constant>` (HumanEval's `assert True, "..."`) is not
+            a test and becomes `pass`; `assert <false constant>` (the must-raise idiom `try: f(-1)` / `except
+            ValueError: pass` / `else: assert False`) stays a test that fails whenever it is reached."""
+
+            def __init__(self):
+                self.n = 0
+
+            def visit_Assert(self, node: ast.Assert):
+                if isinstance(node.test, ast.Constant) and node.test.value:
+                    return ast.copy_location(ast.Pass(), node)
+                i = self.n
+                self.n += 1
+                call = ast.Call(ast.Name("__rlvr_assert__", ast.Load()),
+                                [ast.Constant(i), ast.Lambda(ast.arguments([], [], None, [], [], None, []), node.test)],
+                                [])
+                return ast.copy_location(ast.Expr(call), node)
+
+        _AST[:] = [ast, _AssertRewriter]
+    return _AST[0]
 
 
 _COMPILED: dict[str, tuple] = {}
@@ -720,7 +843,8 @@ def _instrument(src: str):
     """(code object, number of asserts) for trusted test source, cached: RL revisits the same problems."""
     hit = _COMPILED.get(src)
     if hit is None:
-        rw = _AssertRewriter()
+        ast = _ast()
+        rw = _AST[1]()
         tree = ast.fix_missing_locations(rw.visit(ast.parse(src)))
         if len(_COMPILED) > 4096:
             _COMPILED.clear()
@@ -753,6 +877,7 @@ def _used_names(asserts: list[str]) -> frozenset:
     hit = _USED.get(key)
     if hit is None:
         names = set()
+        ast = _ast()
         for src in asserts:
             try:
                 names |= {n.id for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Name)}
@@ -766,6 +891,7 @@ def _used_names(asserts: list[str]) -> frozenset:
 
 def _defined_names(program: str) -> list[str]:
     """Top-level names the program binds by def, class or a plain `name = ...` (a lambda)."""
+    ast = _ast()
     try:
         tree = ast.parse(program)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -905,6 +1031,7 @@ def main() -> None:
         _Z["isolation"] = _lockdown.isolate_worker(cfg["scratch_root"], cfg["scratch_bytes"], cfg["scratch_inodes"])
     sys.setrecursionlimit(10_000)
     checker = _Checker(cfg)
+    gc.freeze()   # the checker's start-up objects: its collections walk only what its jobs allocate
     # The pool's pipes move to private fds, and fds 0 and 1 become /dev/null: the dataset's test code runs in this
     # process, and what it prints (a candidate's return value included) must not reach the result channel.
     inp, out = os.dup(0), os.dup(1)
