@@ -183,3 +183,60 @@ def test_standard_library_beyond_the_preload_imports_in_the_sandbox(verifier):
             " textwrap.fill('a b', 1)]\n")
     v = verifier.verify(prog, ["assert f([1, 2, 3]) == [2, '2.10', '2024-02-29', 'a\\nb']"])
     assert v.score == 1.0, v.detail
+
+
+def test_verify_batch_gives_the_verdicts_of_verify(verifier, problems):
+    """The batch path (every worker fed from the calling thread, the next job queued behind the running one) gives
+    each item the verdict `verify` gives it: passes, failures, errors, timeouts, no code, bad references."""
+    add = {"prompt": "def add(a, b):\n    \"\"\"a + b\"\"\"\n",
+           "test": "def check(candidate):\n    assert candidate(1, 2) == 3\n", "entry_point": "add"}
+    items = [("    return a + b\n", add), ("    return a - b\n", add), ("", ["assert f(1) == 1"]),
+             ("def f(): pass", {"nonsense": 1}), ("def f(:\n", ["assert f() == 1"]),
+             ("import time\ndef f():\n    time.sleep(30)", ["assert f() == 1"]),
+             ("def f(x):\n    return x", ["assert f(1) == 1", "assert f(2) == 3"]),
+             ("print(sum(map(int, input().split())))", [{"input": "1 2", "output": "3"}]),
+             ("    return a + b\n", add, "a prompt"), {"completion": "    return a * b\n", "reference": add},
+             (problems[0]["canonical_solution"], problems[0]["reference"])] * 2
+    quick = CodeVerifier(timeout=1.0, workers=2)
+    try:
+        batch = quick.verify_batch(items)
+        one = [quick.verify(*(it if isinstance(it, tuple) else (it["completion"], it["reference"]))[:2])
+               for it in items]
+        assert [(v.score, v.passed, v.answer_class, v.error, v.detail) for v in batch] == \
+               [(v.score, v.passed, v.answer_class, v.error, v.detail) for v in one]
+        assert [v.score for v in batch[:11]] == [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5, 1.0, 1.0, 0.0, 1.0]
+        assert batch[5].detail["timed_out"] and quick.stats["calls"] == 2 * len(items)
+    finally:
+        quick.close()
+
+
+def test_a_worker_lost_in_a_batch_fails_only_its_running_job():
+    """A worker that dies in the middle of a batch (killed here from outside) fails the job it was running, as
+    `run` does, and is replaced; the job queued behind it runs on a worker again, and every other job passes."""
+    import os
+    import signal
+    import threading
+    import time
+
+    quick = CodeVerifier(timeout=5.0, workers=2)
+    try:
+        pool = quick.pool
+        pids = [w.proc.pid for w in pool._free.queue]   # each worker's bwrap (or checker) process
+        add = {"prompt": "def add(a, b):\n    \"\"\"a + b\"\"\"\n",
+               "test": "def check(candidate):\n    assert candidate(1, 2) == 3\n", "entry_point": "add"}
+        items = [("    import time\n    time.sleep(0.05)\n    return a + b\n", add)] * 60
+        out = {}
+        t = threading.Thread(target=lambda: out.setdefault("v", quick.verify_batch(items)))
+        t.start()
+        time.sleep(0.5)
+        assert not pool._free.queue   # both workers are out with the batch
+        os.kill(pids[0], signal.SIGKILL)
+        t.join(60)
+        verdicts = out["v"]
+        assert len(verdicts) == 60
+        lost = [v for v in verdicts if v.score != 1.0]
+        assert len(lost) == 1 and "worker lost" in lost[0].detail["error"], [v.detail for v in lost]
+        assert pool.stats["worker_restarts"] == 1
+        assert quick.verify("    return a + b\n", add).score == 1.0
+    finally:
+        quick.close()

@@ -26,10 +26,12 @@ does and does not contain, is in `verifiers/code/sandbox.py` (threat model) and 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
+import time
 from typing import Any
 
-from ..base import SignalSpec, Verdict, Verifier
+from ..base import SignalSpec, Verdict, Verifier, _unpack_item
 from ..registry import register_verifier
 from .sandbox import Limits, SandboxPool, SandboxUnavailable, TIERS, detect_tiers
 
@@ -175,6 +177,13 @@ class CodeVerifier(Verifier):
         return self._pool
 
     def _verify(self, completion: str, reference: Any, *, prompt: str | None) -> Verdict:
+        job = self._prepare(completion, reference)
+        if isinstance(job, Verdict):
+            return job
+        return self._verdict(job, self.pool.run(job))
+
+    def _prepare(self, completion: str, reference: Any) -> dict | Verdict:
+        """The sandbox job for a completion, or its verdict when there is nothing to run."""
         if len(completion or "") > MAX_COMPLETION_CHARS:
             return Verdict(0.0, False, None, detail={"reason": "program_too_long", "chars": len(completion)})
         program = extract_program(completion)
@@ -182,8 +191,9 @@ class CodeVerifier(Verifier):
             return Verdict(0.0, False, None, detail={"reason": "program_too_long", "chars": len(program)})
         if not program.strip():
             return Verdict(0.0, False, None, detail={"reason": "no_code"})
-        job = build_job(program, reference)
-        res = self.pool.run(job)
+        return build_job(program, reference)
+
+    def _verdict(self, job: dict, res: dict) -> Verdict:
         tests = [bool(t) for t in res.get("tests", [])]
         tamper = bool(res.get("tamper"))
         if tamper:
@@ -199,6 +209,54 @@ class CodeVerifier(Verifier):
         score = 0.0 if tamper else sum(tests) / len(tests)
         return Verdict(score, (not tamper) and all(tests), "code:" + "".join("1" if t else "0" for t in tests),
                        detail=detail)
+
+    def verify_batch(self, items) -> list[Verdict]:
+        """As `Verifier.verify_batch` (one verdict per item, in order, never raising for an item), with the jobs
+        sent to the sandbox pool as one batch (`SandboxPool.run_batch`): every worker is kept fed from this thread,
+        with no thread per item. Each job still runs alone in its own fresh child and folder, under its own
+        deadline. `elapsed_s` of a verdict run in the sandbox is its job's time from start to result."""
+        calls = [_unpack_item(i, item) for i, item in enumerate(items)]
+        if len(calls) <= 1:
+            return [self.verify(c, r, prompt=p) for c, r, p in calls]
+        verdicts: list[Verdict | None] = [None] * len(calls)
+        jobs, where = [], []
+        for i, (completion, reference, _prompt) in enumerate(calls):
+            t0 = time.perf_counter()
+            try:
+                job = self._prepare(completion, reference)
+            except Exception as exc:  # noqa: BLE001 - as Verifier.verify: a verdict, never a raise
+                verdicts[i] = self._record(None, exc, time.perf_counter() - t0)
+                continue
+            if isinstance(job, Verdict):
+                verdicts[i] = self._record(job, None, time.perf_counter() - t0)
+            else:
+                jobs.append(job)
+                where.append(i)
+        if jobs:
+            try:
+                results = self.pool.run_batch(jobs)
+            except Exception as exc:  # noqa: BLE001 - no sandbox here (SandboxUnavailable) or a pool failure
+                for i in where:
+                    verdicts[i] = self._record(None, exc, 0.0)
+                return verdicts  # type: ignore[return-value]
+            for i, job, res in zip(where, jobs, results):
+                try:
+                    v = self._verdict(job, res)
+                except Exception as exc:  # noqa: BLE001
+                    verdicts[i] = self._record(None, exc, float(res.get("elapsed_s", 0.0)))
+                else:
+                    verdicts[i] = self._record(v, None, float(res.get("elapsed_s", 0.0)))
+        return verdicts  # type: ignore[return-value]
+
+    def _record(self, verdict: Verdict | None, exc: Exception | None, elapsed: float) -> Verdict:
+        """A batch item's verdict counted in `stats` as `Verifier.verify` counts it (an exception: an error verdict)."""
+        if exc is not None:
+            verdict = Verdict(0.0, False, None, error=f"{type(exc).__name__}: {exc}")
+        with self._stats_lock:
+            self.stats["calls"] += 1
+            if exc is not None:
+                self.stats["errors"] += 1
+        return dataclasses.replace(verdict, elapsed_s=elapsed)
 
     def identity(self) -> str:
         return f"code-sandbox(timeout={self.timeout},memory_mb={self.memory_mb})"

@@ -84,10 +84,12 @@ What is not covered:
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
 import queue
+import select
 import shutil
 import struct
 import subprocess
@@ -338,32 +340,26 @@ class _Worker:
             start_new_session=True))
         self.index = index
         self._next_id = 0
+        self.fd = self.proc.stdout.fileno()
+        self._buf = bytearray()   # result bytes read ahead (one read often holds a whole frame, or several)
         hello = self._recv(time.monotonic() + 60)
         if not hello.get("ready"):
             raise SandboxUnavailable(f"sandbox worker did not start: {hello}")
         self.hello = hello
 
-    def _recv(self, deadline: float) -> dict:
-        import select
-
-        fd = self.proc.stdout.fileno()
-
-        def read(n):
-            buf = b""
-            while len(buf) < n:
-                left = deadline - time.monotonic()
-                if left <= 0 or not select.select([fd], [], [], left)[0]:
-                    raise TimeoutError
-                b = os.read(fd, n - len(buf))
-                if not b:
-                    raise EOFError
-                buf += b
-            return buf
-
-        (n,) = struct.unpack(">I", read(4))
+    def frame(self) -> dict | None:
+        """The next complete result frame from what was read, or None. ValueError for a frame over the cap, one that
+        is not JSON or nested too deep, or one that is not an object."""
+        buf = self._buf
+        if len(buf) < 4:
+            return None
+        (n,) = struct.unpack_from(">I", buf)
         if n > MAX_RESULT_FRAME:
             raise ValueError(f"result frame of {n} bytes")
-        data = read(n)
+        if len(buf) < 4 + n:
+            return None
+        data = bytes(buf[4:4 + n])
+        del buf[:4 + n]
         try:
             out = json.loads(data)
         except RecursionError:
@@ -372,14 +368,38 @@ class _Worker:
             raise ValueError("result frame is not an object")
         return out
 
+    def fill(self) -> None:
+        """Read what the worker wrote (call when its fd is readable). EOFError when it is gone."""
+        b = os.read(self.fd, 1 << 16)
+        if not b:
+            raise EOFError
+        self._buf += b
+
+    def _recv(self, deadline: float) -> dict:
+        while True:
+            out = self.frame()
+            if out is not None:
+                return out
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                raise TimeoutError
+            self.fill()
+
+    def encode(self, job: dict) -> tuple[int, bytes]:
+        """A fresh job id and the job's frame carrying it."""
+        self._next_id += 1
+        data = json.dumps({**job, "id": self._next_id}).encode()
+        return self._next_id, struct.pack(">I", len(data)) + data
+
+    def write(self, frame: bytes) -> None:
+        self.proc.stdin.write(frame)
+        self.proc.stdin.flush()
+
     def run(self, job: dict, deadline: float) -> dict:
         """Send a job with a fresh id and read its result, which must carry that id (a result frame answering any
         other job means the channel is out of step: ValueError, and the pool replaces this worker)."""
-        self._next_id += 1
-        jid = self._next_id
-        data = json.dumps({**job, "id": jid}).encode()
-        self.proc.stdin.write(struct.pack(">I", len(data)) + data)
-        self.proc.stdin.flush()
+        jid, frame = self.encode(job)
+        self.write(frame)
         res = self._recv(deadline)
         if res.get("id") != jid:
             raise ValueError("result frame for another job")
@@ -529,6 +549,121 @@ class SandboxPool:
             self.stats["tampered"] += bool(res.get("tamper"))
             self.stats["timeouts"] += bool(res.get("timed_out"))
         return res
+
+    PIPELINE = 2              # jobs in flight per worker in run_batch: the one running and the next, queued
+    PIPELINE_MAX_BYTES = 32 << 10   # a queued job's frame fits the pipe, so writing it never waits for the worker
+
+    def run_batch(self, jobs: list[dict], timeout: float | None = None) -> list[dict]:
+        """Run many jobs, each exactly as `run` would (its own fresh child, folder and deadline), on every free worker
+        (at least one: blocks for it), from the calling thread. Each worker is kept busy: its next job is queued in
+        its pipe while the current one runs, so the worker starts it without waiting for the pool. Results come back
+        in the jobs' order, each with `elapsed_s` (seconds from the job's start to its result). A lost worker fails
+        its running job, as in `run`, and is replaced; its queued job runs again elsewhere."""
+        t = float(timeout if timeout is not None else self.limits.timeout)
+        grace = t + 5.0   # the worker enforces t on each job; 5 s grace for the IPC
+        results: list[dict | None] = [None] * len(jobs)
+        pending = collections.deque(range(len(jobs)))
+        workers = [self._free.get()]
+        while len(workers) < len(jobs):
+            try:
+                workers.append(self._free.get_nowait())
+            except queue.Empty:
+                break
+        flight: dict[int, collections.deque] = {id(w): collections.deque() for w in workers}  # (index, jid)
+        started: dict[int, float] = {}     # worker -> when its oldest job in flight started
+        counts = {"jobs": 0, "tampered": 0, "timeouts": 0, "worker_restarts": 0}
+
+        def done(i: int, res: dict, now: float, since: float) -> None:
+            res["elapsed_s"] = now - since
+            results[i] = res
+            counts["jobs"] += 1
+            counts["tampered"] += bool(res.get("tamper"))
+            counts["timeouts"] += bool(res.get("timed_out"))
+
+        try:
+            while True:
+                now = time.monotonic()
+                for w in workers:      # feed: the running job and one queued behind it
+                    fl = flight[id(w)]
+                    while pending and len(fl) < self.PIPELINE:
+                        i = pending[0]
+                        jid, frame = w.encode({**jobs[i], "timeout": t})
+                        if fl and len(frame) > self.PIPELINE_MAX_BYTES:
+                            break
+                        pending.popleft()
+                        if not fl:
+                            started[id(w)] = now
+                        fl.append((i, jid))
+                        w.write(frame)
+                busy = [w for w in workers if flight[id(w)]]
+                if not busy:
+                    break
+                lost = []
+
+                def drain(w) -> int:    # results already read ahead; ValueError: out of step, or a bad frame
+                    fl, n = flight[id(w)], 0
+                    while fl:
+                        res = w.frame()
+                        if res is None:
+                            break
+                        i, jid = fl[0]
+                        if res.get("id") != jid:
+                            raise ValueError("result frame for another job")
+                        fl.popleft()
+                        now = time.monotonic()
+                        done(i, res, now, started[id(w)])
+                        started[id(w)] = now
+                        n += 1
+                    return n
+
+                got = 0
+                for w in busy:
+                    try:
+                        got += drain(w)
+                    except ValueError as e:
+                        lost.append((w, e))
+                late = []
+                if not got and not lost:
+                    left = min(started[id(w)] for w in busy) + grace - time.monotonic()
+                    fds = set(select.select([w.fd for w in busy], [], [], left)[0]) if left > 0 else set()
+                    for w in busy:
+                        if w.fd in fds:
+                            try:
+                                w.fill()
+                                drain(w)
+                            except (EOFError, OSError, ValueError) as e:
+                                lost.append((w, e))
+                        elif started[id(w)] + grace <= time.monotonic():
+                            late.append(w)
+                lost += [(w, TimeoutError()) for w in late]
+                for w, e in lost:   # a wedged or dead worker (its children die with it): replace it
+                    fl = flight[id(w)]
+                    if fl:
+                        i, _ = fl.popleft()
+                        done(i, {"tests": [], "tamper": False, "timed_out": True,
+                                 "error": f"worker lost: {type(e).__name__}"}, time.monotonic(), started[id(w)])
+                        pending.extendleft(reversed([j for j, _ in fl]))   # queued, never started: run again
+                        fl.clear()
+                    w.close()
+                    nw = self._spawn(w.index)
+                    counts["worker_restarts"] += 1
+                    workers[workers.index(w)] = nw
+                    flight[id(nw)] = collections.deque()
+        finally:
+            for w in workers:
+                if flight.get(id(w)):   # interrupted mid-batch: a worker with jobs in flight is out of step
+                    w.close()
+                    try:
+                        w = self._spawn(w.index)
+                        counts["worker_restarts"] += 1
+                    except Exception:  # noqa: BLE001
+                        log.exception("rlvr: code sandbox: could not replace a worker")
+                        continue
+                self._free.put(w)
+            with self._lock:
+                for k, v in counts.items():
+                    self.stats[k] += v
+        return results  # type: ignore[return-value]
 
     def close(self) -> None:
         while True:
