@@ -37,13 +37,13 @@ import math
 import os
 import re
 import select
-import signal
-import socket
 import struct
 import sys
 import time
 
 import _signal
+import _socket   # not `socket` nor `signal`: their Python modules (and `selectors`) would sit in the
+                 # zygote's memory, which every fork copies
 
 try:
     from . import _codec, _lockdown
@@ -183,7 +183,7 @@ def _recv(fd: int, deadline: float | None = None, max_len: int = MAX_FRAME):
 
 # ---------------------------------------------------------------------------------------------- the child
 
-def _child_main(sock: socket.socket, cfg: dict) -> None:
+def _child_main(sock: _socket.socket, cfg: dict) -> None:
     """Lock down, wait for the checker's start (the job's fresh scratch folder), confine writes to that folder,
     then serve one job. Never returns. The child is forked and locked down while the previous job runs; its folder
     is made only after that job's is gone, and only the folder's Landlock layer and chdir wait for it.
@@ -381,10 +381,10 @@ def _exc(e: BaseException) -> str:
 _Z: dict = {}
 
 
-def _zygote_main(ctrl: socket.socket, cfg: dict) -> None:
+def _zygote_main(ctrl: _socket.socket, cfg: dict) -> None:
     """Fork a locked-down child per request byte; send (pid, scratch) + the child's socket to the checker."""
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
-    _libc_prctl(1, signal.SIGKILL)
+    _signal.signal(_signal.SIGCHLD, _signal.SIG_IGN)  # children are reaped by the kernel
+    _libc_prctl(1, _signal.SIGKILL)
     _lockdown_zygote(cfg)
     # Everything allocated so far moves to the GC's permanent generation: a child's collections then never walk
     # (and so never copy-on-write) the zygote's pages, which makes each fork's child cheaper to run.
@@ -398,14 +398,15 @@ def _zygote_main(ctrl: socket.socket, cfg: dict) -> None:
             os._exit(0)
         if not req:
             os._exit(0)
-        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        parent_end, child_end = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
         pid = _fork_retrying()
         if pid == 0:
             ctrl.close()
             parent_end.close()
             _child_main(child_end, cfg)
         child_end.close()
-        socket.send_fds(ctrl, [json.dumps({"pid": pid}).encode()], [parent_end.fileno()])
+        ctrl.sendmsg([struct.pack(">q", pid)],
+                     [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", parent_end.fileno()))])
         parent_end.close()
 
 
@@ -421,7 +422,7 @@ def _fork_retrying(limit_s: float = 60.0) -> int:
             time.sleep(0.005)
 
 
-def _start_zygote(cfg: dict) -> socket.socket:
+def _start_zygote(cfg: dict) -> _socket.socket:
     for name in PRELOAD:
         try:
             __import__(name)
@@ -444,7 +445,7 @@ def _start_zygote(cfg: dict) -> socket.socket:
         _Z["vsz"] = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
     if _NONCES:   # the zygote (and so every child) must never hold the checker's future nonces
         raise RuntimeError("nonces drawn before the zygote was forked")
-    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     pid = os.fork()
     if pid == 0:
         a.close()
@@ -476,12 +477,14 @@ def _threads_mode(cfg: dict) -> str:
 class _Child:
     """The checker's handle on one sandbox child."""
 
-    def __init__(self, zygote: socket.socket):
-        msg, fds, _, _ = socket.recv_fds(zygote, 4096, 1)
-        if not fds:
+    def __init__(self, zygote: _socket.socket):
+        msg, anc, _, _ = zygote.recvmsg(8, _socket.CMSG_LEN(4))
+        fds = [struct.unpack("i", data[:4])[0] for level, kind, data in anc
+               if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(data) >= 4]
+        if not fds or len(msg) != 8:
             raise RuntimeError("zygote sent no socket")
-        info = json.loads(msg)
-        self.pid, self.fd, self.scratch = info["pid"], fds[0], None
+        (pid,) = struct.unpack(">q", msg)
+        self.pid, self.fd, self.scratch = pid, fds[0], None
         self.gone = False
         self.locked = False
         self._pending = b""
@@ -558,10 +561,10 @@ class _Child:
 
     def kill(self) -> None:
         try:
-            os.killpg(self.pid, signal.SIGKILL)  # the child's session: it and any thread it left
+            os.killpg(self.pid, _signal.SIGKILL)  # the child's session: it and any thread it left
         except (ProcessLookupError, PermissionError):
             try:
-                os.kill(self.pid, signal.SIGKILL)  # it died before its setsid
+                os.kill(self.pid, _signal.SIGKILL)  # it died before its setsid
             except (ProcessLookupError, PermissionError):
                 pass
         _RBUF.pop(self.fd, None)
