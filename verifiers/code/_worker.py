@@ -53,13 +53,15 @@ except ImportError:  # run as a top-level module by the bootstrap (python -I -S:
 
 MAX_FRAME = 1 << 20           # 1 MiB: cap of any frame from the child (return values, captured stdout)
 # Imported in the zygote, so a candidate gets them without reading files. Kept to what solutions commonly import:
-# every page the zygote holds is copied into each child's page tables at fork and torn down at its exit (measured
-# here: 1.1 ms per fork+exit with 35 modules against 0.77 ms with 14). `fractions` (with `decimal`) and `hashlib`
-# (with OpenSSL's libcrypto) were dropped for that reason: together 0.8 MB of the zygote's 7.6 MB of private pages,
-# for 1 of HumanEval's 164 solutions. Other standard-library modules still import, from disk (Landlock allows
-# reading the standard library), at a few ms each.
+# every page the zygote holds is copied into each child's page tables at fork and torn down at its exit, and every
+# page a child writes is a copy-on-write fault (measured here: 1.1 ms per fork+exit with 35 modules against 0.77 ms
+# with 14). Dropped for that reason: `fractions` (with `decimal`) and `hashlib` (with OpenSSL's libcrypto), 0.8 MB of
+# the zygote's private pages for 1 of HumanEval's 164 solutions; and `random`, whose after-fork reseed cost every
+# child ~85 page faults (of ~400) although no HumanEval prompt or solution imports it (its tests do, in the checker).
+# Other standard-library modules still import, from disk (Landlock allows reading the standard library): `random`
+# in ~2.5 ms, `hashlib` ~3.5 ms, `fractions` ~5 ms (measured per job on the 2-core VM).
 PRELOAD = ("math", "re", "string", "itertools", "functools", "collections", "heapq", "bisect", "operator", "typing",
-           "copy", "random")
+           "copy")
 
 
 class FrameError(BaseException):
