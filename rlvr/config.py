@@ -322,17 +322,19 @@ class MonitorConfig(_Section):
                                         "neither advances nor resets). On the default recipe a window with 0, 2 and "
                                         "0 informative groups read closure ratio 0.000 and raised a critical false "
                                         "alarm at step 23 while held-out accuracy was rising.")
-    intervention_groups: int = Field(2, ge=0, description="Closure by intervention: each step, this many groups "
+    intervention_groups: int = Field(3, ge=0, description="Closure by intervention: each step, this many groups "
                                      "with a passed verdict are re-scored by the training reward against the "
                                      "reference of another prompt (cost: intervention_groups * G extra verifier "
-                                     "calls, 25% of the step's calls at P=8). monitor/reference_sensitivity = share "
+                                     "calls, 37.5% of the step's calls at P=8; 2 groups flagged a real undeclared "
+                                     "closed loop at step 7, 3 at step 4: benchmarks/monitor/real_faults.py). monitor/reference_sensitivity = share "
                                      "of passed verdicts that change; 0 disables. Applies when every verifier of "
                                      "the reward declares source='external' (judges: identity checks instead).")
     reference_sensitivity_min: float = Field(0.05, ge=0, le=1, description="CLOSED_LOOP (reference_blind) when "
                                              "the reference sensitivity pooled over the window is at or below this: "
                                              "the verdicts do not depend on the task's reference.")
-    min_intervention_passes: int = Field(8, ge=1, description="Passed verdicts re-scored in the window before the "
-                                         "reference_blind rule can judge (else undetermined).")
+    min_intervention_passes: int = Field(6, ge=1, description="Passed verdicts re-scored in the window before the "
+                                         "reference_blind rule can judge (else undetermined). The rule's false-alarm "
+                                         "bound at this many passes is 0.05**6 = 1.6e-8 per step.")
     canaries: bool = Field(True, description="Verifier canaries (rlvr/monitor/canaries.py): before training, the "
                            "references of the first canary_rows training rows, written as completions would write "
                            "them, must pass every external verifier of the reward, and a perturbed reference must "

@@ -61,7 +61,7 @@ def test_live_view_shows_undetermined_not_zero(short_run, columns):
     assert "rules at the latest step" in text
     wide = columns >= 120
     assert ("undetermined: 2 of 8 informative groups" if wide else "undetermined: 2/8 groups") in flat
-    assert ("undetermined: 0 of 8 re-scored passes" if wide else "undetermined: 0/8 passes") in flat
+    assert ("undetermined: 0 of 6 re-scored passes" if wide else "undetermined: 0/6 passes") in flat
     assert "closed" not in flat.lower().replace("closed_loop", "")
 
 

@@ -176,7 +176,7 @@ def test_reference_sensitivity_exact_blind_and_mixed():
 def test_reference_blind_reward_raises_closed_loop_in_a_real_run(tiny_model_dir, tmp_path):
     """The undeclared self-derived loop of the monitor issue: the passive ratio read 'open' for 15+ steps. By
     intervention it is CLOSED_LOOP (reference_blind) at step 4: every group's first completion passes and 4 groups
-    are re-scored per step, so the pooled window holds >= 8 passes from step 2 on (none changes), and the condition
+    are re-scored per step, so the pooled window holds >= 6 passes from step 2 on (none changes), and the condition
     must then hold for 3 consecutive steps (window 3)."""
     from rlvr.config import load_config
     from rlvr.monitor import read_alerts

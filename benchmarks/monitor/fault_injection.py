@@ -162,7 +162,7 @@ def run_loop(loop: str, seed: int, steps: int) -> list[tuple[int, str, str, str]
         intervention = None
         if mon.intervenes:  # the trainer's rule: external verifiers only
             passing = [g for g in range(P) if max(rewards[g]) >= 0.5]
-            picked = sorted(rng.sample(passing, min(2, len(passing))))
+            picked = sorted(rng.sample(passing, min(mon.cfg.intervention_groups, len(passing))))
             if picked:
                 donors = [refs[(g + 1) % P] for g in range(P)]
                 swapped, _ = verdicts(loop, fn, answers, texts, lengths, donors, random.Random(t))

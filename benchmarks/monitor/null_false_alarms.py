@@ -6,7 +6,7 @@ Each step has P = 8 prompts x G = 8 samples (the default recipe's batch). Prompt
 Beta(a, b) with mean `acc` (a + b = 4: some prompts easy, some hard); a sample is the right answer with
 probability p_q, else one of 3 wrong answers with probabilities 0.6 / 0.3 / 0.1 (so the plurality answer is
 sometimes wrong). The verdict is exact: 1 iff the answer is right. That is an open loop: the verifier reads the
-reference, so every CLOSED_LOOP is a false alarm. The intervention sample re-scores 2 groups with a pass against
+reference, so every CLOSED_LOOP is a false alarm. The intervention sample re-scores monitor.intervention_groups (3) groups with a pass against
 another prompt's answer: a right answer turns wrong unless the wrong answer equals the donor (probability 1/50).
 
 Three monitors see the same streams: `before` (the rules as they were: no evidence minimum, no intervention),
@@ -58,7 +58,7 @@ def stream(acc: float, steps: int, seed: int):
             rewards.append(row_r)
             classes.append(row_c)
         passing = [g for g in range(P) if max(rewards[g]) >= 0.5]
-        for g in rng.sample(passing, min(2, len(passing))):
+        for g in rng.sample(passing, min(MonitorConfig().intervention_groups, len(passing))):
             inter_o.append(rewards[g])
             inter_s.append([1.0 if (r >= 0.5 and rng.random() < 1 / 50) else 0.0 for r in rewards[g]])
         yield rewards, classes, ((inter_o, inter_s) if inter_o else None)

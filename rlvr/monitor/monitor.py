@@ -61,7 +61,7 @@ def _blind_false_alarm(passes: int, max_share: float, survive: float = 0.05) -> 
     """P(the reference_blind condition holds) for an exact verifier: each re-scored pass survives a swapped reference
     with probability `survive` (an equivalent answer form of the donor's reference; 0.05 is a conservative bound,
     the donors are chosen with different references), so the condition, at most max_share of the passes changed,
-    is the binomial tail P(Bin(passes, 1 - survive) <= floor(max_share * passes)). 8 passes: 3.9e-11."""
+    is the binomial tail P(Bin(passes, 1 - survive) <= floor(max_share * passes)). 6 passes: 1.6e-8; 8: 3.9e-11."""
     if passes <= 0:
         return float("nan")
     k = math.floor(max_share * passes)
@@ -406,7 +406,7 @@ class Monitor:
         depends = measured and rsw > cfg.reference_sensitivity_min
         cond = False if depends else ((cr < cfg.closure_ratio_min) if _ok(cr) and enough else None)
         # A warning, not critical: a correlation alone is not strong evidence. Simulated open loops with an exact
-        # verifier read a pooled ratio < 0.05 often once the model is right by plurality (51-70 firings per 1,000
+        # verifier read a pooled ratio < 0.05 often once the model is right by plurality (52-74 firings per 1,000
         # steps at 90% accuracy without the intervention; benchmarks/monitor/null_false_alarms.py). The critical
         # CLOSED_LOOPs are the declared ones and reference_blind (by intervention).
         upd("CLOSED_LOOP", "closure_ratio", "warning", cond,
