@@ -96,12 +96,20 @@ def pack_run(run_dir: Path, dest: Path) -> None:
 
 
 def replay_packed(packed: Path) -> dict:
-    """Replay the current monitor over a packed run (see :func:`pack_run`)."""
+    """Replay the current monitor (its default thresholds) over a packed run (see :func:`pack_run`)."""
     from rlvr.monitor.replay import replay
+
+    import yaml
+
+    from rlvr.config import MonitorConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        shutil.copy(packed / "config.yaml", tmp / "config.yaml")
+        # the current monitor: today's defaults, not the thresholds resolved into the run's config when it ran
+        # (no run here sets a monitor field)
+        cfg = yaml.safe_load((packed / "config.yaml").read_text())
+        cfg["monitor"] = MonitorConfig().model_dump(mode="json")
+        (tmp / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         with gzip.open(packed / "rollouts.jsonl.gz", "rb") as g, open(tmp / "rollouts.jsonl", "wb") as f:
             shutil.copyfileobj(g, f)
         return replay(tmp, tmp / "replay")
@@ -130,22 +138,23 @@ def analyse(packed: Path, loop: str, seed: int) -> dict:
     curve = sorted((int(k), v["pass@1"]) for k, v in summary["evals"].items())
     live = read_alerts(packed / "alerts.jsonl")
     rep = replay_packed(packed)
-    out = {"loop": loop, "seed": seed, "truth": truth, "steps": summary["steps"], "heldout_pass@1": curve}
+    fall = fall_step(curve)
+    out = {"fall_step": fall, "loop": loop, "seed": seed, "truth": truth, "steps": summary["steps"], "heldout_pass@1": curve}
     for tag, alerts in (("live", live), ("replay", rep["alerts"])):
         first: dict[str, int] = {}
         for a in alerts:
             key = f"{a['name']}:{a['rule']}:{a['severity']}"
             first[key] = min(first.get(key, a["step"]), a["step"])
-        hits = [a["step"] for a in alerts if a["name"] in expect]
+        hits = sorted((a["step"], f"{a['name']} ({a['rule'].replace(FV + ':', '')})") for a in alerts
+                      if a["name"] in expect)
+        det = hits[0][0] if hits else None
         out[tag] = {"first_firing": dict(sorted(first.items(), key=lambda kv: kv[1])),
-                    "detected_at": min(hits) if hits else None,
+                    "detected_at": det, "detected_by": hits[0][1] if hits else None,
                     "critical": sum(a["severity"] == "critical" for a in alerts),
-                    "warning": sum(a["severity"] == "warning" for a in alerts)}
-    fall = fall_step(curve)
-    out["fall_step"] = fall
-    det = out["live"]["detected_at"]
-    out["lead_time"] = (fall - det) if fall is not None and det is not None else None
-    out["lead_time_censored"] = (f"> {summary['steps'] - det}" if fall is None and det is not None else None)
+                    "warning": sum(a["severity"] == "warning" for a in alerts),
+                    "lead_time": (fall - det) if fall is not None and det is not None else None,
+                    "lead_time_censored": (f"> {summary['steps'] - det}" if fall is None and det is not None
+                                           else None)}
     return out
 
 
@@ -165,7 +174,9 @@ def plot(results: list[dict], path: Path) -> None:
         ax.plot(r["train_steps"], r["train_reward"], color="tab:blue", alpha=0.6, label="training reward (the fault)")
         colors = {"critical": "tab:red", "warning": "tab:orange"}
         for key, step in r["live"]["first_firing"].items():
-            name, rule, sev = key.split(":")
+            name_rule, sev = key.rsplit(":", 1)
+            name, rule = name_rule.split(":", 1)
+            rule = rule.replace("benchmarks.monitor.fault_verifiers:", "")
             ax.axvline(step, color=colors.get(sev, "grey"), ls="--", lw=1)
             ax.text(step, 0.98, f" {name}\n ({rule})", color=colors.get(sev, "grey"), fontsize=6, va="top")
         if r["fall_step"] is not None:
@@ -175,7 +186,7 @@ def plot(results: list[dict], path: Path) -> None:
         ax.set_xlabel("step")
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=6, loc="center right")
+    axes.flat[0].legend(fontsize=6, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -197,7 +208,8 @@ def cmd_report(args) -> None:
             reward = json.loads((packed / "train_reward.json").read_text())
             r["train_steps"], r["train_reward"] = [int(k) for k in reward], list(reward.values())
             results.append(r)
-            print(f"{packed.name}: detected {r['live']['detected_at']} fall {r['fall_step']} lead {r['lead_time']}",
+            print(f"{packed.name}: fall {r['fall_step']}, live {r['live']['detected_at']} "
+                  f"({r['live']['detected_by']}), replay {r['replay']['detected_at']} ({r['replay']['detected_by']})",
                   flush=True)
         else:  # an open-loop calibration run: replayed for false alarms
             rep = replay_packed(packed)
@@ -237,17 +249,30 @@ def _machine() -> str:
 
 
 def _markdown(res: dict) -> str:
+    def short(key: str) -> str:
+        name_rule, sev = key.rsplit(":", 1)
+        name, rule = name_rule.split(":", 1)
+        return f"{name} ({rule.replace('benchmarks.monitor.fault_verifiers:', '')})"
+
+    def lead(d: dict) -> str:
+        return str(d["lead_time"]) if d["lead_time"] is not None else (d["lead_time_censored"] or "-")
+
     L = ["# Monitor fault injection on real runs", "", f"Command: `{res['command']}`", f"Machine: {res['machine']}", "",
-         "| loop | truth | seed | first firing per alert (live run) | detected at | held-out pass@1 by step | "
-         "falls at | lead time | replay (current monitor) |", "|---|---|---|---|---|---|---|---|---|"]
+         "Live: the alerts the run raised as it trained (its monitor version and thresholds). Replay: the current "
+         "monitor over its rollouts.jsonl (no canaries, no policy entropy, so no COLLAPSE). Lead time: fall step "
+         "minus detection step (positive: the alert came first; evaluations every 5 steps).", "",
+         "| loop | truth | seed | held-out pass@1 by step | falls at | live: first firing per alert | live: detected "
+         "(lead) | replay: detected (lead) |", "|---|---|---|---|---|---|---|---|"]
     for r in res["loops"]:
-        firing = "; ".join(f"{k.rsplit(':', 1)[0]} ({k.rsplit(':', 1)[1]}) {v}"
-                           for k, v in r["live"]["first_firing"].items()) or "none"
+        firing = "; ".join(f"{short(k)} {v}" for k, v in r["live"]["first_firing"].items()) or "none"
         curve = " ".join(f"{s}:{a:.2f}" for s, a in r["heldout_pass@1"])
-        lead = r["lead_time"] if r["lead_time"] is not None else (r["lead_time_censored"] or "-")
-        rep = "; ".join(f"{k.rsplit(':', 1)[0]} {v}" for k, v in r["replay"]["first_firing"].items()) or "none"
-        L.append(f"| {r['loop']} | {r['truth']} | {r['seed']} | {firing} | {r['live']['detected_at']} | {curve} | "
-                 f"{r['fall_step'] if r['fall_step'] is not None else 'no fall'} | {lead} | {rep} |")
+        cells = []
+        for tag in ("live", "replay"):
+            d = r[tag]
+            cells.append(f"step {d['detected_at']} by {d['detected_by']} ({lead(d)})" if d["detected_at"] is not None
+                         else f"no ({d['critical']} critical, {d['warning']} warning)")
+        L.append(f"| {r['loop']} | {r['truth']} | {r['seed']} | {curve} | "
+                 f"{r['fall_step'] if r['fall_step'] is not None else 'no fall'} | {firing} | {cells[0]} | {cells[1]} |")
     t = res["open_loop_totals"]
     L += ["", f"Open-loop replays ({len(res['open_runs'])} calibration runs + the open fault loops): {t['steps']} steps, "
           f"{t['critical']} critical ({t['critical_per_1000']:.1f} per 1,000 steps), {t['warning']} warning "
