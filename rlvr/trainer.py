@@ -353,7 +353,10 @@ class Trainer:
         rows = [self.splits.train[i] for i in range(min(mc.canary_rows, len(self.splits.train)))]
         canaries = build_canaries(rows, forms)
         report = run_canaries([(s.name, s.verifier, s.timeout_s) for s in self.reward.specs], canaries)
-        self.monitor.check_canaries(step, report, len(canaries))
+        per_form: dict[str, int] = {}
+        for c in canaries:
+            per_form[c.form] = per_form.get(c.form, 0) + 1
+        self.monitor.check_canaries(step, report, len(canaries), per_form)
 
     def _wandb_sink(self):
         """A WandbSink when log.wandb is set (rank 0 only), else None."""

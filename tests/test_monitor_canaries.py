@@ -69,3 +69,26 @@ def test_broken_plugin_raises_verifier_fault_before_step_1(tiny_model_dir, tmp_p
     assert ex["must_pass"] and ex["completion"].startswith("<answer>") and not ex["passed"]
     assert "VERIFIER_FAULT" in summary["stopped_by_monitor"] and read_metrics(run) == []  # no step was trained
     json.dumps(a)
+
+
+def test_scattered_canary_failures_warn_systematic_ones_are_critical():
+    """A noisy verifier (benchmarks/monitor/fault_verifiers.py NoisyMath, 10% of verdicts flipped) misgrades a
+    known answer now and then: a warning. A grader that rejects every tagged reference, or accepts every perturbed
+    one, is broken for the whole run: critical (the severity is decided by the failure pattern, per form)."""
+    from rlvr.config import MonitorConfig
+    from rlvr.monitor import Monitor
+
+    rows = _recipe_rows(4)
+    canaries = build_canaries(rows, ["tagged"])
+    per_form = {"tagged": 4, "perturbed": 4}
+    one_wrong = {"noisy": [{"form": "tagged", "must_pass": True, "completion": "<answer>3</answer>"}]}
+    every_tagged = {"colon": run_canaries([("colon", get_verifier("tests.toy_verifiers:ColonAnswerVerifier"))],
+                                          canaries, 30.0)["colon"]}
+    every_perturbed = {"yes": run_canaries([("yes", get_verifier("tests.toy_verifiers:AlwaysRightVerifier"))],
+                                           canaries, 30.0)["yes"]}
+    sev = {}
+    for report in (one_wrong, every_tagged, every_perturbed):
+        (a,) = Monitor(MonitorConfig()).check_canaries(0, report, len(canaries), per_form)
+        sev[a.rule] = (a.severity, a.evidence["systematic"])
+    assert sev == {"canary:noisy": ("warning", []), "canary:colon": ("critical", ["every tagged canary"]),
+                   "canary:yes": ("critical", ["every perturbed canary"])}

@@ -255,15 +255,29 @@ class Monitor:
         metrics.update({f"alerts/{n}": float(n in active) for n in NAMES})
         return metrics, alerts
 
-    def check_canaries(self, step: int, report: dict[str, list[dict]], total: int) -> list[Alert]:
-        """VERIFIER_FAULT (rule `canary:<verifier>`, critical) for each verifier with failing canaries, fired at once
-        (evidence: the count and the first two failing pairs); cleared by a later clean canary run. `report` is
-        rlvr.monitor.canaries.run_canaries' result over `total` canaries per verifier."""
+    def check_canaries(self, step: int, report: dict[str, list[dict]], total: int,
+                       per_form: dict[str, int] | None = None) -> list[Alert]:
+        """VERIFIER_FAULT (rule `canary:<verifier>`) for each verifier with failing canaries, fired at once (evidence:
+        the count, the systematic failures and the first two failing pairs); cleared by a later clean canary run.
+        `report` is rlvr.monitor.canaries.run_canaries' result over `total` canaries per verifier, `per_form` the
+        number of canaries of each form.
+
+        Critical when a failure is systematic: every canary of one form failed (every tagged / boxed / plain
+        reference rejected: a format the grader cannot read; every perturbed reference accepted: a grader that
+        accepts anything; every canonical solution rejected). Scattered failures (some rows of a form, the others
+        passing) are a warning: a noisy verifier misgrades known answers now and then, and its loop can still be
+        open (benchmarks/monitor/real_faults.py, open_noisy: held-out 0.17 -> 0.50). Without `per_form` every
+        failure is critical."""
         out = []
         for name, fails in report.items():
-            ev = {"failed": len(fails), "canaries": total, "examples": fails[:2]}
-            a = self.tracker.update("VERIFIER_FAULT", f"canary:{name}", "critical", bool(fails), step, 1,
-                                    {"canaries_must_all_behave": True}, ev)
+            counts: dict[str, int] = {}
+            for f in fails:
+                counts[f["form"]] = counts.get(f["form"], 0) + 1
+            systematic = sorted(f for f, n in counts.items() if per_form is None or n >= per_form.get(f, 0))
+            ev = {"failed": len(fails), "canaries": total, "systematic": [f"every {f} canary" for f in systematic],
+                  "examples": fails[:2]}
+            a = self.tracker.update("VERIFIER_FAULT", f"canary:{name}", "critical" if systematic else "warning",
+                                    bool(fails), step, 1, {"canaries_must_all_behave": True}, ev)
             if a:
                 out.append(a)
         self._emit(out)
