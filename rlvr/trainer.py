@@ -343,20 +343,11 @@ class Trainer:
         mc = self.cfg.monitor
         if self.monitor is None or not mc.canaries:
             return
-        from rlvr.monitor.canaries import build_canaries, run_canaries
+        from rlvr.monitor.canaries import canaries_for, form_counts, run_canaries
 
-        forms = mc.canary_forms
-        if forms is None:
-            shots = " ".join(t.assistant for t in self.cfg.data.prompt.few_shot)
-            forms = [f for f, mark in (("tagged", "<answer>"), ("boxed", "\\boxed")) if mark in shots]
-            forms = forms or ["tagged", "boxed", "plain"]
-        rows = [self.splits.train[i] for i in range(min(mc.canary_rows, len(self.splits.train)))]
-        canaries = build_canaries(rows, forms)
+        canaries = canaries_for(self.cfg, self.splits.train)
         report = run_canaries([(s.name, s.verifier, s.timeout_s) for s in self.reward.specs], canaries)
-        per_form: dict[str, int] = {}
-        for c in canaries:
-            per_form[c.form] = per_form.get(c.form, 0) + 1
-        self.monitor.check_canaries(step, report, len(canaries), per_form)
+        self.monitor.check_canaries(step, report, len(canaries), form_counts(canaries))
 
     def _wandb_sink(self):
         """A WandbSink when log.wandb is set (rank 0 only), else None."""

@@ -75,6 +75,26 @@ def build_canaries(rows: list[dict], forms: list[str]) -> list[Canary]:
     return out
 
 
+def canaries_for(cfg, train) -> list[Canary]:
+    """The canaries of a run: the first `cfg.monitor.canary_rows` rows of its train split, in `monitor.canary_forms`
+    (default: the forms the recipe's few-shot answers use, else all three). `cfg` is an rlvr Config."""
+    mc = cfg.monitor
+    forms = mc.canary_forms
+    if forms is None:
+        shots = " ".join(t.assistant for t in cfg.data.prompt.few_shot)
+        forms = [f for f, mark in (("tagged", "<answer>"), ("boxed", "\\boxed")) if mark in shots]
+        forms = forms or ["tagged", "boxed", "plain"]
+    return build_canaries([train[i] for i in range(min(mc.canary_rows, len(train)))], forms)
+
+
+def form_counts(canaries: list[Canary]) -> dict[str, int]:
+    """Number of canaries of each form (for Monitor.check_canaries' per_form)."""
+    out: dict[str, int] = {}
+    for c in canaries:
+        out[c.form] = out.get(c.form, 0) + 1
+    return out
+
+
 def _json(x):
     if not isinstance(x, str):
         return x

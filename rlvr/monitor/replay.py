@@ -2,8 +2,8 @@
 
 The monitor's rules and thresholds change (this is how they are calibrated on real runs); a run's
 `rollouts.jsonl` keeps every completion with its reward, answer class, length and verifier error, so the current
-monitor can be run over it step by step, as if it had watched the run. The intervention sample (closure by
-intervention) is re-scored with the run's own verifiers, prompts taken from its data by `prompt_index`. Alerts go
+monitor can be run over it step by step, as if it had watched the run, after the verifier canaries it runs before
+step 1. The intervention sample (closure by intervention) is re-scored with the run's own verifiers, prompts taken from its data by `prompt_index`. Alerts go
 to OUT/alerts.jsonl (default RUN_DIR/replay/), never to the run's own alerts.jsonl.
 
 Limits: rollouts.jsonl holds the *trained* groups, which are the step's first generation round unless a group
@@ -45,11 +45,17 @@ def replay(run_dir: str | Path, out: str | Path | None = None, intervene: bool =
                   reference_verifier=get_verifier(cfg.eval.verifier), policy_identity=str(cfg.model),
                   reference_timeout_s=cfg.eval.timeout_s)
     fired = [a.to_dict() for a in mon.start() if a.event == "fired"]
-    prompts = None
-    if mon.intervenes:
-        from rlvr.data import load_splits
+    from rlvr.data import load_splits
 
-        prompts = list(load_splits(cfg.data).train["prompt"])
+    train = load_splits(cfg.data).train
+    if cfg.monitor.canaries:  # the verifier canaries, as the trainer runs them before step 1
+        from rlvr.monitor.canaries import canaries_for, form_counts, run_canaries
+
+        canaries = canaries_for(cfg, train)
+        report = run_canaries([(s.name, s.verifier, s.timeout_s) for s in reward.specs], canaries)
+        fired += [a.to_dict() for a in mon.check_canaries(0, report, len(canaries), form_counts(canaries))
+                  if a.event == "fired"]
+    prompts = list(train["prompt"]) if mon.intervenes else None
     G = cfg.train.group_size
     steps: dict[int, list[dict]] = {}
     for line in (run_dir / "rollouts.jsonl").read_text().splitlines():
