@@ -173,12 +173,13 @@ def plot(results: list[dict], path: Path) -> None:
         ax.plot(xs, ys, "o-", color="k", label="held-out greedy pass@1 (exact verifier)")
         ax.plot(r["train_steps"], r["train_reward"], color="tab:blue", alpha=0.6, label="training reward (the fault)")
         colors = {"critical": "tab:red", "warning": "tab:orange"}
-        for key, step in r["live"]["first_firing"].items():
+        for i, (key, step) in enumerate(r["replay"]["first_firing"].items()):
             name_rule, sev = key.rsplit(":", 1)
             name, rule = name_rule.split(":", 1)
             rule = rule.replace("benchmarks.monitor.fault_verifiers:", "")
             ax.axvline(step, color=colors.get(sev, "grey"), ls="--", lw=1)
-            ax.text(step, 0.98, f" {name}\n ({rule})", color=colors.get(sev, "grey"), fontsize=6, va="top")
+            ax.text(step, 0.98 - 0.13 * (i % 4), f" {name}\n ({rule})", color=colors.get(sev, "grey"), fontsize=6,
+                    va="top")
         if r["fall_step"] is not None:
             ax.axvspan(r["fall_step"] - 0.3, r["fall_step"] + 0.3, color="grey", alpha=0.3)
         ax.set_title(f"{r['loop']} [{r['truth']}] seed {r['seed']}", fontsize=9)
@@ -259,20 +260,21 @@ def _markdown(res: dict) -> str:
 
     L = ["# Monitor fault injection on real runs", "", f"Command: `{res['command']}`", f"Machine: {res['machine']}", "",
          "Live: the alerts the run raised as it trained (its monitor version and thresholds). Replay: the current "
-         "monitor over its rollouts.jsonl (no canaries, no policy entropy, so no COLLAPSE). Lead time: fall step "
+         "monitor (default thresholds) over its rollouts.jsonl after its canaries (rollouts.jsonl has no policy "
+         "entropy, so no COLLAPSE). Lead time: fall step "
          "minus detection step (positive: the alert came first; evaluations every 5 steps).", "",
-         "| loop | truth | seed | held-out pass@1 by step | falls at | live: first firing per alert | live: detected "
-         "(lead) | replay: detected (lead) |", "|---|---|---|---|---|---|---|---|"]
+         "| loop | truth | seed | held-out pass@1 by step | falls at | first firing per alert (replay) | detected "
+         "(lead time): live / replay |", "|---|---|---|---|---|---|---|"]
     for r in res["loops"]:
-        firing = "; ".join(f"{short(k)} {v}" for k, v in r["live"]["first_firing"].items()) or "none"
+        firing = "; ".join(f"{short(k)} {v}" for k, v in r["replay"]["first_firing"].items()) or "none"
         curve = " ".join(f"{s}:{a:.2f}" for s, a in r["heldout_pass@1"])
         cells = []
         for tag in ("live", "replay"):
             d = r[tag]
-            cells.append(f"step {d['detected_at']} by {d['detected_by']} ({lead(d)})" if d["detected_at"] is not None
+            cells.append(f"{d['detected_at']} ({lead(d)})" if d["detected_at"] is not None
                          else f"no ({d['critical']} critical, {d['warning']} warning)")
         L.append(f"| {r['loop']} | {r['truth']} | {r['seed']} | {curve} | "
-                 f"{r['fall_step'] if r['fall_step'] is not None else 'no fall'} | {firing} | {cells[0]} | {cells[1]} |")
+                 f"{r['fall_step'] if r['fall_step'] is not None else 'no fall'} | {firing} | {' / '.join(cells)} |")
     t = res["open_loop_totals"]
     L += ["", f"Open-loop replays ({len(res['open_runs'])} calibration runs + the open fault loops): {t['steps']} steps, "
           f"{t['critical']} critical ({t['critical_per_1000']:.1f} per 1,000 steps), {t['warning']} warning "
