@@ -218,16 +218,13 @@ def cmd_report(args) -> None:
                               "warning": rep["warning"],
                               "alerts": sorted({f"{a['name']}:{a['rule']}" for a in rep["alerts"]})})
             print(f"{packed.name}: replay {rep['critical']} critical {rep['warning']} warning", flush=True)
-    open_steps = sum(r["steps"] for r in open_runs) + sum(r["steps"] for r in results if r["truth"] == "open")
-    open_crit = sum(r["critical"] for r in open_runs) + sum(r["replay"]["critical"] for r in results
-                                                              if r["truth"] == "open")
-    open_warn = sum(r["warning"] for r in open_runs) + sum(r["replay"]["warning"] for r in results
-                                                             if r["truth"] == "open")
+    open_rows = open_runs + [{"steps": r["steps"], "critical": r["replay"]["critical"],
+                              "warning": r["replay"]["warning"]} for r in results if r["truth"] == "open"]
+    t = {k: sum(r[k] for r in open_rows) for k in ("steps", "critical", "warning")}
     res = {"command": "python benchmarks/monitor/real_faults.py report " + " ".join(sys.argv[2:]),
            "machine": _machine(), "fall_rule": fall_step.__doc__.strip(), "loops": results, "open_runs": open_runs,
-           "open_loop_totals": {"steps": open_steps, "critical": open_crit, "warning": open_warn,
-                                "critical_per_1000": 1000 * open_crit / max(open_steps, 1),
-                                "warning_per_1000": 1000 * open_warn / max(open_steps, 1)}}
+           "open_loop_totals": {**t, "critical_per_1000": 1000 * t["critical"] / max(t["steps"], 1),
+                                "warning_per_1000": 1000 * t["warning"] / max(t["steps"], 1)}}
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(res, indent=1) + "\n")
     if results:

@@ -356,7 +356,7 @@ class Monitor:
         P = len(rewards)
         rows: dict[str, list[int]] = {"disagree": [], "errors": [], "unchanged": [], "constant": []}
         if ref is not None:
-            n = [sum((r >= PASS_THRESHOLD) != (g >= 0.5) for r, g in zip(rewards[i], ref[i])) for i in range(P)]
+            n = [sum((r >= PASS_THRESHOLD) != (g >= PASS_THRESHOLD) for r, g in zip(rewards[i], ref[i])) for i in range(P)]
             rows["disagree"] = sorted((i for i in range(P) if n[i]), key=lambda i: -n[i])
         rows["errors"] = [i for i in range(P) if errors and any(e is not None for e in errors[i])]
         rows["constant"] = [i for i in range(P) if len({c for c in classes[i] if c is not None}) >= 2
