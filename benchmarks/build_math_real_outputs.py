@@ -1,0 +1,189 @@
+"""Build ``benchmarks/data/math_real_outputs.jsonl``: released real model completions on math word problems, with the
+correctness label their publishers recorded.
+
+Usage:
+    python benchmarks/build_math_real_outputs.py [--mirrors /work/.mirror]
+
+Each source is read from a local git snapshot (``<mirrors>/<owner>+<name>/repo``, a bare git directory) at a pinned
+commit with ``git show``. Only facts are taken: the completion text as the model wrote it (with the answer prompt the
+source's pipeline appended, where the transcript holds it), the reference as the dataset gives it, and the
+publisher's verdict. No code of those projects is copied or run.
+
+Sources (the first ``N`` items of each file, in file order, so the selection never depends on any verifier):
+
+- ``openai/grade-school-math`` ``example_model_solutions.jsonl`` (Cobbe et al. 2021): GPT-3 6B and 175B solutions
+  (fine-tuned and verifier-selected) ending in ``A: N``; label: the file's ``is_correct``.
+- ``kojima-takeshi188/zero_shot_cot`` ``log/*_zero_shot_cot.log`` (Kojima et al. 2022, GPT-3 text-davinci-002):
+  "Let's think step by step." reasoning (cut at 128 tokens by the pipeline) followed by the answer prompt
+  "Therefore, the answer (arabic numerals) is" / "Therefore, among A through E, the answer is" and the model's
+  answer; label: the logged ``pred_after`` equals the logged ``GT``.
+- ``AGI-Edgerunners/Plan-and-Solve-Prompting`` ``generated_result/*.json`` (Wang et al. 2023, text-davinci-003):
+  plan-and-solve reasoning ending in a prose answer ("Answer: Janet makes $18 every day ..."); label: the file's
+  ``ans``. That pipeline read the answer with a second model call that is not in the text, so a case is
+  ``debatable`` when the completion does not state the source's ``pred`` in its final answer.
+
+``debatable`` (with a reason) marks a case whose label is not a fact about the text alone; the rules are decided from
+the case and the source's own fields, never from what any verifier answers:
+
+- the source's answer sentence holds several different numbers (or letters) and its grader took one of them;
+- the source's extracted prediction is empty (its grader read nothing) while the text states something;
+- (Plan-and-Solve) the source's prediction does not appear in the completion's final answer.
+
+CI has no network: the JSONL is committed, and this script only regenerates it where the snapshots exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "data" / "math_real_outputs.jsonl"
+
+GSM = ("openai/grade-school-math", "3101c7d5072418e28b9008a6636bde82a006892c",
+       "grade_school_math/data/example_model_solutions.jsonl")
+KOJIMA = ("kojima-takeshi188/zero_shot_cot", "5ef330f",
+          [("log/gsm8k_zero_shot_cot.log", "gsm8k", 150), ("log/multiarith_zero_shot_cot.log", "multiarith", 50),
+           ("log/aqua_zero_shot_cot.log", "aqua", 100)])
+PS = ("AGI-Edgerunners/Plan-and-Solve-Prompting", "9d5a176",
+      [("generated_result/gsm8k-zero_shot-305-text-davinci-003.json", "gsm8k", 150),
+       ("generated_result/SVAMP-zero_shot-307-text-davinci-003.json", "svamp", 50),
+       ("generated_result/AQuA-zero_shot-305-text-davinci-003.json", "aqua", 100)])
+GSM_PROBLEMS = 100  # x 4 models
+
+NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+LETTER = re.compile(r"\(?\b([A-E])\b\)?")
+
+
+def git_show(mirrors: Path, repo: str, commit: str, path: str) -> str:
+    git_dir = mirrors / repo.replace("/", "+") / "repo"
+    return subprocess.run(["git", "--git-dir", str(git_dir), "show", f"{commit}:{path}"], check=True,
+                          capture_output=True, text=True).stdout
+
+
+def value(text: str):
+    try:
+        return Fraction(text.replace(",", "").rstrip("."))
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def numbers(text: str) -> set:
+    return {v for v in (value(m) for m in NUMBER.findall(text)) if v is not None}
+
+
+def fmt(x) -> str:
+    """A reference number as a dataset prints it (18.0 -> 18)."""
+    f = Fraction(str(x))
+    return str(f.numerator) if f.denominator == 1 else str(float(f))
+
+
+def gsm_cases(mirrors: Path) -> list[dict]:
+    repo, commit, path = GSM
+    rows = [json.loads(line) for line in git_show(mirrors, repo, commit, path).splitlines() if line.strip()]
+    out = []
+    for i, row in enumerate(rows[:GSM_PROBLEMS]):
+        reference = row["ground_truth"].rsplit("A:", 1)[1].strip()
+        for model in ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification"):
+            sol = row[model]
+            out.append({"id": f"gsm8k-openai-{i}-{model}", "source": repo, "commit": commit, "file": path,
+                        "model": f"GPT-3 {model}", "dataset": "gsm8k", "completion": sol["solution"],
+                        "reference": reference, "label": bool(sol["is_correct"]), "label_source": "is_correct",
+                        "debatable": None})
+    return out
+
+
+_BLOCK_END = "\npred_before :"
+
+
+def kojima_cases(mirrors: Path) -> list[dict]:
+    repo, commit, files = KOJIMA
+    out = []
+    for path, dataset, limit in files:
+        log = git_show(mirrors, repo, commit, path)
+        blocks = [b for b in log.split("*************************\n") if "\nGT :" in b]
+        for k, block in enumerate(blocks[:limit]):
+            a_start = block.index("\nA: ") + len("\nA: ")
+            completion = block[a_start:block.index(_BLOCK_END)]
+            fields = dict(re.findall(r"^(pred_before|pred_after|GT) :(.*)$", block, re.M))
+            pred_before = re.search(r"^pred_before :(.*?)\npred_after :", block, re.S | re.M).group(1).strip()
+            pred, gt = fields["pred_after"].strip(), fields["GT"].strip()
+            if dataset == "aqua":
+                label = pred == gt
+                found = set(re.findall(r"\b([A-E])\b", pred_before))
+            else:
+                label = pred != "" and value(pred) is not None and value(pred) == value(gt)
+                found = numbers(pred_before)
+            debatable = None
+            if pred == "":
+                debatable = "the source's grader read no answer from the answer sentence"
+            elif len(found) > 1:
+                debatable = "the answer sentence holds several different values and the source's grader took one"
+            out.append({"id": f"{dataset}-zeroshotcot-{k}", "source": repo, "commit": commit, "file": path,
+                        "model": "GPT-3 text-davinci-002 (zero-shot-CoT)", "dataset": dataset,
+                        "completion": completion, "reference": gt, "label": label,
+                        "label_source": "pred_after == GT", "debatable": debatable})
+    return out
+
+
+def _final_answer(text: str) -> str:
+    """The completion's final answer section: after its last "Answer", else its last non-empty line."""
+    parts = re.split(r"\banswer\b", text, flags=re.I)
+    if len(parts) > 1:
+        return parts[-1]
+    lines = [line for line in text.strip().split("\n") if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def ps_cases(mirrors: Path) -> list[dict]:
+    repo, commit, files = PS
+    out = []
+    for path, dataset, limit in files:
+        rows = json.loads(git_show(mirrors, repo, commit, path))
+        for row in rows[:limit]:
+            completion = row["chain-of-thought"].strip("\n")
+            final = _final_answer(completion)
+            if dataset == "aqua":
+                reference = str(row["answer"])
+                stated = set(re.findall(r"\(([A-E])\)|\b([A-E])\b(?=[).:]|\s*$)", final))
+                stated = {a or b for a, b in stated}
+                states_pred = str(row["pred"]) in stated
+                several = len(stated) > 1
+            else:
+                reference = fmt(row["answer"])
+                stated = numbers(final)
+                states_pred = row["pred"] is not None and value(fmt(row["pred"])) in stated
+                several = False
+            debatable = None
+            if not states_pred:
+                debatable = ("the source read its prediction with a second model call; the completion's final "
+                             "answer does not state it")
+            elif several:
+                debatable = "the final answer names several choices"
+            out.append({"id": f"{dataset}-planandsolve-{row['ID']}", "source": repo, "commit": commit, "file": path,
+                        "model": "GPT-3 text-davinci-003 (plan-and-solve)", "dataset": dataset,
+                        "completion": completion, "reference": reference, "label": bool(row["ans"]),
+                        "label_source": "ans", "debatable": debatable})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"))
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    cases = gsm_cases(args.mirrors) + kojima_cases(args.mirrors) + ps_cases(args.mirrors)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w", encoding="utf-8") as f:
+        for case in cases:
+            f.write(json.dumps(case, ensure_ascii=False) + "\n")
+    debatable = sum(1 for c in cases if c["debatable"])
+    print(f"{len(cases)} cases ({debatable} debatable, {sum(c['label'] for c in cases)} labelled correct) -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
