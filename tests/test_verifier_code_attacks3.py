@@ -79,22 +79,28 @@ _METADATA = """
         if libc.syscall(nr, *args) != 0:
             raise OSError(ctypes.get_errno(), "raw")
     def attack(p, mode):
+        # chmod and utime report success without doing anything (issue 23: shutil.copy needs chmod), so they count
+        # only when the change is visible; /dev/null gets its own mode and times back (never changed if contained)
         done = []
         st = os.stat(p)
+        mtime = st.st_mtime_ns + (0 if p == "/dev/null" else 10**9)
+        mode_changed = lambda: mode != st.st_mode & 0o7777 and os.stat(p).st_mode & 0o7777 == mode
         ops = {
-            "chmod": lambda: os.chmod(p, mode),
-            "lchmod": lambda: os.chmod(p, mode, follow_symlinks=False),
-            "fchmod": lambda: _fchmod(p, mode),
-            "fchmodat2": lambda: _raw(452, -100, p.encode(), mode, 0),
-            "chown": lambda: os.chown(p, st.st_uid, st.st_gid),
-            "utime": lambda: os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns)),
-            "setxattr": lambda: os.setxattr(p, "user.rlvr", b"1"),
-            "removexattr": lambda: os.removexattr(p, "user.rlvr"),
+            "chmod": (lambda: os.chmod(p, mode), mode_changed),
+            "lchmod": (lambda: os.chmod(p, mode, follow_symlinks=False), mode_changed),
+            "fchmod": (lambda: _fchmod(p, mode), mode_changed),
+            "fchmodat2": (lambda: _raw(452, -100, p.encode(), mode, 0), mode_changed),
+            "chown": (lambda: os.chown(p, st.st_uid, st.st_gid), None),
+            "utime": (lambda: os.utime(p, ns=(st.st_atime_ns, mtime)),
+                      lambda: os.stat(p).st_mtime_ns != st.st_mtime_ns),
+            "setxattr": (lambda: os.setxattr(p, "user.rlvr", b"1"), None),
+            "removexattr": (lambda: os.removexattr(p, "user.rlvr"), None),
         }
-        for name, op in ops.items():
+        for name, (op, took_effect) in ops.items():
             try:
                 op()
-                done.append(name)
+                if took_effect is None or took_effect():
+                    done.append(name)
             except OSError:
                 pass
         return done

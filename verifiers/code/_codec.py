@@ -6,11 +6,17 @@ type becomes an `Opaque` marker that raises on every comparison, so a test compa
 travel this way: only arguments go into the sandbox and only return values come out.
 
 Decoding is bounded, because what it reads was written by the candidate: nesting depth (`MAX_DEPTH`), item count
-(`MAX_ITEMS`), digits of an int (`MAX_INT_DIGITS`), an optional wall-clock deadline checked every 1024 items, and
-hash flooding: more than `MAX_SAME_HASH` *distinct* hashable values with one hash (ints that are equal modulo
-2**61-1, crafted tuples) would make a `set`/`dict` built from them, by the decoder or by the test's own
-`set(candidate(x))`, take quadratic time in the trusted checker, so they are refused. Every refusal is a ValueError
-(the checker scores the job 0 as tampered).
+(`MAX_ITEMS`), the size of an int (`MAX_INT_HEX_DIGITS` hex digits, far above Python's own default of 4,300
+decimal digits for str/int conversion; ints beyond 2**53 travel in hex, which no such limit applies to), an
+optional wall-clock deadline checked every 1024 items, and hash flooding. Values whose hash the candidate can
+choose (ints that are equal modulo 2**61-1, floats, tuples and frozensets of them, and lists, which a test may turn
+into tuples) would make a `set`/`dict` built from them, by the decoder or by the test's own `set(candidate(x))`,
+take quadratic time in the trusted checker. So the decoder counts the comparisons such a set would make: adding the
+k-th distinct value to a group sharing one hash costs k-1, and a value whose total passes `MAX_COLLISION_WORK` is
+refused. Ordinary values never come near it: `[2**i for i in range(600)]` (61 groups of ~10 ints with one hash)
+costs 2,745; 19,000 tuples with one hash would cost 180 million. Strings and bytes are not counted: their hash is
+keyed with the checker's own secret, which the sandbox never shares (the checker re-executes itself after forking
+the zygote, see `_worker.main`). Every refusal is a ValueError (the checker scores the job 0 as tampered).
 """
 
 from __future__ import annotations
@@ -20,8 +26,8 @@ import time
 
 MAX_DEPTH = 64
 MAX_ITEMS = 200_000
-MAX_INT_DIGITS = 4000
-MAX_SAME_HASH = 8
+MAX_INT_HEX_DIGITS = 1 << 15      # 131,072 bits (39,457 decimal digits)
+MAX_COLLISION_WORK = 200_000      # comparisons a set of the decoded values could make among equal hashes
 
 
 class Opaque:
@@ -48,6 +54,7 @@ class _Budget:
         self.items = 0
         self.deadline = deadline
         self.hashes: dict[int, list] = {}
+        self.work = 0
 
     def tick(self):
         self.items += 1
@@ -66,7 +73,8 @@ class _Budget:
         for o in seen:
             if type(o) is type(v) and o == v:
                 return v
-        if len(seen) >= MAX_SAME_HASH:
+        self.work += len(seen)
+        if self.work > MAX_COLLISION_WORK:
             raise ValueError("too many distinct values with one hash (hash flooding)")
         seen.append(v)
         return v
@@ -84,7 +92,7 @@ def encode(x, _depth: int = 0, _b: _Budget | None = None):
     if t is bool:
         return ["bool", x]
     if t is int:
-        return ["int", str(x)] if abs(x) > 2**53 else ["int", x]
+        return ["int", hex(x)] if abs(x) > 2**53 else ["int", x]
     if t is float:
         return ["float", x if math.isfinite(x) else repr(x)]
     if t is str:
@@ -128,9 +136,10 @@ def _decode(v, _depth: int, b: _Budget):
     if tag == "int" and type(p) is int:
         return b.hashable(p)
     if tag == "int" and type(p) is str:
-        if len(p) > MAX_INT_DIGITS or not p.lstrip("-").isdigit() or not p.isascii():
+        d = p[1:] if p[:1] == "-" else p
+        if len(d) > MAX_INT_HEX_DIGITS + 2 or d[:2] != "0x" or len(d) < 3 or d[2:].strip("0123456789abcdef"):
             raise ValueError("malformed int")
-        return b.hashable(int(p))
+        return b.hashable(int(p, 16))
     if tag == "float" and type(p) in (int, float):
         return b.hashable(float(p))
     if tag == "float" and p in ("inf", "-inf", "nan"):
@@ -144,6 +153,11 @@ def _decode(v, _depth: int, b: _Budget):
     if tag in ("list", "tuple", "set", "frozenset") and type(p) is list:
         items = [_decode(e, _depth + 1, b) for e in p]
         if tag == "list":
+            if items:
+                try:            # a test may make tuples of the lists it gets (`set(map(tuple, candidate(x)))`)
+                    b.hashable(tuple(items))
+                except TypeError:
+                    pass
             return items
         if tag == "tuple":
             t = tuple(items)

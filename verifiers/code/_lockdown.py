@@ -174,23 +174,48 @@ _DENY_EPERM = [
     "mknod", "mknodat", "quotactl", "iopl", "ioperm", "move_pages", "migrate_pages", "mbind", "set_mempolicy",
     "pidfd_getfd", "process_madvise", "kcmp", "fsopen", "fsmount", "fspick", "fsconfig", "move_mount", "open_tree",
     "mount_setattr",
-    # metadata: Landlock has no right for it, and a sandbox keeping the host's uid owns the host's files
-    "chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat", "utime", "utimes",
-    "futimesat", "utimensat", "setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr", "fremovexattr",
+    # metadata: Landlock has no right for it, and a sandbox keeping the host's uid owns the host's files (chmod and
+    # utime: `_NOOP`, a success that changes nothing)
+    "chown", "fchown", "lchown", "fchownat", "setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr",
+    "fremovexattr",
     # System V IPC and POSIX message queues: kernel objects that outlive the job (and, without an IPC namespace of
     # its own, the pool); POSIX shared memory and semaphores are files in /dev/shm, which Landlock already denies
     "shmget", "shmat", "shmctl", "shmdt", "msgget", "msgsnd", "msgrcv", "msgctl", "semget", "semop", "semtimedop",
     "semctl", "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr",
     # another process's I/O priority
     "ioprio_set",
+    # kernel objects that no rlimit counts: memfd buffers (not in RLIMIT_AS: a job held 1.5 GiB past the 1 GiB
+    # cap), AIO contexts (the host-wide fs.aio-nr: one job took all 65,536 and every other process's io_setup
+    # failed), inotify instances (fs.inotify.max_user_instances, per uid: the trainer's too)
+    "memfd_create", "memfd_secret", "io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents",
+    "io_pgetevents", "inotify_init", "inotify_init1",
 ]
+# chmod and utime succeed without doing anything: the metadata of host files must not change (see above), and the
+# standard library's copies inside the job's folder (shutil.copy: copymode, shutil.copy2: copystat) must not fail.
+# The mode and times of the job's own files therefore stay as created.
+_NOOP = ["chmod", "fchmod", "fchmodat", "utime", "utimes", "futimesat", "utimensat"]
 # syscalls newer than some libseccomp releases know by name (same numbers on x86_64 and aarch64)
-_DENY_NUMBERS = {"setxattrat": 463, "removexattrat": 466, "fchmodat2": 452}
+_DENY_NUMBERS = {"setxattrat": 463, "removexattrat": 466, "memfd_secret": 447}
+_NOOP_NUMBERS = {"fchmodat2": 452}
 # scheduling calls allowed on the calling thread only (first argument 0): a job may renice or re-pin itself, never
 # another process of its uid (the trainer's, as root every process)
 _SELF_ONLY = ["sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr"]
-# ioctls that change an inode's flags or project attributes (chattr) through a read-only fd
-_IOCTL_DENY = [0x40086602, 0x40046602, 0x401C5820]  # FS_IOC_SETFLAGS, FS_IOC32_SETFLAGS, FS_IOC_FSSETXATTR
+# ioctl is an allow list (`ioctl_program`): every request not named here fails with ENOTTY, as on a file that does
+# not support it. The list is what the standard library itself issues on the fds a job can have (its files, pipes,
+# /dev/null); none changes anything outside the calling process's own fds. The deny list it replaces missed the
+# inode-version ioctls (FS_IOC_SETVERSION, accepted on host files in the landlock tier as root).
+IOCTL_ALLOW = {
+    0x5401: "TCGETS: isatty(), tcgetattr() (every open() asks, for buffering)",
+    0x802C542A: "TCGETS2: tcgetattr() in newer glibc",
+    0x5413: "TIOCGWINSZ: os.get_terminal_size()",
+    0x540F: "TIOCGPGRP: os.tcgetpgrp()",
+    0x541B: "FIONREAD: bytes waiting on a pipe",
+    0x5421: "FIONBIO: non-blocking mode of the caller's own fd",
+    0x5450: "FIONCLEX: os.set_inheritable(fd, True)",
+    0x5451: "FIOCLEX: os.set_inheritable(fd, False)",
+}
+_AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+_IOCTL_NR = {"x86_64": 16, "aarch64": 29}
 _CLONE_THREAD = 0x00010000
 _CLONE_NS_FLAGS = [0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000, 0x00000080]
 
@@ -234,6 +259,17 @@ def seccomp_program(threads: bool = True, part: str = "all") -> bytes:
         for name, nr in _DENY_NUMBERS.items():
             if name not in done:
                 f.add_rule(sc.ERRNO(errno.EPERM), nr)
+        for name in _NOOP:
+            try:
+                f.add_rule(sc.ERRNO(0), name)
+                done.add(name)
+            except Exception:  # noqa: BLE001 - absent on this architecture
+                continue
+        for name, nr in _NOOP_NUMBERS.items():
+            try:
+                f.add_rule(sc.ERRNO(0), name)
+            except Exception:  # noqa: BLE001 - unknown to this libseccomp: by number
+                f.add_rule(sc.ERRNO(0), nr)
     if child:
         if threads:
             f.add_rule(sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, _CLONE_THREAD, 0))
@@ -251,12 +287,33 @@ def seccomp_program(threads: bool = True, part: str = "all") -> bytes:
             f.add_rule(sc.ERRNO(errno.EPERM), name, sc.Arg(0, sc.NE, 0))
         f.add_rule(sc.ERRNO(errno.EPERM), "setpriority", sc.Arg(0, sc.NE, 0))   # PRIO_PGRP, PRIO_USER
         f.add_rule(sc.ERRNO(errno.EPERM), "setpriority", sc.Arg(1, sc.NE, 0))   # another process
-        for req in _IOCTL_DENY:
-            f.add_rule(sc.ERRNO(errno.EPERM), "ioctl", sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, req))
     with tempfile.TemporaryFile() as fh:
         f.export_bpf(fh)
         fh.seek(0)
         return fh.read()
+
+
+def ioctl_program(arch: str = _ARCH) -> bytes:
+    """A second, hand-assembled BPF program, stacked on the first (the kernel applies the stricter result): ioctl
+    with a request in `IOCTL_ALLOW` is allowed, any other ioctl fails with ENOTTY (x32 system calls, numbered from
+    0x40000000, fail too). libseccomp cannot say "none of these values" for one argument, hence the raw program.
+    The request is an `unsigned int` (the kernel ignores the upper 32 bits), so only the low word is compared."""
+    if arch not in _AUDIT_ARCH:
+        raise OSError(errno.ENOSYS, f"no ioctl filter for {arch}")
+    LD_ABS, JEQ, JGE, RET = 0x20, 0x15, 0x35, 0x06
+    allow, deny = 0x7FFF0000, 0x00050000 | errno.ENOTTY
+    reqs = sorted(IOCTL_ALLOW)
+    n = len(reqs)
+    # 0 ld arch; 1 jeq arch; 2 ld nr; 3 jge x32 -> deny; 4 jeq ioctl; 5 ld args[1] (low word);
+    # 6..6+n-1 jeq req -> allow; 6+n ret deny; 7+n ret allow
+    deny_at, allow_at = 6 + n, 7 + n
+    prog = [(LD_ABS, 0, 0, 4), (JEQ, 0, allow_at - 2, _AUDIT_ARCH[arch]), (LD_ABS, 0, 0, 0),
+            (JGE, deny_at - 4, 0, 0x40000000 if arch == "x86_64" else 0xFFFFFFFF), (JEQ, 0, allow_at - 5, _IOCTL_NR[arch]),
+            (LD_ABS, 0, 0, 24)]
+    for i, r in enumerate(reqs):
+        prog.append((JEQ, allow_at - (6 + i) - 1, 0, r))
+    prog += [(RET, 0, 0, deny), (RET, 0, 0, allow)]
+    return b"".join(struct.pack("HBBI", *ins) for ins in prog)
 
 
 class _SockFprog(ctypes.Structure):

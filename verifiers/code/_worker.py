@@ -75,6 +75,35 @@ class ChildGone(BaseException):
     """The child exited, was killed, or missed its deadline."""
 
 
+class CheckerDeadline(BaseException):
+    """The job's deadline (plus `CHECKER_GRACE`) passed while the dataset's test code was running in the checker on
+    the candidate's values (`for _ in range(candidate(x))` with a huge int, a sort of a huge list): raised into
+    that test code by a timer signal, so the checker's own work on untrusted values ends with the job. Never raised
+    inside the checker's own code (this module and `_codec`, which bound themselves by the deadline): the signal
+    handler looks at the frame it interrupted, and repeats every 50 ms until the job ends."""
+
+
+CHECKER_GRACE = 0.25
+_ALARM = {"on": False, "fired": False, "own": frozenset()}
+
+
+def _on_alarm(signum, frame) -> None:
+    if not _ALARM["on"] or (frame is not None and frame.f_code.co_filename in _ALARM["own"]):
+        return
+    _ALARM["fired"] = True
+    raise CheckerDeadline
+
+
+def _arm(deadline: float) -> None:
+    _ALARM["on"], _ALARM["fired"] = True, False
+    _signal.setitimer(_signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.0) + CHECKER_GRACE, 0.05)
+
+
+def _disarm() -> None:
+    _ALARM["on"] = False
+    _signal.setitimer(_signal.ITIMER_REAL, 0.0, 0.0)
+
+
 class SandboxFailure(Exception):
     """The sandbox itself failed (lockdown refused by the kernel): a verifier fault, not the candidate's. Raised only
     from the child's first frame, which it writes before any candidate code runs."""
@@ -144,20 +173,61 @@ def _nonce() -> int:
 _RBUF: dict[int, bytearray] = {}  # bytes read ahead per fd (a frame usually arrives in one read)
 
 
+_POLL_IN = select.POLLIN | select.POLLPRI
+
+
+def _wait(fd: int, events: int, deadline: float) -> None:
+    """Wait until `fd` is ready for `events` or the deadline passes (TimeoutError). An out-of-band byte (MSG_OOB
+    on the job's unix socket: POLLPRI) is tampering: `select` reported it as data, and the plain read that followed
+    skipped it and blocked past the deadline."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError
+    p = select.poll()
+    p.register(fd, events | select.POLLPRI)
+    ready = p.poll(max(1, math.ceil(left * 1000)))
+    if not ready:
+        raise TimeoutError
+    if ready[0][1] & select.POLLPRI:
+        raise FrameError("out-of-band data on the job's socket")
+
+
 def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
+    """`n` bytes from `fd`. With a deadline, `fd` is non-blocking (a child's socket, see `_Child`): every read
+    either returns at once or waits in `poll` for the time left, rechecked after every partial read."""
     buf = _RBUF.setdefault(fd, bytearray())
     while len(buf) < n:
         if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
+            if time.monotonic() >= deadline:
                 raise TimeoutError
-        b = os.read(fd, max(n - len(buf), 65536))
+            try:
+                b = os.read(fd, max(n - len(buf), 65536))
+            except BlockingIOError:
+                _wait(fd, select.POLLIN, deadline)
+                continue
+        else:
+            b = os.read(fd, max(n - len(buf), 65536))
         if not b:
             raise EOFError
         buf += b
     out = bytes(buf[:n])
     del buf[:n]
     return out
+
+
+def _write_until(fd: int, buf: bytes, deadline: float) -> None:
+    """Write all of `buf` to a non-blocking `fd` before the deadline (TimeoutError): a child that stops reading
+    cannot hold the checker in a blocking write of a large argument."""
+    view = memoryview(buf)
+    while view:
+        if time.monotonic() >= deadline:
+            raise TimeoutError
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            _wait(fd, select.POLLOUT, deadline)
+            continue
+        view = view[n:]
 
 
 JSON_DEPTH_LIMIT = 1000  # recursion limit while parsing a frame: a legitimate value nests ~2 * _codec.MAX_DEPTH
@@ -209,7 +279,7 @@ def _child_main(sock: _socket.socket, cfg: dict) -> None:
     # The first frame on the socket, written before any candidate code runs: the only place a "fatal" is believed.
     _write_all(fd, _LOCKED)
     _serve(fd)
-    os._exit(0)
+    _EXIT[0](0)   # the real os._exit: a stdio program's os._exit sends its output first (`_exit_after_reply`)
 
 
 _LOCKED = _frame({"locked": True})
@@ -279,6 +349,7 @@ def _lockdown_zygote(cfg: dict) -> None:
             _lockdown.restrict(_Z["ruleset"])   # layer 1
         if tier in ("bwrap", "landlock", "seccomp"):
             _lockdown.load_seccomp(_Z["bpf_zygote"])
+            _lockdown.load_seccomp(_Z["bpf_ioctl"])   # the ioctl allow list, stacked
     except BaseException as e:  # noqa: BLE001
         _Z["fatal"] = f"zygote lockdown failed: {type(e).__name__}: {e}"
     finally:
@@ -324,8 +395,10 @@ def _serve(fd: int) -> None:
             reply = {"nonce": nonce, "ok": True}
             if msg.get("mode") == "stdio":
                 out = _CappedBytes()
-                sys.stdin = io.TextIOWrapper(io.BytesIO(msg.get("stdin", "").encode()), encoding="utf-8")
+                _stdin_on_fd0(msg.get("stdin", "").encode())
+                sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding="utf-8")
                 sys.stdout = io.TextIOWrapper(out, encoding="utf-8", write_through=True)
+                os._exit = _exit_after_reply(fd, nonce, out)
                 try:
                     exec(compile(msg["program"], "<candidate>", "exec"), ns)
                 except SystemExit as e:
@@ -345,18 +418,67 @@ def _serve(fd: int) -> None:
                     reply = {"nonce": nonce, "ok": False, "error": _exc(e)}
             _send(fd, reply)
         elif op == "call":
+            args, kwargs = msg["args"], msg["kwargs"]
             try:
                 fn = ns[msg["fn"]]
-                value = fn(*msg["args"], **msg["kwargs"])   # plain values, as the checker's test passed them
+                value = fn(*args, **kwargs)   # plain values, as the checker's test passed them
                 reply = {"nonce": nonce, "v": _codec.encode(value)}
             except BaseException as e:  # noqa: BLE001 - SystemExit / KeyboardInterrupt inside the function too
                 reply = {"nonce": nonce, "exc": _exc(e), "etype": _builtin_base(e)}
+            if msg.get("m"):   # a list, dict or set argument: its state after the call goes back (`_copy_back`)
+                try:
+                    reply["a"] = _codec.encode([list(args), kwargs])
+                except BaseException:  # noqa: BLE001
+                    pass
             try:
                 _send(fd, reply)
             except BaseException:  # noqa: BLE001
                 return
         else:
             return
+
+
+def _stdin_on_fd0(data: bytes) -> None:
+    """The case's input on fd 0, where `open(0).read()` and `os.read(0, n)` look for it, as well as `sys.stdin`: a
+    pipe holding it all (up to 64 KiB), else an unlinked file in the job's folder."""
+    if len(data) <= 65536:
+        r, w = os.pipe()
+        try:
+            os.write(w, data)
+        finally:
+            os.close(w)
+    else:
+        name = ".rlvr-stdin"
+        w = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            _write_all(w, data)
+        finally:
+            os.close(w)
+        r = os.open(name, os.O_RDONLY)
+        os.unlink(name)
+    os.dup2(r, 0)
+    os.close(r)
+
+
+def _exit_after_reply(fd: int, nonce, out) -> object:
+    """`os._exit` for a stdio program: the output written so far is the reply, sent before the process ends (a
+    program that prints, flushes and calls `os._exit(0)` is a normal exit under the original harnesses)."""
+    real = _EXIT[0]
+
+    def _exit(status=0):
+        try:
+            try:
+                sys.stdout.flush()
+            except BaseException:  # noqa: BLE001
+                pass
+            _send(fd, {"nonce": nonce, "ok": True, "exit": str(status),
+                       "stdout": out.getvalue().decode("utf-8", "replace")})
+        finally:
+            real(0)
+    return _exit
+
+
+_EXIT = [os._exit]
 
 
 def _builtin_base(e: BaseException) -> str:
@@ -442,6 +564,7 @@ def _start_zygote(cfg: dict) -> _socket.socket:
     _Z["landlock_abi"] = abi
     threads = _Z["threads"] = _threads_mode(cfg)
     _Z["bpf_zygote"] = bytes.fromhex(cfg.get("bpf_zygote") or "")
+    _Z["bpf_ioctl"] = _lockdown.ioctl_program() if cfg["tier"] in ("bwrap", "landlock", "seccomp") else b""
     _Z["bpf_child"] = bytes.fromhex(cfg.get("bpf_child_nothreads" if threads == "denied" else "bpf_child") or "")
     # RLIMIT_NPROC counts this uid's tasks in this user namespace: the checker, the zygote, two children, a
     # dying one, bwrap's init, and the job's threads
@@ -495,6 +618,7 @@ class _Child:
             raise RuntimeError("zygote sent no socket")
         (pid,) = struct.unpack(">q", msg)
         self.pid, self.fd, self.scratch = pid, fds[0], None
+        os.set_blocking(self.fd, False)   # every read and write on it is bounded by the job's deadline
         self.gone = False
         self.locked = False
         self._pending = b""
@@ -513,6 +637,9 @@ class _Child:
         except (TimeoutError, EOFError, OSError):
             self.gone = True
             raise ChildGone from None
+        if time.monotonic() > deadline:
+            self.gone = True
+            raise ChildGone
         if type(st) is dict and st.get("locked") is True and len(st) == 1:
             self.locked = True
             return
@@ -539,7 +666,10 @@ class _Child:
         self._pending = b""
         sent = True
         try:
-            _write_all(self.fd, data)
+            _write_until(self.fd, data, deadline)
+        except TimeoutError:
+            self.gone = True
+            raise ChildGone from None
         except OSError:
             sent = False  # a child that died at its lockdown: its `fatal` frame is still read first
         if not self.locked:
@@ -551,6 +681,9 @@ class _Child:
         except (TimeoutError, EOFError, OSError):
             self.gone = True
             raise ChildGone from None
+        if time.monotonic() > deadline:   # a reply after the deadline is a timeout, never a verdict
+            self.gone = True
+            raise ChildGone
         if type(reply) is not dict or reply.get("nonce") != nonce:
             raise FrameError("reply with a wrong nonce")
         return reply
@@ -562,9 +695,13 @@ class _Child:
         if _RBUF.get(self.fd):
             return True
         try:
-            r, _, _ = select.select([self.fd], [], [], 0)
+            p = select.poll()
+            p.register(self.fd, _POLL_IN)
+            r = p.poll(0)
             if not r:
                 return False
+            if r[0][1] & select.POLLPRI:
+                return True         # an out-of-band byte nobody asked for
             return bool(os.read(self.fd, 1))
         except OSError:
             return False
@@ -605,9 +742,9 @@ def _wait_gone(pid: int, limit_s: float) -> None:
 
 
 class _Checker:
-    def __init__(self, cfg: dict):
+    def __init__(self, cfg: dict, zygote: _socket.socket | None = None):
         self.cfg = cfg
-        self.zygote = _start_zygote(cfg)
+        self.zygote = zygote if zygote is not None else _start_zygote(cfg)
         self._serial = 0
         self._ask()
 
@@ -638,7 +775,16 @@ class _Checker:
             if job["mode"] == "stdio":
                 self._stdio(job, deadline, res)
             else:
-                self._calls(job, deadline, res)
+                _arm(deadline)   # the dataset's test code runs here, on the candidate's values: bounded too
+                try:
+                    self._calls(job, deadline, res)
+                finally:
+                    _disarm()
+                if _ALARM["fired"]:
+                    res["timed_out"] = True
+        except CheckerDeadline:
+            res["tests"] = [False] * max(len(res["tests"]), 1)
+            res["timed_out"] = True
         except FrameError as e:
             res["tests"] = [False] * len(res["tests"])
             res["tamper"], res["error"] = True, _clean(f"tampering: {e}")
@@ -693,8 +839,10 @@ class _Checker:
             def call(fn_name: str):
                 def proxy(*args, **kwargs):
                     # the arguments travel as marshal (exact builtin data; anything else is not transferable)
+                    mutable = _has_mutable(args, kwargs)
                     try:
-                        req = c.prepare({"op": "call", "fn": fn_name, "args": args, "kwargs": kwargs})
+                        req = c.prepare({"op": "call", "fn": fn_name, "args": args, "kwargs": kwargs,
+                                         "m": mutable})
                     except Exception as e:  # noqa: BLE001
                         raise TypeError(f"argument not transferable: {e}") from None
                     state["calls"] += 1
@@ -702,6 +850,8 @@ class _Checker:
                         r = c.exchange(*req, deadline)
                         if "exc" in r:
                             etype, text = _field(r, "etype"), _field(r, "exc") or ""
+                        if mutable:
+                            _copy_back(args, kwargs, r, deadline)
                     except FrameError as e:
                         state["tamper"] = state["tamper"] or str(e)
                         raise
@@ -725,8 +875,11 @@ class _Checker:
                 ns[job["entry"]] = call(job["entry"])  # tests may name the function (HumanEval/33 calls sort_third)
                 tree, n_tests = _instrument(job["test"])
                 ns["__rlvr_assert__"] = _asserter(results)
-                exec(tree, ns)
-                completed = _guard(lambda: ns["check"](call(job["entry"])), state) and not c.gone
+                # the test module itself may call check(...) (HumanEval-X style) or assert at module level: a
+                # candidate's exception there fails the check, as in the original harness
+                completed = _guard(lambda: exec(tree, ns), state) and not c.gone
+                if completed and callable(ns.get("check")):
+                    completed = _guard(lambda: ns["check"](call(job["entry"])), state) and not c.gone
                 if not completed:       # the original harness: any exception out of check() fails the whole check
                     res["tests"] = [False] * max(n_tests, 1)
                 else:                   # each assert recorded; one never reached (a branch not taken) passed
@@ -772,23 +925,92 @@ class CandidateError(Exception):
 _CANDIDATE_EXC: dict[str, type] = {}
 
 
+class CandidateBaseError(BaseException):
+    """The candidate raised an exception that is not an `Exception` (SystemExit, KeyboardInterrupt, GeneratorExit,
+    a class derived from BaseException itself). Re-raised in the checker as a subclass of that builtin type, so a
+    test's `except Exception:` does not catch it, as in the original harness, where it ends `check` (and the test
+    fails). `_guard` catches it at the end of the test."""
+
+
 def _candidate_exception(etype: str | None, msg: str) -> BaseException:
     import builtins
 
     base = getattr(builtins, etype, None) if etype and etype.isidentifier() else None
-    if not (isinstance(base, type) and issubclass(base, Exception)):
+    if not (isinstance(base, type) and issubclass(base, BaseException)):
         return CandidateError(msg[:200])
+    root = CandidateError if issubclass(base, Exception) else CandidateBaseError
     cls = _CANDIDATE_EXC.get(etype)
     if cls is None:
         try:
-            cls = type(f"Candidate{etype}", (CandidateError, base), {})
+            cls = type(f"Candidate{etype}", (root, base), {}) if base is not BaseException else root
         except TypeError:       # an incompatible layout
             cls = base
         _CANDIDATE_EXC[etype] = cls
     try:
         return cls(msg[:200])
     except Exception:  # noqa: BLE001 - a constructor that needs other arguments (UnicodeDecodeError, ...)
-        return CandidateError(msg[:200])
+        return root(msg[:200])
+
+
+_MUTABLE = (list, dict, set)
+
+
+def _has_mutable(args: tuple, kwargs: dict) -> bool:
+    """Whether a call passes a list, dict or set, which the candidate may change in place."""
+    return any(type(a) in _MUTABLE for a in args) or any(type(a) in _MUTABLE for a in kwargs.values())
+
+
+def _copy_back(args: tuple, kwargs: dict, reply: dict, deadline: float) -> None:
+    """In-place changes the candidate made to its list, dict and set arguments, made to the test's own objects.
+
+    The original harnesses call the function in the test's process, so `xs = [3, 1, 2]; f(xs); assert xs == [3, 1,
+    2]` sees a sort in place, and `f(xs); assert xs == [1, 2, 3]` sees one that happened. Here the arguments travel
+    as a copy, so the child sends their state after the call (`"a"`: only when one is mutable, decoded under the
+    same bounds as a return value) and the checker applies it: lists and dicts element by element (recursing into
+    nested lists, dicts and sets, so the test's inner objects keep their identity), sets as a whole. Values that
+    are not plain data come back opaque, as return values do."""
+    if "a" not in reply:
+        return
+    try:
+        post = _codec.decode(reply["a"], deadline=deadline)
+    except Exception as e:  # noqa: BLE001
+        raise FrameError(f"undecodable arguments: {e}") from None
+    if type(post) is not list or len(post) != 2 or type(post[0]) is not list or type(post[1]) is not dict or \
+            len(post[0]) != len(args):
+        raise FrameError("malformed arguments")
+    for a, b in zip(args, post[0]):
+        _sync(a, b)
+    for k, a in kwargs.items():
+        if k in post[1]:
+            _sync(a, post[1][k])
+
+
+def _sync(orig, new) -> bool:
+    """Make `orig` (a list, dict or set of the test's) equal to `new` in place; False when it is not one of them or
+    `new` is not of its type (the caller then replaces the element). `new` is bounded in depth by the codec."""
+    t = type(orig)
+    if t is not type(new):
+        return False
+    if t is list:
+        for i in range(min(len(orig), len(new))):
+            if not _sync(orig[i], new[i]):
+                orig[i] = new[i]
+        del orig[len(new):]
+        orig.extend(new[len(orig):])
+        return True
+    if t is dict:
+        for k in [k for k in orig if k not in new]:
+            del orig[k]
+        for k, v in new.items():
+            if not (k in orig and _sync(orig[k], v)):
+                orig[k] = v
+        return True
+    if t is set:
+        if orig != new:
+            orig.clear()
+            orig.update(new)
+        return True
+    return False
 
 
 def _guard(fn, state: dict) -> bool:
@@ -800,8 +1022,8 @@ def _guard(fn, state: dict) -> bool:
         return False
     except ChildGone:
         return False
-    except Exception:  # noqa: BLE001 - the test's own failure (a candidate exception, a failed non-split check)
-        return False
+    except BaseException:  # noqa: BLE001 - the test's own failure (a candidate exception, SystemExit included, a
+        return False       # failed non-split check, the checker's own deadline: `CheckerDeadline`)
 
 
 def _asserter(results: dict[int, bool]):
@@ -1037,13 +1259,32 @@ def _sweep(path: str) -> None:
 
 def main() -> None:
     cfg = json.loads(sys.argv[1])
-    # No PR_SET_PDEATHSIG here: the pool's death closes stdin, which ends the loop below; inside bwrap,
-    # --die-with-parent (set from the pool's long-lived spawner thread) kills the whole sandbox with the pool.
-    os.makedirs(cfg["scratch_root"], exist_ok=True)
-    if cfg["tier"] in ("bwrap", "landlock"):
-        _Z["isolation"] = _lockdown.isolate_worker(cfg["scratch_root"], cfg["scratch_bytes"], cfg["scratch_inodes"])
+    if len(sys.argv) < 3:
+        # No PR_SET_PDEATHSIG here: the pool's death closes stdin, which ends the loop below; inside bwrap,
+        # --die-with-parent (set from the pool's long-lived spawner thread) kills the whole sandbox with the pool.
+        os.makedirs(cfg["scratch_root"], exist_ok=True)
+        if cfg["tier"] in ("bwrap", "landlock"):
+            _Z["isolation"] = _lockdown.isolate_worker(cfg["scratch_root"], cfg["scratch_bytes"],
+                                                       cfg["scratch_inodes"])
+        zygote = _start_zygote(cfg)
+        # The zygote, and so every child, holds this interpreter's string-hash secret (fork copies it), so a job
+        # could build strings or bytes that all hash alike in a set of the checker's. The checker therefore starts
+        # over as a fresh interpreter, with a secret of its own (python -I ignores PYTHONHASHSEED), keeping only
+        # its pipes to the pool, the zygote's socket and a few facts about the worker. The zygote stays its child.
+        os.set_inheritable(zygote.fileno(), True)
+        state = {"fd": zygote.fileno(), "z": {k: _Z[k] for k in ("isolation", "threads", "landlock_abi", "pid")
+                                              if k in _Z}}
+        with open("/proc/self/cmdline", "rb") as f:
+            argv = [a.decode() for a in f.read().split(b"\0")[:-1]]
+        os.execv(sys.executable, [sys.executable, *argv[1:], json.dumps(state)])
+    state = json.loads(sys.argv[2])
+    _Z.update(state["z"])
+    zygote = _socket.socket(fileno=state["fd"])
+    os.set_inheritable(state["fd"], False)
     sys.setrecursionlimit(10_000)
-    checker = _Checker(cfg)
+    _ALARM["own"] = frozenset({_serve.__code__.co_filename, _codec.decode.__code__.co_filename})
+    _signal.signal(_signal.SIGALRM, _on_alarm)
+    checker = _Checker(cfg, zygote)
     gc.freeze()   # the checker's start-up objects: its collections walk only what its jobs allocate
     # The pool's pipes move to private fds, and fds 0 and 1 become /dev/null: the dataset's test code runs in this
     # process, and what it prints (a candidate's return value included) must not reach the result channel.
@@ -1065,7 +1306,7 @@ def main() -> None:
             break
         try:
             res = checker.run(job)
-        except (Exception, FrameError, ChildGone) as e:  # noqa: BLE001 - a bad job must not kill the worker
+        except BaseException as e:  # noqa: BLE001 - a bad job must not kill the worker
             res = {"tests": [], "tamper": False, "timed_out": False, "error": _clean(f"{type(e).__name__}: {e}"),
                    "sandbox_failure": True}
         res["id"] = job.get("id")

@@ -272,7 +272,7 @@ def _read_paths(masked: bool = False) -> list[str]:
     `_STDLIB_HIDDEN` (~200 rules); inside bubblewrap (`masked`), where those entries are empty tmpfs mounts, it is
     granted as one folder, which reads the same files. Every child's Landlock domain copies the rules of layer 1
     when it adds its own folder's layer, so ~200 rules cost each job ~0.1 ms of kernel time there and back."""
-    paths = ["/dev/null", "/dev/urandom"]
+    paths = ["/dev/null", "/dev/urandom", "/etc/ld.so.cache", *_stdlib_shared_libraries()]
     seen = set()
     for key in ("stdlib", "platstdlib"):
         d = sysconfig.get_paths().get(key)
@@ -287,6 +287,51 @@ def _read_paths(masked: bool = False) -> list[str]:
                 continue
             paths.append(os.path.join(d, name))
     return paths
+
+
+_SHARED_LIBS: list[str] = []
+_PROBE_LIBS = r"""
+import os, sys
+d = sys.argv[1]
+for f in sorted(os.listdir(d)):
+    name = f.split(".")[0]
+    if f.endswith(".so") and not name.startswith(("_test", "_xx", "xx", "_ctypes_test")):
+        try:
+            __import__(name)
+        except BaseException:
+            pass
+out = set()
+with open("/proc/self/maps") as m:
+    for ln in m:
+        p = ln.split(None, 5)[-1].strip()
+        if p.startswith("/") and ".so" in os.path.basename(p):
+            out.add(p)
+print("\n".join(sorted(out)))
+"""
+
+
+def _stdlib_shared_libraries() -> list[str]:
+    """The shared libraries the standard library's extension modules load (libz for zlib, base64 and binascii;
+    libsqlite3, libffi, liblzma, libbz2, libcrypto, ...), as mapped by a throwaway interpreter that imported every
+    module of lib-dynload (test modules excepted). Layer 1 grants them read and execute, file by file: without them
+    `import zlib` failed in the sandbox. They are the host's system libraries, readable by any user. Probed once per
+    process."""
+    if _SHARED_LIBS:
+        return _SHARED_LIBS[1:]
+    found: list[str] = []
+    dyn = os.path.join(sysconfig.get_paths().get("platstdlib") or "", "lib-dynload")
+    if os.path.isdir(dyn):
+        try:
+            r = subprocess.run([_interpreter(), "-I", "-S", "-c", _PROBE_LIBS, dyn], capture_output=True, text=True,
+                               timeout=60, stdin=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+            stdlibs = tuple(os.path.join(d, "") for d in {sysconfig.get_paths().get(k) for k in ("stdlib",
+                                                                                                   "platstdlib")} if d)
+            found = sorted({os.path.realpath(p) for p in r.stdout.splitlines()
+                            if p.startswith("/") and os.path.isfile(p) and not p.startswith(stdlibs)})
+        except (OSError, subprocess.TimeoutExpired):
+            found = []
+    _SHARED_LIBS[:] = [None, *found]
+    return found
 
 
 _SPAWN_Q: queue.Queue = queue.Queue()
