@@ -71,7 +71,8 @@ def test_extract_last_number_fallback_is_opt_in():
     assert extract_answer("it is 3 or maybe 1,500") is None
     assert extract_answer("it is 3 or maybe 1,500", fallback_last_number=True) == "1,500"
     assert MathVerifier(fallback_last_number=True).verify("it is 1,500", 1500).passed
-    assert MathVerifier().verify("it is 1,500", 1500).detail["reason"] == "no_answer"
+    assert MathVerifier().verify("it is 1,500", 1500).detail["reason"] == "no_answer"  # unfinished: may be cut
+    assert MathVerifier().verify("It is 1,500.", 1500).passed  # a finished sentence states its value
 
 
 # --- equivalence --------------------------------------------------------------------------------

@@ -27,8 +27,15 @@ _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
 # GSM8K's "#### 42": only when what follows looks like an answer, not a markdown heading ("#### Step 2").
 _HASHES = re.compile(r"^[ \t]*####[ \t]*([-+$\\(\[{.\d€£][^\n]*)$", re.M)
+# the same marker inside the last line ("... so 8 meals. #### 8"): a heading is never mid-line
+_HASHES_INLINE = re.compile(r"(?<=\S)[ \t]+####[ \t]*([-+$\\(\[{.\d€£][^\n]*)$")
+# "A: 18" as the last line (the GSM8K paper's released solutions), "... 15 + 3 = 18. A: 18"
+_A_LINE = re.compile(r"(?:^|(?<=[.!?:]\s)|(?<=[.!?:]))[ \t>*]*A[ \t]*[:\uff1a][ \t*]*(\S[^\n]*)$")
+# "Answer: 42" inside the last line ("So the total is 42. Answer: 42"); at a line start it counts anywhere
+_ANSWER_INLINE = re.compile(r"(?<![\w-])answer[ \t*]*[:\uff1a][ \t*]*(\S[^\n]*)$", re.I)
 _PHRASE = re.compile(
-    r"(?:\bthe\s+(?:final\s+|correct\s+)?answer\s+is\b[ \t]*:?"
+    r"(?:\bthe\s+(?:final\s+|correct\s+|right\s+|best\s+)?(?:answer|option|choice)(?:\s*\([^()\n]{1,40}\))?"
+    r"(?:\s+to\s+(?:the|this)\s+(?:question|problem))?\s+is\b[ \t]*:?"
     r"|\bfinal\s+answer\b[ \t*]*(?:is\b[ \t]*:?|[:\uff1a])"
     r"|\bfinal\s+answer\b[ \t*]*(?=\n)"
     r"|^[ \t>*#]*answer[ \t*]*[:\uff1a])"
@@ -120,32 +127,56 @@ def _clean_phrase_value(value: str) -> str:
 
 
 def _phrase_answer(text: str, after: int = 0) -> Optional[str]:
+    return _phrase_parts(text, after)[0]
+
+
+# a currency sign before a number ("$18 every day"), not the opening of a math span ("$18$")
+_CURRENCY_DOLLAR = re.compile(r"\$(?=\d[\d,]*(?:\.\d+)?(?![\d$]|[.,]\d))")
+
+
+def _without_currency(value: str) -> str:
+    return _CURRENCY_DOLLAR.sub("", value)
+
+
+def _phrase_parts(text: str, after: int = 0) -> tuple[Optional[str], str]:
+    """The value of the last answer phrase and how it was read: ``clean`` (the phrase gives the value itself),
+    ``prose_number`` (a sentence whose only number is the value: "Janet makes $18 every day."), ``prose``
+    (a sentence without one number), or ``none``."""
     matches = list(_PHRASE.finditer(text, after))
     if not matches:
-        return None
+        return None, "none"
     match = matches[-1]
     value = match.group(1)
     if not _clean_phrase_value(value):  # "**Final Answer**\n\n$42$": the answer is on the next line
         rest = text[match.end():].lstrip("\n")
         lines = [line for line in rest.split("\n") if line.strip()]
         value = lines[0] if lines else ""
-    value = _clean_phrase_value(value)
+    return _phrase_value(value)
+
+
+def _phrase_value(value: str) -> tuple[Optional[str], str]:
+    value = _clean_phrase_value(_without_currency(value) if value.count("$") % 2 else value)
     for _ in range(3):  # "Final Answer: The final answer is 42. I hope it is correct."
         inner = list(_PHRASE.finditer(value))
         if not inner or not _clean_phrase_value(inner[-1].group(1)):
             break
         value = _clean_phrase_value(inner[-1].group(1))
-    words = re.sub(r"\$[^$\d]*\$", "", value)  # "$f(x)$" names a thing; "$19$" would be a number
+    words = _without_currency(re.sub(r"\$[^$\d]*\$", "", value))  # "$f(x)$" names a thing; "$19$" is a number
     if value and "$" not in words and "\\" not in words and is_prose(words):
-        value = _prose_number(words) or value  # "Final Answer: Jane started growing it 3 hours ago."
-    return value or None
+        number = _prose_number(words)
+        if number is None and "=" in words:  # "Total = 2 bolts + 1 bolt = 3 bolts": its last side
+            number = _prose_number(words.rsplit("=", 1)[1])
+        return (number, "prose_number") if number else (value, "prose")
+    return (value or None), ("clean" if value else "none")
 
 
 # an answer stated in prose: "Therefore, there are 12 such sequences." (one number, no hedge)
 _PROSE_NUMBER = re.compile(r"(?<![\w.^_])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?(?:\s*%)?(?![\w.^_/])")
 _CONCLUSION = re.compile(r"^(?:therefore|thus|so|hence|finally|in\s+conclusion|in\s+total|altogether)\b", re.I)
 # chat-template tokens and boilerplate after the answer ("I hope it is correct. <|im_start|>user")
-_TAIL_NOISE = re.compile(r"(?:\s*(?:<\|[a-z_]{1,20}\|>(?:user|assistant)?|I\s+hope\s+it\s+is\s+correct\.?))+\s*$", re.I)
+_TAIL_NOISE = re.compile(
+    r"(?:\s*(?:<\|[a-z_]{1,20}\|>(?:user|assistant)?|I\s+hope\s+it\s+is\s+correct\.?"
+    r"|(?:I\s+)?hope\s+(?:this|that)\s+helps[.!]*))+\s*$", re.I)
 
 
 def _prose_number(sentence: str) -> Optional[str]:
@@ -160,7 +191,7 @@ def _conclusion_sentence(text: str, after: int) -> Optional[str]:
     """The number of a last sentence that starts "Therefore/Thus/So ..." and lies after position ``after``."""
     body = text.rstrip().rstrip(".").rstrip()
     cut = max((m.end() for m in re.finditer(r"[.!?:]\s+|\n|\s(?=(?:Therefore|Thus|Hence|So)\b)", body)), default=0)
-    sentence = body[max(cut, after):].strip()
+    sentence = _without_currency(body[max(cut, after):].strip())
     if not _CONCLUSION.match(sentence) or "$" in sentence or "\\" in sentence or len(sentence) > 200 \
             or not is_prose(sentence):
         return None
@@ -193,12 +224,17 @@ _TAIL_STOP = re.compile(
 _RESTATEMENT = re.compile(r"\s*(?:[a-zA-Z²³$€£%]{1,8}\b\s*){0,2},?\s*(?:which|that|it|this|i\.e\.)?\s*", re.I)
 
 
+_PRONOUN_COPULA = re.compile(r"\b(?:it|that|this|which)(?:\s+(?:is|was)\b|'s\b)", re.I)
+
+
 def _stated_value(text: str, after: int) -> Optional[str]:
     """The value a last prose sentence (after position ``after``, no LaTeX) states at its end: the only number
     after its last copula ("is", "it's", ":"), followed by nothing but a unit, a currency sign or a short
     noun. Earlier numbers must be negated ("not 10") or restated by the final clause ("10, which is 12");
     any other negation, a hedge, or a condition refuses."""
-    body = _TAIL_NOISE.sub("", text).rstrip().rstrip(".!").rstrip()
+    body = _TAIL_NOISE.sub("", text).rstrip()
+    finished = body.endswith((".", "!"))  # "It is 4." is a sentence; "it is 4" may be cut off
+    body = body.rstrip(".!").rstrip()
     cut = max((m.end() for m in re.finditer(r"[.!?]\s+|\n", body)), default=0)
     sentence = body[max(cut, after):].strip()
     if not sentence or len(sentence) > 200 or "\\" in sentence or not re.search(r"\d", sentence):
@@ -206,8 +242,9 @@ def _stated_value(text: str, after: int) -> Optional[str]:
     if _HEDGE_WORD.search(sentence) or _BELIEF.search(sentence) or _CONDITION_WORD.search(sentence) \
             or re.search(_GLUED_CONNECTIVE, sentence, re.I):
         return None
-    if not any(w.lower() not in _MATH_WORDS for w in re.findall(r"[a-zA-Z]{3,}", sentence)):
-        return None  # a formula ("y=4"), not a sentence
+    if not any(w.lower() not in _MATH_WORDS for w in re.findall(r"[a-zA-Z]{3,}", sentence)) \
+            and not (_PRONOUN_COPULA.search(sentence) and finished):
+        return None  # a formula ("y=4"), not a sentence ("It is 4.")
     copulas = list(_COPULA.finditer(sentence))
     if not copulas:
         return None
@@ -238,7 +275,7 @@ _MATH_SPAN = re.compile(r"^(?:\$\$?(.+?)\$?\$|\\\[(.+?)\\\]|\\\((.+?)\\\))$")
 _ANSWER_LIKE = re.compile(
     r"[-+]?\s*(?:\$\s*)?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:\s*/\s*\d+)?\s*(?:%|percent|pct)?"  # 42, 3/4, 50%
     r"|[a-zA-Z]\s*=\s*[-+]?\s*(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:\s*/\s*\d+)?"      # x = 5
-    r"|\(?[A-J]\)"                                                               # (B)
+    r"|\(?[A-J]\)|[A-J]"                                                         # (B), B
 )
 
 
@@ -258,7 +295,71 @@ def _last_line_answer(text: str) -> Optional[str]:
         return inner or None
     if _ANSWER_LIKE.fullmatch(line):
         return line
+    unit = _NUMBER_WITH_UNIT.fullmatch(line)  # "33 eggs", "$18 per day" is no answer ("per" is arithmetic)
+    if unit and not _TAIL_STOP.search(unit.group(2)) and not _NEGATION.search(unit.group(2)):
+        return unit.group(1).replace("$", "").strip() + ("%" if re.match(r"\s*%", unit.group(2)) else "")
     return None
+
+
+_NUMBER_WITH_UNIT = re.compile(r"((?:\$\s*)?[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)"
+                               r"(\s*%?(?:\s*[a-zA-Z][a-zA-Z'-]*\.?){1,3})")
+
+
+def _last_nonempty_line(text: str) -> str:
+    lines = [line for line in text.strip().split("\n") if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def _last_sentence(text: str, after: int) -> str:
+    body = _TAIL_NOISE.sub("", text).rstrip()
+    cut = max((m.end() for m in re.finditer(r"[.!?]\s+|\n", body.rstrip(".!").rstrip())), default=0)
+    return body[max(cut, after):].strip()
+
+
+_CHOICE_IN_TEXT = re.compile(r"\(([A-J])\)|\*\*([A-J])\*\*|\b(?:option|choice)\s+\(?([A-J])\b\)?", re.I)
+
+
+def _choice_sentence(text: str, after: int) -> Optional[str]:
+    """Not strict: a last sentence naming exactly one choice letter as "(D)", "**D**" or "option D" ("I think
+    it's (D).", "The man's rate is 6 kmph. (B)"); a hedge ("(B) or (C)", "maybe") refuses."""
+    sentence = _last_sentence(text, after)
+    if len(sentence) > 200 or _HEDGE_WORD.search(sentence) or _NEGATION.search(sentence):
+        return None
+    letters = {next(g for g in m.groups() if g) for m in _CHOICE_IN_TEXT.finditer(sentence)}
+    letters = {x for x in letters if x.isupper() or re.search(r"\((?i:" + x + r")\)", sentence)}
+    return letters.pop().upper() if len(letters) == 1 else None
+
+
+_EQUATION_TAIL = re.compile(r"=\s*((?:\$\s*)?[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)(\s*%?(?:\s*[a-zA-Z][a-zA-Z'-]*){0,3})"
+                            r"\s*[.!]?\s*$")
+
+
+def _last_equation_line(text: str, after: int) -> Optional[str]:
+    """Not strict: a last line (after the last math span) that computes its value: "Total cost = 500 + 800 + 130
+    = 1430", "200 - 100 = 100 pounds of laundry": the number after its last ``=``, followed by at most a unit."""
+    line = _last_nonempty_line(_TAIL_NOISE.sub("", text))
+    if text.rfind(line) < after or "\\" in line or _HEDGE_WORD.search(line) or _RETRACTION.search(line):
+        return None
+    m = _EQUATION_TAIL.search(line)
+    if not m or _TAIL_STOP.search(m.group(2)) or re.search(r"[<>]|==|!=", line) \
+            or re.search(_GLUED_CONNECTIVE, line, re.I):
+        return None
+    if not _COMPUTATION.search(line[:m.start()]):  # "Thus x = 42" states, it does not compute: no answer here
+        return None
+    return m.group(1).replace("$", "").strip() + ("%" if re.match(r"\s*%", m.group(2)) else "")
+
+
+_COMPUTATION = re.compile(r"[\d)]\s*(?:[-+*/×÷x]|\\times|\\cdot)\s*[$(]?\s*\d")
+
+
+# a completion that takes back what it wrote ("18 + 53 = 71. However, I made an error ..."): its last unmarked
+# value is no answer
+_RETRACTION = re.compile(
+    r"\b(?:however|but\s+wait|wait|made\s+(?:an?\s+)?(?:error|mistake)s?|mistake|miscalculat\w*|incorrect|"
+    r"let\s+me\s+(?:re|double|check|correct)\w*|re-?(?:check|calculate|compute|evaluate|consider|do)\w*|"
+    r"actually|correction)\b",
+    re.I,
+)
 
 
 # "x=1orx=-1" (the spaces of "\text{ or }" lost): a connective glued between a value and the next assignment
@@ -345,13 +446,16 @@ class Extraction:
             ``last_math``, ``bare_math``, ``last_number``) or ``None``.
         multiple: several different final answers were given.
         reason: why no answer was extracted (``empty_or_unbalanced_box``, ``empty_answer_tag``,
-            ``hedged``, ``no_answer``), else ``None``.
+            ``hedged``, ``retracted``, ``no_answer``), else ``None``.
+        values: with ``multiple``, the different answers one by one (the verifier merges those of equal
+            value: ``\\boxed{0.5}``, i.e. ``\\boxed{\\frac{1}{2}}`` is one answer).
     """
 
     answer: Optional[str]
     format: Optional[str]
     multiple: bool = False
     reason: Optional[str] = None
+    values: tuple = ()
 
 
 def extract(text: str, fallback_last_number: bool = False, strict: bool = True) -> Extraction:
@@ -367,9 +471,16 @@ def extract(text: str, fallback_last_number: bool = False, strict: bool = True) 
             return Extraction(None, "boxed", reason="empty_or_unbalanced_box")
         last_box = list(_BOX.finditer(text))[-1]
         box_end = last_box.end() + len(balanced_group(text, last_box.end()) or "") + 1
-        later = _phrase_answer(text, box_end)  # boxed steps, then "The final answer is $10,455$."
-        if later and _PHRASE.search(text, box_end):
+        # boxed steps, then "The final answer is $10,455$." (a clean final phrase wins); a remark that restates
+        # a value in prose ("the answer is 221 in another convention") is one more answer beside the box
+        later, kind = _phrase_parts(text, box_end) if _PHRASE.search(text, box_end) else (None, "none")
+        if later and kind == "clean" and re.search(r"(?<![\\a-zA-Z])[a-zA-Z]{2,}", re.sub(r"\\text\{[^{}]*\}", "", later)):
+            number = _prose_number(later)  # "the answer is 221 in another convention": a remark, not clean
+            later, kind = (number, "prose_number") if number else (None, "prose")
+        if later and kind == "clean":
             return Extraction(later, "phrase")
+        if later and kind == "prose_number":
+            return _several(boxes + [later], "boxed")
         return _several(boxes, "boxed")
     tags = _ANSWER_TAG.findall(text)
     if tags:
@@ -379,6 +490,16 @@ def extract(text: str, fallback_last_number: bool = False, strict: bool = True) 
     hashes = [h.strip().rstrip(".").strip() for h in _HASHES.findall(text)]
     if hashes and hashes[-1]:
         return _several([h for h in hashes if h], "hashes")
+    last_line = _last_nonempty_line(text)
+    inline = _HASHES_INLINE.search(last_line)
+    if inline and inline.group(1).strip().rstrip(".").strip():
+        return Extraction(inline.group(1).strip().rstrip(".").strip(), "hashes")
+    for marker in (_A_LINE, _ANSWER_INLINE):  # "A: 18" / "... Answer: 42" ending the solution
+        m = marker.search(last_line)
+        if m:
+            value, kind = _phrase_value(m.group(1))
+            if value and kind != "prose":
+                return Extraction(value, "phrase")
     phrase = _phrase_answer(text)
     if phrase:
         return Extraction(phrase, "phrase")
@@ -387,13 +508,14 @@ def extract(text: str, fallback_last_number: bool = False, strict: bool = True) 
         return Extraction(last, "last_line")
     if not strict:
         spans = _math_spans(text)
-        prose = _conclusion_sentence(text, spans[-1][1] if spans else 0)
-        if prose:
-            return Extraction(prose, "prose_number")
-        stated = _stated_value(text, spans[-1][1] if spans else 0)
-        if stated:
-            return Extraction(stated, "prose_number")
+        after = spans[-1][1] if spans else 0
+        for rule in (_conclusion_sentence, _stated_value, _choice_sentence, _last_equation_line):
+            found = rule(text, after)
+            if found:
+                return Extraction(found, "prose_number")
         span = _last_math_span(text)
+        if span is not None and span.answer is not None and _RETRACTION.search(text, spans[-1][1]):
+            return Extraction(None, "last_math", reason="retracted")
         if span is not None and (span.answer is not None or span.reason == "hedged"):
             return span
         bare = _bare_math_line(text)
@@ -410,7 +532,7 @@ def _several(values: list[str], fmt: str) -> Extraction:
     distinct = _distinct(values)
     if len(distinct) == 1:
         return Extraction(distinct[0], fmt)
-    return Extraction(", ".join(distinct), fmt, multiple=True)
+    return Extraction(", ".join(distinct), fmt, multiple=True, values=tuple(distinct))
 
 
 # ================================================================================================
@@ -757,6 +879,35 @@ def decimal_places(text: str) -> Optional[int]:
     return len(m.group(1)) if m else None
 
 
+def terminates(value: Fraction) -> bool:
+    """Whether ``value`` has a finite decimal form (its denominator has no prime factor but 2 and 5)."""
+    d = value.denominator
+    for p in (2, 5):
+        while d % p == 0:
+            d //= p
+    return d == 1
+
+
+DECIMAL_MIN_SIGNIFICANT = 6  # a decimal this precise names one value; a shorter one (3.14) is the rounding of many
+
+
+def rounds_to_decimal(value: Fraction, reference_text: str) -> bool:
+    """The decimal-reference rule for a rational answer: a reference printed with ``d`` decimals and at least
+    ``DECIMAL_MIN_SIGNIFICANT`` significant digits (``0.333333``, a float's ``repr`` such as
+    ``0.3333333333333333``) accepts an exact answer with no finite decimal form within half a unit of its last
+    digit (``1/3``; ``10/3`` for ``3.33333333``). A shorter decimal is compared exactly against rationals (``22/7``
+    is not ``3.14``, ``1/3`` is not ``0.333``), and a value with a finite decimal form always is (``49/20`` is not
+    ``2.5``). Irrational answers round to any decimal reference (the sympy comparison: ``\\pi`` is ``3.14``)."""
+    places = decimal_places(reference_text)
+    if not places or terminates(value):
+        return False
+    digits = re.sub(r"^[+-]?0*\.?0*", "", reference_text.strip().replace(",", "")).replace(".", "")
+    if len(digits) < DECIMAL_MIN_SIGNIFICANT:
+        return False
+    reference = as_number(reference_text)
+    return reference is not None and abs(value - reference) * 2 * 10 ** places <= 1
+
+
 def format_number(value: Fraction) -> str:
     """Canonical string of an exact number: ``"-4"``, ``"1/2"``."""
     return str(value)
@@ -939,7 +1090,10 @@ _ASSIGN_LHS = re.compile(
     r"(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?[\w,]+\}?|_\d)?'*(?:\s*\([a-zA-Z0-9_,\s]*\))?"
 )
 _WORDS = re.compile(r"[a-z][a-z' -]*")  # applied after word-final punctuation is removed (no backtracking)
-_CHOICE = re.compile(r"\(?\s*([A-J])\s*\)?(?:[.:)]\s*.*|\s+.*)?", re.S)
+# a choice letter alone or followed by its option's text: "(B) 42", "B) 42", "B. 42", "B: 42", "B is correct";
+# not a letter in a formula ("B + 3", "E*2", "C \\cdot 5")
+_CHOICE = re.compile(r"\(\s*([A-J])\s*\)(?:\s*.*)?|([A-J])\s*[.:)](?:\s+.*)?|([A-J])"
+                     r"|([A-J])\s+(?=[a-zA-Z]{2})(?!(?:and|or|cdot|times)\b).*", re.S)
 _REALS = (r"\mathbb{R}", r"\mathbb R", r"\R", r"\Bbb{R}", "(-\\infty,\\infty)")
 _YES_NO_LEAD = re.compile(r"(?:yes|no|true|false)\b\s*[,.;:!]\s*\w", re.I)
 _YES_NO = {"yes": "yes", "no": "no", "true": "yes", "false": "no", "correct": "yes", "incorrect": "no"}
@@ -1614,7 +1768,7 @@ def choice_letter(text: str) -> Optional[str]:
     """``"B"`` for ``B``, ``(B)``, ``B)``, ``(b)``, ``B. 42``, ``(B) 42``; ``None`` otherwise."""
     m = _CHOICE.fullmatch(text.strip())
     if m:
-        return m.group(1).upper()
+        return next(g for g in m.groups() if g).upper()
     m = re.fullmatch(r"\(\s*([a-j])\s*\)(?:\s+.*)?", text.strip(), re.S)
     return m.group(1).upper() if m else None
 
@@ -1677,7 +1831,9 @@ def fast_leaf(a: Node, r: Node, percent_context: bool = False) -> Optional[bool]
     if a_num is not None and r_num is None:
         r_num = arithmetic_value(r_text)
     if a_num is not None and r_num is not None:
-        return any(x == y for x, y in percent_pairs(a_num, a.percent, r_num, r.percent, percent_context))
+        if any(x == y for x, y in percent_pairs(a_num, a.percent, r_num, r.percent, percent_context)):
+            return True
+        return not (a.percent or r.percent or percent_context) and rounds_to_decimal(a_num, r_text)
     if not (a.percent or r.percent or percent_context) and not re.search(r"[A-Z]", a_text + r_text):
         la = linear_form(a_text)  # "x + 1" against "1 + x": polynomial identity, as sympy decides it
         lr = linear_form(r_text) if la is not None else None

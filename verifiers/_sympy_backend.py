@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import sys
+from fractions import Fraction
 
 import sympy
 from latex2sympy2_extended import latex2sympy
@@ -41,6 +42,7 @@ from verifiers._math_parse import (
     fast_leaf_class,
     parse_answer,
     percent_pairs,
+    rounds_to_decimal,
     text_key,
 )
 
@@ -325,16 +327,25 @@ def expressions_equal(a: sympy.Basic, b: sympy.Basic, a_text: str = "", b_text: 
 
 def _constants_equal(a: sympy.Expr, b: sympy.Expr, a_text: str, b_text: str) -> bool:
     a_rational, b_rational = a.is_rational, b.is_rational
+    if a_rational and decimal_places(b_text) and isinstance(a, sympy.Rational):
+        # "1/3" against "0.333333": the decimal-reference rule of the fast path
+        if rounds_to_decimal(Fraction(int(a.p), int(a.q)), b_text):
+            return True
     if a_rational and b_rational:
         return _exact_rationals_equal(a, b)
     x, y = _numeric(a), _numeric(b)
     if x is None or y is None:  # e.g. beyond the float range: \sqrt{2006!}
         return _confirm_close(a, b)
+    places_b = decimal_places(b_text)
+    reference = as_number(b_text) if places_b is not None and a_rational is False else None
+    if reference is not None:  # "3.14" reference, "\pi" answer: within half a unit of its last digit
+        if abs(x.imag) >= 1e-12:
+            return False
+        precise = sympy.re(a).evalf(places_b + 15)
+        half_unit = sympy.Rational(1, 2 * 10 ** places_b)
+        return bool(abs(precise - sympy.Rational(reference.numerator, reference.denominator)) <= half_unit)
     if _close(x, y, EXACT_REL_TOL):
         return _confirm_close(a, b)
-    places_b = decimal_places(b_text)
-    if places_b is not None and a_rational is False:  # "3.14" reference, "\pi" answer
-        return round(x.real, places_b) == round(y.real, places_b) and abs(x.imag) < 1e-12
     places_a = decimal_places(a_text)
     if places_a is not None and b_rational is False:  # "1.414214" answer, "\sqrt{2}" reference
         significant = len(re.sub(r"^[+-]?0*\.?0*", "", a_text.strip()).replace(".", ""))

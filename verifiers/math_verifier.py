@@ -110,8 +110,34 @@ def _reference_text(reference: Any) -> str:
                 return tail
         return reference
     if isinstance(reference, bool) or not isinstance(reference, (int, float, Fraction, Decimal)):
-        raise TypeError(f"reference must be str, int, float, Fraction or Decimal, got {type(reference).__name__}")
-    return repr(reference) if isinstance(reference, float) else str(reference)
+        raise TypeError(f"reference must be str, int, float, Fraction or Decimal (or a non-empty list or tuple "
+                        f"of them), got {type(reference).__name__}")
+    if isinstance(reference, float):
+        return repr(reference)  # the shortest decimal that round-trips; read at its printed precision
+    if isinstance(reference, Fraction):
+        return f"{reference.numerator}/{reference.denominator}" if reference.denominator != 1 else str(reference.numerator)
+    return str(reference)
+
+
+def _references(reference: Any) -> list:
+    """A list or tuple of accepted answers, or one reference as a list of one."""
+    if isinstance(reference, (list, tuple)):
+        if not reference:
+            raise TypeError("reference must not be an empty list")
+        return list(reference)
+    return [reference]
+
+
+def _merge_equal_values(values: tuple, context: bool) -> Optional[str]:
+    """The last of several final answers when all of them have the same value (``\\boxed{0.5}``, i.e.
+    ``\\boxed{\\frac{1}{2}}``), decided in-process; ``None`` when they differ or only sympy could tell."""
+    first = _parse_reference(values[0])
+    for value in values[1:]:
+        node = _parse_answer(value)
+        outcome = mp.compare_nodes(node, first, lambda a, r: mp.fast_leaf(a, r, context), eq_leaf=mp.linear_eq_leaf)
+        if outcome.equal is not True:
+            return None
+    return values[-1]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -199,7 +225,31 @@ class MathVerifier(Verifier):
 
     # -- the in-process part ------------------------------------------------------------------------
 
-    def _prepare(self, completion: Any, reference: Any, prompt: Optional[str]):
+    def verify(self, completion: str, reference: Any, *, prompt: Optional[str] = None,
+               finish_reason: Optional[str] = None) -> Verdict:
+        """:meth:`Verifier.verify`, plus ``finish_reason``: ``"length"`` (the completion hit the token limit) reads
+        only marked answers (strict extraction) and never the last line, which may be cut off."""
+        if finish_reason is None:
+            return super().verify(completion, reference, prompt=prompt)
+        return self._guarded(functools.partial(self._verify, finish_reason=finish_reason), completion, reference,
+                             prompt)
+
+    def verify_batch(self, items) -> list[Verdict]:
+        """:meth:`Verifier.verify_batch`; a dict item may also carry ``finish_reason`` (see :meth:`verify`)."""
+        cut = {i for i, item in enumerate(items) if isinstance(item, dict) and item.get("finish_reason") == "length"}
+        if not cut:
+            return super().verify_batch(items)
+        rest = [i for i in range(len(items)) if i not in cut]
+        verdicts: list[Optional[Verdict]] = [None] * len(items)
+        for i, verdict in zip(rest, super().verify_batch([items[i] for i in rest])):
+            verdicts[i] = verdict
+        for i in sorted(cut):
+            item = items[i]
+            verdicts[i] = self.verify(item["completion"], item["reference"], prompt=item.get("prompt"),
+                                      finish_reason="length")
+        return verdicts  # type: ignore[return-value]
+
+    def _prepare(self, completion: Any, reference: Any, prompt: Optional[str], finish_reason: Optional[str] = None):
         """Returns ``(verdict, None)`` when decided in-process, else ``(None, request)`` for the worker."""
         if not isinstance(completion, str):
             raise TypeError(f"completion must be str, got {type(completion).__name__}")
@@ -208,7 +258,18 @@ class MathVerifier(Verifier):
         if len(completion) > MAX_COMPLETION_CHARS:
             completion = completion[-KEEP_TAIL_CHARS:]
             detail["truncated"] = True
-        found = mp.extract(completion, self.fallback_last_number, self.strict_extraction)
+        strict = self.strict_extraction
+        if finish_reason == "length":  # cut off: only a marked answer before the last (possibly cut) line
+            detail["finish_reason"] = "length"
+            strict = True
+            completion = completion.rstrip()
+            completion = completion[:completion.rfind("\n") + 1] if "\n" in completion else ""
+        found = mp.extract(completion, self.fallback_last_number, strict)
+        context = percent_context(prompt)
+        if found.multiple and found.values:
+            merged = _merge_equal_values(found.values, context)
+            if merged is not None:  # "\\boxed{0.5}, i.e. \\boxed{\\frac{1}{2}}": one answer written twice
+                found = mp.Extraction(merged, found.format)
         detail["format"], detail["extracted"] = found.format, found.answer
         if found.multiple:
             detail["multiple"] = True
@@ -216,7 +277,6 @@ class MathVerifier(Verifier):
             return Verdict(0.0, False, None, detail={**detail, "reason": found.reason or "no_answer"}), None
         if len(found.answer) > MAX_ANSWER_CHARS:
             return Verdict(0.0, False, None, detail={**detail, "reason": "answer_too_long"}), None
-        context = percent_context(prompt)
         r_node = _parse_reference(ref_text)
         a_node = _parse_answer(found.answer)
         if a_node.kind == "empty":
@@ -240,11 +300,25 @@ class MathVerifier(Verifier):
         return None, (request, detail)
 
     def _quick(self, completion: Any, reference: Any, *, prompt: Optional[str]) -> Optional[Verdict]:
-        verdict, _ = self._prepare(completion, reference, prompt)
+        verdict = None
+        for ref in _references(reference):  # a list of accepted answers: any one may match
+            verdict, _ = self._prepare(completion, ref, prompt)
+            if verdict is None or verdict.passed:
+                return verdict
         return verdict
 
-    def _verify(self, completion: Any, reference: Any, *, prompt: Optional[str]) -> Verdict:
-        verdict, pending = self._prepare(completion, reference, prompt)
+    def _verify(self, completion: Any, reference: Any, *, prompt: Optional[str],
+                finish_reason: Optional[str] = None) -> Verdict:
+        verdict = None
+        for ref in _references(reference):  # a list of accepted answers: any one may match
+            verdict = self._verify_one(completion, ref, prompt, finish_reason)
+            if verdict.passed:
+                return verdict
+        return verdict
+
+    def _verify_one(self, completion: Any, reference: Any, prompt: Optional[str],
+                    finish_reason: Optional[str]) -> Verdict:
+        verdict, pending = self._prepare(completion, reference, prompt, finish_reason)
         if verdict is not None:
             return verdict
         request, detail = pending
