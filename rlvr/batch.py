@@ -151,8 +151,11 @@ class RolloutBatch:
     # ------------------------------------------------------------------------------------------ records
 
     def records(self, step: int) -> list[dict]:
-        """One rollouts.jsonl row per completion."""
-        return [{"step": step, "prompt_index": self.prompt_index[gi], "reference": self.references[gi],
+        """One rollouts.jsonl row per completion: step, prompt_index (row of the train split), question (its text as
+        the dataset gives it, before the chat template), reference, completion, reward, advantage, passed,
+        answer_class, finish_reason, length (tokens), error."""
+        return [{"step": step, "prompt_index": self.prompt_index[gi], "question": self.prompts[gi],
+                 "reference": self.references[gi],
                  "completion": c.text, "reward": float(self.rewards[gi, j]),
                  "advantage": float(self.advantages[gi, j]) if self.advantages is not None else None,
                  "passed": bool(self.passed[gi, j]), "answer_class": self.verdicts[gi][j].answer_class,

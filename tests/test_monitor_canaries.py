@@ -51,8 +51,11 @@ def test_code_verifier_passes_humaneval_canonical_solutions_and_rejects_a_stub()
         getattr(code, "close", lambda: None)()
 
 
-def test_broken_plugin_raises_verifier_fault_before_step_1(tiny_model_dir, tmp_path):
+def test_broken_plugin_stops_before_step_1_and_the_opt_out_records_the_fault(tiny_model_dir, tmp_path):
+    """A verifier that rejects every right answer stops the run in pre-flight (PreflightError: exit 2, no run dir
+    left); opting out by name trains and records the VERIFIER_FAULT at step 0, as the monitor did before."""
     from rlvr.metrics import read_metrics
+    from rlvr.preflight import PreflightError
     from rlvr.trainer import Trainer
 
     run = tmp_path / "r"
@@ -61,9 +64,16 @@ def test_broken_plugin_raises_verifier_fault_before_step_1(tiny_model_dir, tmp_p
             "log.progress=false", "log.tensorboard=false", "rollout.engine=hf", "eval.at_start=false",
             "eval.at_end=false", "monitor.stop_on_critical=true",
             "verifiers=[{name: 'tests.toy_verifiers:ColonAnswerVerifier'}]"]
+    with pytest.raises(PreflightError) as e:
+        Trainer(load_config("recipes/basic_arithmetic.yaml", over))
+    msg = str(e.value)
+    assert e.value.exit_code == 2 and "'toy_colon_answer' failed every tagged canary" in msg
+    assert "<answer>" in msg and "monitor.preflight_ignore=[canary:toy_colon_answer]" in msg and "\n" not in msg
+    assert not run.exists()  # a refused run leaves nothing behind
+    over.append("monitor.preflight_ignore=[canary:toy_colon_answer]")
     summary = Trainer(load_config("recipes/basic_arithmetic.yaml", over)).run()
     (a,) = [a for a in read_alerts(run) if a["name"] == "VERIFIER_FAULT"]
-    assert a["step"] == 0 and a["rule"] == "canary:tests.toy_verifiers:ColonAnswerVerifier"
+    assert a["step"] == 0 and a["rule"] == "canary:toy_colon_answer"  # keyed by the verifier's own name
     assert a["severity"] == "critical" and a["evidence"]["failed"] == 4  # the 4 rows' tagged right answers
     ex = a["evidence"]["examples"][0]
     assert ex["must_pass"] and ex["completion"].startswith("<answer>") and not ex["passed"]

@@ -98,6 +98,13 @@ class Verifier(abc.ABC):
 
     name: ClassVar[str]
     signal: ClassVar[SignalSpec]
+    #: Declared equivalence of numeric answers (``math.isclose`` semantics): an answer within
+    #: ``max(abs_tol, rel_tol * |reference|)`` of a numeric reference may pass. ``0.0`` / ``0.0`` (the default)
+    #: declares an exact verifier. Set them (class attributes, or in ``__init__``) on a tolerant verifier: rlvr's
+    #: canaries perturb references beyond this band, so a correct tolerant verifier is not reported as accepting
+    #: wrong answers.
+    rel_tol: float = 0.0
+    abs_tol: float = 0.0
 
     def __init__(self, *, max_workers: int = 1) -> None:
         if not isinstance(getattr(type(self), "name", None), str):

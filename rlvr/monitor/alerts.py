@@ -183,12 +183,15 @@ class AlertLog:
         self.path = Path(path) if path is not None else None
 
     def reset(self, keep_until_step: int | None) -> None:
-        """Fresh run: delete the file. Resume from step k: keep only events with step <= k (a crashed run's later
-        events are replayed by the resumed steps)."""
+        """Fresh run: an empty file (it exists from the start, so `tail -f` and tools can open it before any alert).
+        Resume from step k: keep only events with step <= k (a crashed run's later events are replayed by the
+        resumed steps)."""
         if self.path is not None:
             from rlvr.metrics import reset_step_log
 
             reset_step_log(self.path, keep_until_step)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.touch()
 
     def write(self, alerts: list[Alert]) -> None:
         if self.path is None or not alerts:

