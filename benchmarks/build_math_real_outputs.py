@@ -6,8 +6,8 @@ Usage:
 
 Each source is read from a local git snapshot (``<mirrors>/<owner>+<name>/repo``, a bare git directory) at a pinned
 commit with ``git show``. Only facts are taken: the completion text as the model wrote it (with the answer prompt the
-source's pipeline appended, where the transcript holds it), the reference as the dataset gives it, and the
-publisher's verdict. No code of those projects is copied or run.
+source's pipeline appended, where the transcript holds it), the question, the reference as the dataset gives it,
+and the publisher's verdict. No code of those projects is copied or run.
 
 Sources (the first ``N`` items of each file, in file order, so the selection never depends on any verifier):
 
@@ -27,7 +27,8 @@ the case and the source's own fields, never from what any verifier answers:
 
 - the source's answer sentence holds several different numbers (or letters) and its grader took one of them;
 - the source's extracted prediction is empty (its grader read nothing) while the text states something;
-- (Plan-and-Solve) the source's prediction does not appear in the completion's final answer.
+- (Plan-and-Solve) the source's prediction does not appear in the completion's final answer, or that answer
+  states both the prediction and a different reference while the label says wrong.
 
 CI has no network: the JSONL is committed, and this script only regenerates it where the snapshots exist.
 """
@@ -91,7 +92,8 @@ def gsm_cases(mirrors: Path) -> list[dict]:
         for model in ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification"):
             sol = row[model]
             out.append({"id": f"gsm8k-openai-{i}-{model}", "source": repo, "commit": commit, "file": path,
-                        "model": f"GPT-3 {model}", "dataset": "gsm8k", "completion": sol["solution"],
+                        "model": f"GPT-3 {model}", "dataset": "gsm8k", "question": row["question"],
+                        "completion": sol["solution"],
                         "reference": reference, "label": bool(sol["is_correct"]), "label_source": "is_correct",
                         "debatable": None})
     return out
@@ -107,6 +109,7 @@ def kojima_cases(mirrors: Path) -> list[dict]:
         log = git_show(mirrors, repo, commit, path)
         blocks = [b for b in log.split("*************************\n") if "\nGT :" in b]
         for k, block in enumerate(blocks[:limit]):
+            question = block[block.index("\nQ: ") + len("\nQ: "):block.index("\nA: ")]
             a_start = block.index("\nA: ") + len("\nA: ")
             completion = block[a_start:block.index(_BLOCK_END)]
             fields = dict(re.findall(r"^(pred_before|pred_after|GT) :(.*)$", block, re.M))
@@ -125,7 +128,7 @@ def kojima_cases(mirrors: Path) -> list[dict]:
                 debatable = "the answer sentence holds several different values and the source's grader took one"
             out.append({"id": f"{dataset}-zeroshotcot-{k}", "source": repo, "commit": commit, "file": path,
                         "model": "GPT-3 text-davinci-002 (zero-shot-CoT)", "dataset": dataset,
-                        "completion": completion, "reference": gt, "label": label,
+                        "question": question, "completion": completion, "reference": gt, "label": label,
                         "label_source": "pred_after == GT", "debatable": debatable})
     return out
 
@@ -159,14 +162,18 @@ def ps_cases(mirrors: Path) -> list[dict]:
                 states_pred = row["pred"] is not None and value(fmt(row["pred"])) in stated
                 several = False
             debatable = None
+            states_reference = (reference in stated) if dataset == "aqua" else value(reference) in stated
             if not states_pred:
                 debatable = ("the source read its prediction with a second model call; the completion's final "
                              "answer does not state it")
+            elif states_reference and not row["ans"]:
+                debatable = ("the completion's final answer states the reference beside the source's (different) "
+                             "prediction")
             elif several:
                 debatable = "the final answer names several choices"
             out.append({"id": f"{dataset}-planandsolve-{row['ID']}", "source": repo, "commit": commit, "file": path,
                         "model": "GPT-3 text-davinci-003 (plan-and-solve)", "dataset": dataset,
-                        "completion": completion, "reference": reference, "label": bool(row["ans"]),
+                        "question": row["question"], "completion": completion, "reference": reference, "label": bool(row["ans"]),
                         "label_source": "ans", "debatable": debatable})
     return out
 

@@ -9,7 +9,8 @@ The cases (``benchmarks/data/math_real_outputs.jsonl``) are full completions wri
 reference as the dataset gives it, and the label their publisher recorded (see the builder's docstring). Each side
 gets the same strings in one run, one case at a time, from the main thread:
 
-- rlvr ``math`` in its default mode and with ``strict_extraction=True`` (``verify(completion, reference)``);
+- rlvr ``math`` in its default mode and with ``strict_extraction=True``
+  (``verify(completion, reference, prompt=question)``, as the trainer calls it);
 - math-verify 0.9.0 as its README documents it: ``verify(parse(gold), parse(completion))`` with the gold in
   ``$...$`` (the same call as ``benchmarks/verifier_math.py`` and ``benchmarks/verifier_math_field.py``).
 
@@ -57,7 +58,7 @@ def run_rlvr(cases: list[dict], timeout_s: float, strict: bool) -> list[tuple[bo
     out = []
     for case in cases:
         start = time.perf_counter()
-        d = v.verify(case["completion"], case["reference"])
+        d = v.verify(case["completion"], case["reference"], prompt=case.get("question"))
         elapsed = time.perf_counter() - start
         out.append((bool(d.passed), elapsed, {"error": d.error, **{k: d.detail.get(k) for k in
                                                                      ("extracted", "format", "reason")}}))

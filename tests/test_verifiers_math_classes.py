@@ -200,7 +200,7 @@ def test_normalisation_gaps(v, answer, reference, passed):
         ("First $a=1$, then\nthe total is $$42$$ overall.", "42", None),
         (r"\frac{10}{9}", r"\frac{10}{9}", None),
         (r"After the computation:" "\n" r"x \geq 5", r"x \geq 5", None),
-        ("Final Answer: The largest $n$ is 34.", "The largest $n$ is 34", "The largest $n$ is 34"),
+        ("Final Answer: The largest $n$ is 34.", "34", "34"),  # a sentence naming things: its one number
         # a trailing condition is not the answer
         (r"The minimum is \(0\), which occurs when \(a = b = c\).", "0", None),
         (r"The maximum is $4$, attained at $x = 2$.", "4", None),

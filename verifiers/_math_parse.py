@@ -9,6 +9,7 @@ otherwise; the worker passes a comparator that falls back to sympy.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import re
 from dataclasses import dataclass
@@ -154,6 +155,12 @@ def _phrase_parts(text: str, after: int = 0) -> tuple[Optional[str], str]:
     return _phrase_value(value)
 
 
+def _names_things(s: str) -> bool:
+    """Two or more words that are neither math nor units beside a number ("Tommy raises 221"): a sentence."""
+    words = [w for w in re.findall(r"(?<![\\a-zA-Z])[a-zA-Z]{2,}", s) if w.lower() not in _MATH_WORDS | _UNITS]
+    return len(words) >= 2 and bool(re.search(r"\d", s))
+
+
 def _phrase_value(value: str) -> tuple[Optional[str], str]:
     value = _clean_phrase_value(_without_currency(value) if value.count("$") % 2 else value)
     for _ in range(3):  # "Final Answer: The final answer is 42. I hope it is correct."
@@ -162,7 +169,7 @@ def _phrase_value(value: str) -> tuple[Optional[str], str]:
             break
         value = _clean_phrase_value(inner[-1].group(1))
     words = _without_currency(re.sub(r"\$[^$\d]*\$", "", value))  # "$f(x)$" names a thing; "$19$" is a number
-    if value and "$" not in words and "\\" not in words and is_prose(words):
+    if value and "$" not in words and "\\" not in words and (is_prose(words) or _names_things(words)):
         number = _prose_number(words)
         if number is None and "=" in words:  # "Total = 2 bolts + 1 bolt = 3 bolts": its last side
             number = _prose_number(words.rsplit("=", 1)[1])
@@ -179,12 +186,33 @@ _TAIL_NOISE = re.compile(
     r"|(?:I\s+)?hope\s+(?:this|that)\s+helps[.!]*))+\s*$", re.I)
 
 
+# the numbers of the question being graded (set by ``extract`` for one call): a prose answer that restates them
+# ("Kylar needs to pay $64 for 16 glasses.") states the one number that is new
+_QUESTION_NUMBERS: contextvars.ContextVar[frozenset] = contextvars.ContextVar("question_numbers", default=frozenset())
+
+
+def question_numbers(question: Optional[str]) -> frozenset:
+    """The values of the plain numbers written in a question."""
+    if not question:
+        return frozenset()
+    values = (as_number(m.replace(",", "")) for m in _LAST_NUMBER.findall(question))
+    return frozenset(v for v in values if v is not None)
+
+
 def _prose_number(sentence: str) -> Optional[str]:
-    """The only number of a prose sentence without hedging words, else ``None``."""
+    """The only number of a prose sentence without hedging words, else ``None``. Numbers the question gives are
+    left out when the sentence restates them beside one new number."""
     if _HEDGE_WORD.search(sentence) or re.search(r"\bnot\b|\bn't\b", sentence, re.I):
         return None
-    numbers = _PROSE_NUMBER.findall(sentence)
-    return numbers[0].strip() if len(numbers) == 1 else None
+    numbers = [n.strip() for n in _PROSE_NUMBER.findall(sentence)]
+    if len({as_number(n.replace(",", "").rstrip("%").strip()) for n in numbers} - {None}) == 1 \
+            and len({n.endswith("%") for n in numbers}) == 1:
+        numbers = numbers[:1]  # "remove 15 toys ... by 15 pounds": one value, said twice
+    if len(numbers) > 1 and _QUESTION_NUMBERS.get():
+        given = _QUESTION_NUMBERS.get()
+        new = [n for n in numbers if as_number(n.replace(",", "").rstrip("%").strip()) not in given]
+        numbers = new if len(new) == 1 else numbers
+    return numbers[0] if len(numbers) == 1 else None
 
 
 def _conclusion_sentence(text: str, after: int) -> Optional[str]:
@@ -341,15 +369,18 @@ def _last_equation_line(text: str, after: int) -> Optional[str]:
     if text.rfind(line) < after or "\\" in line or _HEDGE_WORD.search(line) or _RETRACTION.search(line):
         return None
     m = _EQUATION_TAIL.search(line)
-    if not m or _TAIL_STOP.search(m.group(2)) or re.search(r"[<>]|==|!=", line) \
+    if not m or _EQUATION_TAIL_STOP.search(m.group(2)) or re.search(r"[<>]|==|!=", line) \
             or re.search(_GLUED_CONNECTIVE, line, re.I):
         return None
-    if not _COMPUTATION.search(line[:m.start()]):  # "Thus x = 42" states, it does not compute: no answer here
-        return None
+    left = line[:m.start()]
+    if len(_LAST_NUMBER.findall(left)) < 2 or not _COMPUTATION.search(left):
+        return None  # "Thus x = 42" states, it does not compute: no answer here
     return m.group(1).replace("$", "").strip() + ("%" if re.match(r"\s*%", m.group(2)) else "")
 
 
-_COMPUTATION = re.compile(r"[\d)]\s*(?:[-+*/×÷x]|\\times|\\cdot)\s*[$(]?\s*\d")
+_COMPUTATION = re.compile(r"[-+*/×÷]|\bx\b|\\times|\\cdot")
+_EQUATION_TAIL_STOP = re.compile(r"\b(?:than|more|less|fewer|greater|plus|minus|over|divided|multiplied|or|and|if|when)\b",
+                                 re.I)
 
 
 # a completion that takes back what it wrote ("18 + 53 = 71. However, I made an error ..."): its last unmarked
@@ -408,6 +439,8 @@ def _last_math_span(text: str) -> Optional["Extraction"]:
     if not spans:
         return None
     start = spans[-1][0]
+    if text.startswith("$", start) and not text.startswith("$$", start) and "\n\n" in spans[-1][2]:
+        return None  # two currency signs ("$12 + ... ($8.50)\n\nMarie ordered ..."), not a math span
     line_start = text.rfind("\n", 0, start) + 1
     line = [sp for sp in spans if sp[0] >= line_start]
     if _HEDGE_WORD.search(text[line_start:line[0][0]]):
@@ -458,12 +491,22 @@ class Extraction:
     values: tuple = ()
 
 
-def extract(text: str, fallback_last_number: bool = False, strict: bool = True) -> Extraction:
+def extract(text: str, fallback_last_number: bool = False, strict: bool = True,
+            question: Optional[str] = None) -> Extraction:
     """Extract the final answer of a completion. See :func:`verifiers.extract_answer` for the rules.
 
     ``strict`` (the default here) uses only the marked forms and a last line that is a short answer; with
     ``strict=False`` an unmarked completion also gives its last math span (``last_math``) or a last line
-    that is nothing but LaTeX (``bare_math``)."""
+    that is nothing but LaTeX (``bare_math``). ``question``: the prompt, whose numbers a prose answer may
+    restate beside its own."""
+    token = _QUESTION_NUMBERS.set(question_numbers(question))
+    try:
+        return _extract(text, fallback_last_number, strict)
+    finally:
+        _QUESTION_NUMBERS.reset(token)
+
+
+def _extract(text: str, fallback_last_number: bool, strict: bool) -> Extraction:
     text = _TAIL_NOISE.sub("", text)
     boxes, last_ok = _boxes(text)
     if boxes or not last_ok:
@@ -500,7 +543,11 @@ def extract(text: str, fallback_last_number: bool = False, strict: bool = True) 
             value, kind = _phrase_value(m.group(1))
             if value and kind != "prose":
                 return Extraction(value, "phrase")
-    phrase = _phrase_answer(text)
+    phrase, kind = _phrase_parts(text)
+    if phrase and kind == "prose" and not strict:  # "Answer:\nA has 160, B has 80.\n\nTotal: 160 + 80 = 240"
+        later = _last_equation_line(text, list(_PHRASE.finditer(text))[-1].end())
+        if later:
+            return Extraction(later, "prose_number")
     if phrase:
         return Extraction(phrase, "phrase")
     last = _last_line_answer(text)

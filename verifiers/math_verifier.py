@@ -44,7 +44,8 @@ _PERCENT_QUESTION = re.compile(
 )
 
 
-def extract_answer(text: str, *, fallback_last_number: bool = False, strict: bool = False) -> Optional[str]:
+def extract_answer(text: str, *, fallback_last_number: bool = False, strict: bool = False,
+                   question: Optional[str] = None) -> Optional[str]:
     """Extract the final answer from a completion, or ``None``.
 
     Rules, first that applies wins (the last two only when not ``strict``):
@@ -78,7 +79,7 @@ def extract_answer(text: str, *, fallback_last_number: bool = False, strict: boo
     the solution." or "Answer $9$", which the default reads as ``x \\geq 5`` and ``9``. The default may
     take an intermediate value of an unfinished completion (its last math span) as its answer.
     """
-    return mp.extract(text, fallback_last_number, strict).answer
+    return mp.extract(text, fallback_last_number, strict, question=question).answer
 
 
 def as_number(text: str) -> Optional[Fraction]:
@@ -264,7 +265,7 @@ class MathVerifier(Verifier):
             strict = True
             completion = completion.rstrip()
             completion = completion[:completion.rfind("\n") + 1] if "\n" in completion else ""
-        found = mp.extract(completion, self.fallback_last_number, strict)
+        found = mp.extract(completion, self.fallback_last_number, strict, question=prompt)
         context = percent_context(prompt)
         if found.multiple and found.values:
             merged = _merge_equal_values(found.values, context)
