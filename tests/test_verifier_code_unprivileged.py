@@ -24,7 +24,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UID = 65534
 ATTACK_FILES = ["tests/test_verifier_code_attacks.py", "tests/test_verifier_code_attacks2.py",
-                "tests/test_verifier_code_attacks3.py"]
+                "tests/test_verifier_code_attacks3.py", "tests/test_verifier_code_attacks4.py"]
 
 _SETUP = r"""
 import os, subprocess, sys, tempfile

@@ -21,8 +21,15 @@ the zygote, see `_worker.main`). Every refusal is a ValueError (the checker scor
 
 from __future__ import annotations
 
+import collections
 import math
 import time
+
+# the standard library's dict and list variants a solution commonly returns (`Counter(...)`), by identity as taken
+# here, before any candidate code runs: a candidate's own subclass, or a class it binds to `collections.Counter`,
+# is opaque like any other type
+_VARIANTS = {collections.Counter: "Counter", collections.OrderedDict: "OrderedDict",
+             collections.defaultdict: "defaultdict", collections.deque: "deque"}
 
 MAX_DEPTH = 64
 MAX_ITEMS = 200_000
@@ -107,6 +114,11 @@ def encode(x, _depth: int = 0, _b: _Budget | None = None):
         return [t.__name__, [encode(v, _depth + 1, b) for v in items]]
     if t is dict:
         return ["dict", [[encode(k, _depth + 1, b), encode(v, _depth + 1, b)] for k, v in list(x.items())]]
+    name = _VARIANTS.get(t)
+    if name == "deque":
+        return [name, [encode(v, _depth + 1, b) for v in list(x)]]
+    if name is not None:   # a defaultdict arrives without its default factory (as a dict it compares equal)
+        return [name, [[encode(k, _depth + 1, b), encode(v, _depth + 1, b)] for k, v in list(dict.items(x))]]
     return ["opaque", t.__name__ if isinstance(t.__name__, str) else "object"]
 
 
@@ -169,8 +181,11 @@ def _decode(v, _depth: int, b: _Budget):
             hash(e)
         out = set(items) if tag == "set" else frozenset(items)
         return out if tag == "set" else b.hashable(out)
-    if tag == "dict" and type(p) is list:
-        out = {}
+    if tag == "deque" and type(p) is list:
+        return collections.deque(_decode(e, _depth + 1, b) for e in p)
+    if tag in ("dict", "Counter", "OrderedDict", "defaultdict") and type(p) is list:
+        out = {"dict": dict, "Counter": collections.Counter, "OrderedDict": collections.OrderedDict,
+               "defaultdict": collections.defaultdict}[tag]()
         for kv in p:
             if type(kv) is not list or len(kv) != 2:
                 raise ValueError("malformed dict")
