@@ -303,7 +303,7 @@ _MATH_SPAN = re.compile(r"^(?:\$\$?(.+?)\$?\$|\\\[(.+?)\\\]|\\\((.+?)\\\))$")
 _ANSWER_LIKE = re.compile(
     r"[-+]?\s*(?:\$\s*)?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:\s*/\s*\d+)?\s*(?:%|percent|pct)?"  # 42, 3/4, 50%
     r"|[a-zA-Z]\s*=\s*[-+]?\s*(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:\s*/\s*\d+)?"      # x = 5
-    r"|\(?[A-J]\)|[A-J]"                                                         # (B), B
+    r"|\(?[A-J]\)|[A-Ja-j]"                                                      # (B), B, b
 )
 
 
@@ -946,13 +946,23 @@ def rounds_to_decimal(value: Fraction, reference_text: str) -> bool:
     is not ``3.14``, ``1/3`` is not ``0.333``), and a value with a finite decimal form always is (``49/20`` is not
     ``2.5``). Irrational answers round to any decimal reference (the sympy comparison: ``\\pi`` is ``3.14``)."""
     places = decimal_places(reference_text)
-    if not places or terminates(value):
-        return False
-    digits = re.sub(r"^[+-]?0*\.?0*", "", reference_text.strip().replace(",", "")).replace(".", "")
-    if len(digits) < DECIMAL_MIN_SIGNIFICANT:
+    if not places or terminates(value) or significant_digits(reference_text) < DECIMAL_MIN_SIGNIFICANT:
         return False
     reference = as_number(reference_text)
-    return reference is not None and abs(value - reference) * 2 * 10 ** places <= 1
+    return reference is not None and abs(value - reference) <= decimal_tolerance(reference_text)
+
+
+def significant_digits(text: str) -> int:
+    return len(re.sub(r"^[+-]?0*\.?0*", "", text.strip().replace(",", "")).replace(".", ""))
+
+
+def decimal_tolerance(text: str) -> Fraction:
+    """What a decimal reference stands for: half a unit of its last digit (``3.14``: 0.005), or a whole unit when
+    it has 15+ significant digits, the printout of a binary float (``repr(2/3)`` is ``0.6666666666666666``: the
+    shortest string that reads back as the same float, not the correctly rounded one)."""
+    places = decimal_places(text) or 0
+    unit = Fraction(1, 10 ** places)
+    return unit if significant_digits(text) >= 15 else unit / 2
 
 
 def format_number(value: Fraction) -> str:

@@ -38,6 +38,7 @@ from verifiers._math_parse import (
     as_number,
     compare_nodes,
     decimal_places,
+    decimal_tolerance,
     fast_leaf,
     fast_leaf_class,
     parse_answer,
@@ -288,10 +289,12 @@ def _confirm_close(a: sympy.Expr, b: sympy.Expr) -> bool:
 def expressions_equal(a: sympy.Basic, b: sympy.Basic, a_text: str = "", b_text: str = "") -> bool:
     """Equivalence of two parsed leaves (``b`` is the reference).
 
-    - Exact numbers: rationals compare exactly (``0.333`` is not ``1/3``); an irrational reference accepts a
-      decimal answer with at least 6 significant digits that is within one unit of its last digit; a decimal
-      reference accepts an irrational answer that rounds to it; two irrational constants must agree to
-      ``EXACT_REL_TOL`` at 40 digits.
+    - Exact numbers: rationals compare exactly (``0.333`` is not ``1/3``), except the decimal-reference rule
+      (``rounds_to_decimal``: a reference with 6+ significant digits accepts a rational without a finite decimal
+      form within its tolerance); an irrational reference accepts a decimal answer with at least 6 significant
+      digits that is within one unit of its last digit; a decimal reference accepts an irrational answer within
+      ``decimal_tolerance`` of it (half a unit of its last digit; a unit for a 15+ digit float printout); two
+      irrational constants must agree to ``EXACT_REL_TOL`` at 40 digits.
     - Expressions with variables: a clear numeric difference at deterministic points means unequal;
       otherwise ``simplify(a - b) == 0`` or agreement at 3+ points means equal.
     - Sets, intervals, matrices: sympy equality (matrices elementwise).
@@ -342,8 +345,9 @@ def _constants_equal(a: sympy.Expr, b: sympy.Expr, a_text: str, b_text: str) -> 
         if abs(x.imag) >= 1e-12:
             return False
         precise = sympy.re(a).evalf(places_b + 15)
-        half_unit = sympy.Rational(1, 2 * 10 ** places_b)
-        return bool(abs(precise - sympy.Rational(reference.numerator, reference.denominator)) <= half_unit)
+        tolerance = decimal_tolerance(b_text)
+        return bool(abs(precise - sympy.Rational(reference.numerator, reference.denominator))
+                    <= sympy.Rational(tolerance.numerator, tolerance.denominator))
     if _close(x, y, EXACT_REL_TOL):
         return _confirm_close(a, b)
     places_a = decimal_places(a_text)

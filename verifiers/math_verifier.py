@@ -54,11 +54,18 @@ def extract_answer(text: str, *, fallback_last_number: bool = False, strict: boo
       ``None``. Several boxes with different contents are returned joined by ``", "`` (they are then
       compared as a list of answers, so hedging between answers never matches a single reference).
     - ``<answer>...</answer>`` (same rule for several different tags; an empty last tag gives ``None``).
-    - ``#### N`` (GSM8K) when ``N`` starts like a number, not a markdown heading.
-    - "the answer is X", "final answer: X", "**Final Answer** X", "Answer: X" (the last one; up to the
-      end of the sentence; ``$`` and ``**`` stripped).
+    - ``#### N`` (GSM8K) when ``N`` starts like a number, not a markdown heading; inside the last line too
+      ("... 7 meals. #### 7").
+    - A marker that ends the solution: a last line ``A: N`` (the GSM8K paper's released solutions) or
+      ``... Answer: N`` inside the last line.
+    - "the answer is X" (also "the answer (arabic numerals) is X", "the correct option is X"),
+      "final answer: X", "**Final Answer** X", "Answer: X" at a line start (the last one; up to the end of
+      the sentence; ``$`` and ``**`` stripped). A prose value gives its only number ("Answer: Janet makes
+      $18 every day." gives ``18``; numbers the question (``prompt``) gives are left out when one new number
+      remains: "Kylar pays $64 for 16 glasses."); "Total = 2 bolts + 1 bolt = 3 bolts" gives its last side.
     - The last non-empty line, only when it is nothing but a short answer (at most 40 characters: a
-      number, ``x = 5``, ``(B)``, or a single ``$...$``/``\\[...\\]`` math span).
+      number, ``x = 5``, ``(B)``, ``B``, ``**C**``, a number with up to three unit words such as
+      "33 eggs.", or a single ``$...$``/``\\[...\\]`` math span).
     - Not ``strict``: a closing prose sentence after the last math span that starts "Therefore/Thus/So/Hence"
       and holds exactly one number and no hedge or negation ("Therefore, there are 12 such sequences.").
     - Not ``strict``: a last prose sentence that states a value at its end, after its last "is"/"it's"/":"
@@ -66,18 +73,28 @@ def extract_answer(text: str, *, fallback_last_number: bool = False, strict: boo
       followed only by a unit, a currency sign or a short noun; earlier numbers must be negated ("not 10")
       or restated ("10, which is ..."); a hedge, a belief ("I think"), another negation, a condition or a
       comparison refuses.
-    - A "final answer" phrase after the last box wins over the boxes; a prose final answer gives its only
-      number; chat-template tokens and "I hope it is correct." at the end are ignored.
+    - A "final answer" phrase after the last box that states a value by itself ("The final answer is
+      $10,455$.") wins over the boxes; a remark that restates a value in prose ("the answer is 221 in another
+      convention") is one more final answer beside the box (equal values merge, different ones are hedging);
+      a remark without one number ("the answer is considered as 220, written 0220") leaves the box;
+      chat-template tokens, "I hope it is correct." and "I hope this helps!" at the end are ignored.
+    - Not ``strict``: a finished last sentence "It is 4." (a pronoun and "is" make it prose); a last sentence
+      naming exactly one choice as "(D)", "**D**" or "option D" ("I think it's (D)."); a last line that computes
+      its value ("Total = 500 + 800 + 130 = 1430", "200 - 100 = 100 pounds": two or more numbers and an
+      operator before the last ``=``, at most a unit after it).
     - Not ``strict``: the last math span of the text (``$...$``, ``$$...$$``, ``\\(...\\)``, ``\\[...\\]``;
       ``$`` is ignored when it occurs an odd number of times, as a currency sign). Refused when its line
-      hedges before it ("maybe $5$"); several spans on that line joined by "or" are several answers.
+      hedges before it ("maybe $5$"), and when the text after it takes it back ("However, I made an error",
+      "Wait", "let me recheck": reason ``retracted``); several spans on that line joined by "or" are several
+      answers.
     - Not ``strict``: the last non-empty line when it is nothing but LaTeX (``\\frac{10}{9}``, at most 80
       characters, no words outside ``\\text{}`` but "and"/"or" between answers, also glued: ``x=1orx=-1``).
     - With ``fallback_last_number``, the last number in the text.
 
     Strict mode is the policy of the marked forms only; it finds no answer in "Therefore $x \\geq 5$ is
     the solution." or "Answer $9$", which the default reads as ``x \\geq 5`` and ``9``. The default may
-    take an intermediate value of an unfinished completion (its last math span) as its answer.
+    take an intermediate value of an unfinished completion (its last math span) as its answer; pass
+    ``finish_reason="length"`` to :meth:`MathVerifier.verify` for completions cut at the token limit.
     """
     return mp.extract(text, fallback_last_number, strict, question=question).answer
 
@@ -163,12 +180,13 @@ class MathVerifier(Verifier):
     """Checks the final answer of a math completion against a reference answer.
 
     Equivalences understood: integers with thousands separators, decimals and fractions compared as exact
-    rationals (``0.5 == 1/2``, ``0.333 != 1/3``), mixed numbers (``2 1/2``, ``2\\frac{1}{2}``), scientific
+    rationals (``0.5 == 1/2``, ``0.333 != 1/3``; for a decimal *reference* see below), mixed numbers (``2 1/2``, ``2\\frac{1}{2}``), scientific
     notation (``3 \\times 10^{5}``), percent (see below), radicals, ``\\pi`` and ``e``, symbolic expressions
     (sympy: ``simplify(a - b) == 0`` or agreement at deterministic points), equations (``x = 5`` equals
     ``5``; ``y = 2x + 1`` equals ``2x - y + 1 = 0``), ordered tuples, unordered sets and lists of answers,
     intervals and unions (open and closed ends matter), matrices, degree signs and units after a number
-    (``30^\\circ``, ``5\\text{ cm}``), multiple-choice letters (``(B)``, ``B``, ``\\text{B}``) and text
+    (``30^\\circ``, ``5\\text{ cm}``), multiple-choice letters (``(B)``, ``B``, ``b``, ``\\text{B}``, ``(B) 42``,
+    ``B. 42``, ``B is correct``; never a letter inside a formula: ``B + 3``, ``E*2``, ``C \\cdot 5``) and text
     answers (case-insensitive; a yes/no reference matches an answer starting with that word), MATH-style
     thousands (``32,\\!349``), spaced thousands (``1 000``), labelled answers (``AB = 4``, ``|AB| = 1``,
     ``V_1:V_2 = 11:21``, ``(p, q) = (3, 2)``, on either side), clock times (``12:00``), matrix arithmetic
@@ -180,13 +198,23 @@ class MathVerifier(Verifier):
     ``zoo`` and ``nan``), themselves included. Large factorials and powers are compared exactly (rationals)
     or at a precision that covers their size; they never pass by rounding.
 
+    Decimal-reference rule: a decimal reference stands for the values that print as it: within half a unit of
+    its last digit (a whole unit when it has 15+ significant digits, the ``repr`` of a binary float). It accepts
+    an irrational answer there (``\\pi`` for ``3.14``, ``\\sqrt{17}`` for ``math.sqrt(17)``) and a rational answer
+    with no finite decimal form when the reference has at least 6 significant digits (``1/3`` for ``0.333333``
+    and for the float ``1/3``, ``10/3`` for ``3.33333333``); shorter references are exact against rationals
+    (``22/7`` is not ``3.14``, ``1/3`` is not ``0.333``), and so is any answer with a finite decimal form
+    (``49/20`` is not ``2.5``). A decimal *answer* to a rational reference is exact (``0.333`` is not ``1/3``).
+
     Percent rule: ``%`` is a unit mark worth 1/100. An answer ``50%`` matches a reference ``50`` and a
     reference ``0.5``; a bare answer matches a percent reference ``50%`` when it is ``50`` or ``0.5``; when
     the prompt asks for a percentage, a bare reference ``50`` is read as ``50%``.
 
     Refused (score 0, ``detail["reason"]``): no answer (``no_answer``), an empty or unbalanced box
-    (``empty_or_unbalanced_box``), an unmarked math span after a hedge such as "maybe $5$" (``hedged``),
-    several different answers against one reference (``multiple_answers``),
+    (``empty_or_unbalanced_box``), an unmarked math span after a hedge such as "maybe $5$" (``hedged``) or
+    taken back after it (``retracted``), several different answers against one reference (``multiple_answers``;
+    several boxes of the same value, ``\\boxed{0.5}``, i.e. ``\\boxed{\\frac{1}{2}}``, are one answer when the
+    fast path can tell),
     an identity such as ``2=2`` or ``x=x`` (``tautology``), an answer over ``MAX_ANSWER_CHARS`` characters
     (``answer_too_long``), brackets nested deeper than 40 (``too_deep``), a literal power tower or factorial
     with more than 10,000 digits (``too_large``).
@@ -208,9 +236,17 @@ class MathVerifier(Verifier):
             ``min(2, cpu_count)``. Fast-path items never leave the calling thread.
 
     References may be ``str`` (a ``\\boxed{}`` or a ``#### N`` inside is extracted; a box the reference never
-    closes runs to its end), ``int``, ``float``,
-    ``Fraction`` or ``Decimal``; other types and non-``str`` completions give an error verdict
-    (``TypeError``), never an exception.
+    closes runs to its end), ``int``, ``float`` (read at its printed precision, see above),
+    ``Fraction`` or ``Decimal``, or a non-empty ``list``/``tuple`` of them (accepted answers: any one may match;
+    the verdict is the first that passes, else the last); other types, an empty list and non-``str``
+    completions give an error verdict (``TypeError``), never an exception.
+
+    Truncated completions: :meth:`verify` takes ``finish_reason``; with ``"length"`` (the completion hit the
+    token limit) only marked answers count (strict extraction) and the last line, which may be cut mid-number,
+    is not read; :meth:`verify_batch` reads it from a dict item's ``finish_reason``. Without it, the default
+    mode may read an unfinished completion's last math span (the field mostly grades truncated text like any
+    other: verl and open-r1 read the last box whatever the finish reason; DAPO masks or penalises overlong
+    samples in the loss instead, as rlvr's ``overlong_mask`` does).
     """
 
     signal = SignalSpec(kind="binary", deterministic=True, source="external", cost="cheap")
