@@ -238,3 +238,11 @@ def test_strict_mode_reads_a_final_answer_marker_inside_the_last_line(strict):
     check(strict, "Adding 40 and 2 we get the total. Answer: 42", "42", True)
     check(strict, "So the result follows; answer: 42", "42", True)
     check(strict, "Answer: 41 is what I first got.\nThen I fixed it: the total is 42", "42", False)
+
+
+def test_a_formula_in_a_final_answer_is_not_read_as_its_one_number(v):
+    """A prose final answer gives its only number; a formula with words around it does not ("for all real x")."""
+    check(v, "Final answer: x^2 + 2x + 1 for all real numbers x.", "1", False)
+    check(v, "Answer: the value 2x + 1 for every integer x.", "1", False)
+    check(v, "Answer: Tommy raises $221.", "221", True)
+    check(v, "For part (a), we get 5 apples.", "A", False)  # a part label beside a number is no choice

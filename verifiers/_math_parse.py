@@ -155,6 +155,9 @@ def _phrase_parts(text: str, after: int = 0) -> tuple[Optional[str], str]:
     return _phrase_value(value)
 
 
+_FORMULA = re.compile(r"[+*/^<>×÷\\]|\d[a-zA-Z]\b|\b[a-zA-Z]\s*-\s*\d")
+
+
 def _names_things(s: str) -> bool:
     """Two or more words that are neither math nor units beside a number ("Tommy raises 221"): a sentence."""
     words = [w for w in re.findall(r"(?<![\\a-zA-Z])[a-zA-Z]{2,}", s) if w.lower() not in _MATH_WORDS | _UNITS]
@@ -170,9 +173,12 @@ def _phrase_value(value: str) -> tuple[Optional[str], str]:
         value = _clean_phrase_value(inner[-1].group(1))
     words = _without_currency(re.sub(r"\$[^$\d]*\$", "", value))  # "$f(x)$" names a thing; "$19$" is a number
     if value and "$" not in words and "\\" not in words and (is_prose(words) or _names_things(words)):
-        number = _prose_number(words)
-        if number is None and "=" in words:  # "Total = 2 bolts + 1 bolt = 3 bolts": its last side
-            number = _prose_number(words.rsplit("=", 1)[1])
+        number = None
+        if "=" in words:  # "Total = 2 bolts + 1 bolt = 3 bolts": its last side
+            last_side = words.rsplit("=", 1)[1]
+            number = None if _FORMULA.search(last_side) else _prose_number(last_side)
+        elif not _FORMULA.search(words):  # "x^2 + 2x + 1 for all real x" is no sentence with one number
+            number = _prose_number(words)
         return (number, "prose_number") if number else (value, "prose")
     return (value or None), ("clean" if value else "none")
 
@@ -351,8 +357,9 @@ def _choice_sentence(text: str, after: int) -> Optional[str]:
     """Not strict: a last sentence naming exactly one choice letter as "(D)", "**D**" or "option D" ("I think
     it's (D).", "The man's rate is 6 kmph. (B)"); a hedge ("(B) or (C)", "maybe") refuses."""
     sentence = _last_sentence(text, after)
-    if len(sentence) > 200 or _HEDGE_WORD.search(sentence) or _NEGATION.search(sentence):
-        return None
+    if len(sentence) > 200 or _HEDGE_WORD.search(sentence) or _NEGATION.search(sentence) \
+            or re.search(r"\d", re.sub(r"\(\s*[A-Ja-j]\s*\)", "", sentence)):
+        return None  # "(C)" beside a number is a label ("by (2), 5 apples"), not a choice
     letters = {next(g for g in m.groups() if g) for m in _CHOICE_IN_TEXT.finditer(sentence)}
     letters = {x for x in letters if x.isupper() or re.search(r"\((?i:" + x + r")\)", sentence)}
     return letters.pop().upper() if len(letters) == 1 else None
