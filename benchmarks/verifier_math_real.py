@@ -12,7 +12,9 @@ gets the same strings in one run, one case at a time, from the main thread:
 - rlvr ``math`` in its default mode and with ``strict_extraction=True``
   (``verify(completion, reference, prompt=question)``, as the trainer calls it);
 - math-verify 0.9.0 as its README documents it: ``verify(parse(gold), parse(completion))`` with the gold in
-  ``$...$`` (the same call as ``benchmarks/verifier_math.py`` and ``benchmarks/verifier_math_field.py``).
+  ``$...$`` (the same call as ``benchmarks/verifier_math.py`` and ``benchmarks/verifier_math_field.py``); and a
+  second time with the extraction its README documents for multiple choice on the letter references
+  (``StringExtractionConfig(strings=("A", ..., "E"))`` first, then its LaTeX and expression configs).
 
 Per source: accuracy, false positives (accepted though labelled wrong), false negatives. The headline excludes the
 ``debatable`` cases (a label that is not a fact about the text alone; the reason is in the data); they are scored
@@ -39,9 +41,10 @@ from verifier_math_field import _cpu_model  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "data" / "math_real_outputs.jsonl"
 RESULTS = ROOT / "benchmarks" / "results"
-SIDES = ("rlvr", "rlvr_strict", "math_verify")
+SIDES = ("rlvr", "rlvr_strict", "math_verify", "math_verify_letters")
 LABELS = {"rlvr": "rlvr `math` (default)", "rlvr_strict": "rlvr `math`, strict_extraction",
-          "math_verify": "math-verify 0.9.0 (documented call)"}
+          "math_verify": "math-verify 0.9.0 (documented call)",
+          "math_verify_letters": "math-verify 0.9.0, choice letters via StringExtractionConfig"}
 
 
 def load_cases(path: Path = DATA) -> list[dict]:
@@ -65,18 +68,27 @@ def run_rlvr(cases: list[dict], timeout_s: float, strict: bool) -> list[tuple[bo
     return out
 
 
-def run_math_verify(cases: list[dict]) -> list[tuple[bool, float, dict]]:
-    from math_verify import parse, verify
+def run_math_verify(cases: list[dict], letters: bool = False) -> list[tuple[bool, float, dict]]:
+    """``letters``: for a choice-letter reference (``A``-``E``), the extraction math-verify documents for multiple
+    choice: ``StringExtractionConfig`` with the choice letters, before its LaTeX and expression configs."""
+    import re
+
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, StringExtractionConfig, parse, verify
 
     verify(parse("$\\frac{1}{2}$"), parse("$0.5$"))  # warm-up
+    choices = StringExtractionConfig(strings=tuple("ABCDE"))
     out = []
     for case in cases:
         start = time.perf_counter()
         error, extracted = None, None
         try:
-            pred = parse(case["completion"])
+            if letters and re.fullmatch(r"[A-E]", case["reference"].strip()):
+                gold = parse(case["reference"].strip(), [choices])
+                pred = parse(case["completion"], [choices, LatexExtractionConfig(), ExprExtractionConfig()])
+            else:
+                gold, pred = parse(math_verify_gold(case["reference"])), parse(case["completion"])
             extracted = str(pred[-1]) if pred else None
-            ok = bool(verify(parse(math_verify_gold(case["reference"])), pred))
+            ok = bool(verify(gold, pred))
         except Exception as exc:  # a crash counts as "not equal"
             ok, error = False, f"{type(exc).__name__}: {exc}"[:200]
         out.append((ok, time.perf_counter() - start, {"error": error, "extracted": extracted}))
@@ -111,7 +123,8 @@ def main(argv=None) -> None:
     sides = ["rlvr", "rlvr_strict"]
     if not args.no_math_verify:
         results["math_verify"] = run_math_verify(cases)
-        sides.append("math_verify")
+        results["math_verify_letters"] = run_math_verify(cases, letters=True)
+        sides += ["math_verify", "math_verify_letters"]
     sources = list(dict.fromkeys(c["source"] for c in cases))
 
     def block(subset) -> dict:
