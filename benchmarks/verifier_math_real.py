@@ -115,7 +115,12 @@ def main(argv=None) -> None:
     parser.add_argument("--timeout-s", type=float, default=2.0, help="rlvr's per-case sympy deadline")
     parser.add_argument("--note", default="", help="free text stored with the results (machine load, ...)")
     parser.add_argument("--no-math-verify", action="store_true", help="rlvr only (math-verify not installed)")
+    parser.add_argument("--verifiers-root", type=Path, default=None,
+                        help="import verifiers/ from this folder (e.g. an older commit exported with git archive)")
+    parser.add_argument("--name", default="verifier_math_real", help="results file stem in benchmarks/results/")
     args = parser.parse_args(argv)
+    if args.verifiers_root is not None:
+        sys.path.insert(0, str(args.verifiers_root.resolve()))
 
     cases = load_cases()
     results = {"rlvr": run_rlvr(cases, args.timeout_s, strict=False),
@@ -152,16 +157,21 @@ def main(argv=None) -> None:
         except PackageNotFoundError:
             return "not installed"
 
-    env = {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
+    import verifiers
+
+    env = {"verifiers_from": str(Path(verifiers.__file__).parent), "python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
            "cpu": _cpu_model(), "math_verify": _version("math-verify"), "sympy": _version("sympy"),
            "note": args.note}
     result = {"cases": len(cases), "debatable_cases": sum(bool(c["debatable"]) for c in cases),
               "non_debatable": overall, "debatable": debatable, "per_source": per_source, "environment": env,
               "listed": listed}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "verifier_math_real.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
 
-    cmd = "python benchmarks/verifier_math_real.py" + (f" --note '{args.note}'" if args.note else "")
+    cmd = "python benchmarks/verifier_math_real.py" + " ".join(
+        [""] + ([f"--verifiers-root {args.verifiers_root}"] if args.verifiers_root else [])
+        + (["--no-math-verify"] if args.no_math_verify else []) + ([f"--name {args.name}"] if args.name != "verifier_math_real" else [])
+        + ([f"--note '{args.note}'"] if args.note else []))
     md = [
         "# Math verifier on released real model completions: rlvr vs math-verify",
         "",
@@ -207,7 +217,7 @@ def main(argv=None) -> None:
                   + " | ".join(str(int(row[s])) for s in sides)
                   + f" | {row['reference']} | {_short(row['rlvr_detail'].get('extracted') or '', 40)} | {tail} |")
     md.append("")
-    (RESULTS / "verifier_math_real.md").write_text("\n".join(md))
+    (RESULTS / f"{args.name}.md").write_text("\n".join(md))
     print("\n".join(md[:30]))
 
 
