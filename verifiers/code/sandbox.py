@@ -18,13 +18,29 @@ both tiers, as root and, by tests/test_verifier_code_unprivileged.py, as an unpr
   evidence of success; a missing reply is a failure; a reply that does not answer the request it claims to (a
   per-request random nonce), a malformed frame, or unrequested bytes mark the job as tampered (score 0, counted).
   Anything the sandbox sends is the candidate's failure, never a verifier error: frames are capped (1 MiB) and
-  parsed with a nesting limit, values decode under size, depth, digit, hash-flooding and deadline limits
+  parsed with a nesting limit, values decode under size, depth, int-size, hash-collision and deadline limits
   (`_codec`), error text is cut to 500 characters of valid UTF-8, and a lockdown `fatal` is believed only as the
   child's first frame, written before any candidate code runs.
+* **Every wait of the checker has the job's deadline.** The checker's end of a child's socket is non-blocking:
+  reads and writes wait in `poll` for the time left, rechecked after every partial read or write, so neither a
+  child that stops reading (a 2 MB argument) nor one that stays silent holds the checker; an out-of-band byte
+  (MSG_OOB, POLLPRI) is tampering; a reply read after the deadline is a timeout, never a verdict. The dataset's
+  test code, which runs in the checker on the candidate's values, is interrupted by a timer signal once the
+  deadline (+0.25 s) has passed (`_worker.CheckerDeadline`; a loop over a returned 10**12 ends there); what a
+  signal cannot interrupt, one C call such as `set(values)`, is bounded by the decoder's collision budget (values
+  whose hash the candidate can choose: ints, floats, tuples, frozensets, and lists as the tuples a test may make
+  of them). Strings and bytes are safe there because children do not know the checker's hash secret: the checker
+  re-executes itself after forking the zygote (the zygote and its children keep the old secret; the checker
+  never uses it again). What remains is the pool's own bound: a worker that does not answer by the deadline + 5 s
+  is replaced.
 * **Tests counted as the original harnesses count them.** HumanEval: every `assert` is recorded, `assert False`
-  included (the must-raise idiom), and any exception out of `check` fails every test; a candidate's exception
-  reaches the test as its builtin type (`except ValueError:` works), while a dead or tampering child is a
-  BaseException no `except Exception:` can swallow. MBPP: the program contributes to the checker's namespace only
+  included (the must-raise idiom), and any exception out of `check` (or out of the test module itself, which may
+  call `check(...)` at module level) fails every test; a candidate's exception reaches the test as its builtin
+  type (`except ValueError:` works; SystemExit, KeyboardInterrupt and other non-Exception types stay outside
+  `except Exception:`, as in the original harness), while a dead or tampering child is a BaseException no `except
+  Exception:` can swallow. Arguments travel as a copy, and the changes a call makes to its list, dict and set
+  arguments are copied back into the test's own objects (`_worker._copy_back`), so `f(xs); assert xs == [1, 2,
+  3]` sees a sort in place, as when the function runs in the test's process. MBPP: the program contributes to the checker's namespace only
   proxies for the names the tests use that are not builtins (a program defining `set` or `abs` decides nothing,
   and never receives an expected value as an argument). stdin/stdout: tokens compare exactly, except where the
   expected token is a float literal.
@@ -38,9 +54,13 @@ both tiers, as root and, by tests/test_verifier_code_unprivileged.py, as an unpr
   unreadable), write access to the job's own folder only, no TCP, no signals or abstract unix sockets outside the
   sandbox; seccomp: no sockets at all, no fork/vfork/clone of processes, no exec, no ptrace or cross-process memory
   or fd access, no privilege, rlimit, mount, namespace, module, bpf or io_uring calls, no kill of process groups or
-  of -1, no metadata changes (chmod, chown, utime, xattrs, inode flags: Landlock has no right for them, and a
-  sandbox keeping the host's uid owns the host's files), no System V IPC or POSIX message queues, no scheduling
-  change (nice, affinity, policy, I/O priority) to any process but itself. A wall-clock deadline per job, after
+  of -1, no metadata changes (chown and xattrs fail; chmod and utime succeed without changing anything, so that
+  shutil.copy and copy2 work in the job's folder: Landlock has no right for them, and a sandbox keeping the host's
+  uid owns the host's files), no System V IPC or POSIX message queues, no kernel objects that no rlimit counts
+  (memfd_create, AIO contexts, inotify instances), no ioctl but an allow list of eight the standard library issues
+  (`_lockdown.IOCTL_ALLOW`; anything else ENOTTY), no scheduling change (nice, affinity, policy, I/O priority) to
+  any process but itself. The standard library's extension modules load: the shared libraries they link
+  (libz, libsqlite3, libffi, liblzma, libbz2, libcrypto, ...) are readable, file by file, as probed at start-up. A wall-clock deadline per job, after
   which the child's process group is SIGKILLed; captured output and every reply capped at 1 MiB. What every job
   shares is applied once, in the zygote, and inherited through fork (capabilities, no_new_privs, Landlock layer 1,
   the seccomp filter but for fork, socketpair and rlimit calls, the address-space, file-size and open-file limits);
@@ -68,8 +88,14 @@ What is not covered:
 * Kernel exploits through the syscalls that remain allowed (seccomp is a deny list, not an allow list).
 * Side channels (timing, cache) and CPU/memory pressure on the host during the deadline: the job may use one core
   fully for `timeout` seconds and up to 1 GiB of memory per worker. Total memory is not capped by a cgroup.
-* The candidate can read the standard library and the files it writes, and can change *its own* return values in
-  any way, including by monkeypatching builtins in its process: that is the same power as `return 3`.
+* The candidate can read the standard library, the shared libraries it links, and the files it writes, and can
+  change *its own* return values in any way, including by monkeypatching builtins in its process: that is the
+  same power as `return 3`. Through the arguments copied back it can change the test's list, dict and set
+  arguments, as it can under the original harness (where it gets the objects themselves).
+* Known differences from the original harnesses, on purpose: return values that are not plain data (an object
+  whose `__eq__` always says yes, an int subclass) fail every comparison, where the original harness is fooled;
+  the identity of a returned object is not the argument's (`f(xs) is xs` is False); chmod and utime do nothing;
+  a stdio program's output is taken when it calls `os._exit`.
 * Programs that need third-party packages: only the standard library is importable.
 * In the `landlock` tier a job can still stat host paths (existence, size, owner, times; never the contents):
   stat is no Landlock right, and seccomp cannot filter by path. The `bwrap` tier hides them.
