@@ -246,3 +246,9 @@ def test_a_formula_in_a_final_answer_is_not_read_as_its_one_number(v):
     check(v, "Answer: the value 2x + 1 for every integer x.", "1", False)
     check(v, "Answer: Tommy raises $221.", "221", True)
     check(v, "For part (a), we get 5 apples.", "A", False)  # a part label beside a number is no choice
+
+
+def test_benign_words_after_the_value_do_not_retract_it(v):
+    check(v, "The total is $3 + 4 = 7$. This is actually the only case.", "7", True)
+    check(v, "The total is $3 + 4 = 7$, the wait time in minutes.", "7", True)
+    check(v, "The total is $3 + 4 = 7$. Actually, the second term is 5, so", "7", False)

@@ -393,9 +393,9 @@ _EQUATION_TAIL_STOP = re.compile(r"\b(?:than|more|less|fewer|greater|plus|minus|
 # a completion that takes back what it wrote ("18 + 53 = 71. However, I made an error ..."): its last unmarked
 # value is no answer
 _RETRACTION = re.compile(
-    r"\b(?:however|but\s+wait|wait|made\s+(?:an?\s+)?(?:error|mistake)s?|mistake|miscalculat\w*|incorrect|"
+    r"\b(?:however|but\s+wait|made\s+(?:an?\s+)?(?:error|mistake)s?|mistake|miscalculat\w*|incorrect|"
     r"let\s+me\s+(?:re|double|check|correct)\w*|re-?(?:check|calculate|compute|evaluate|consider|do)\w*|"
-    r"actually|correction)\b",
+    r"correction)\b|(?:^|(?<=[.!?:]\s)|(?<=\n))\s*(?:wait|hmm|actually|oops)\b",
     re.I,
 )
 
