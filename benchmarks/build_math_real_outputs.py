@@ -173,7 +173,8 @@ def ps_cases(mirrors: Path) -> list[dict]:
                 debatable = "the final answer names several choices"
             out.append({"id": f"{dataset}-planandsolve-{row['ID']}", "source": repo, "commit": commit, "file": path,
                         "model": "GPT-3 text-davinci-003 (plan-and-solve)", "dataset": dataset,
-                        "question": row["question"], "completion": completion, "reference": reference, "label": bool(row["ans"]),
+                        "question": row["question"], "completion": completion, "reference": reference,
+                        "label": bool(row["ans"]),
                         "label_source": "ans", "debatable": debatable})
     return out
 
@@ -189,7 +190,8 @@ def main() -> None:
         for case in cases:
             f.write(json.dumps(case, ensure_ascii=False) + "\n")
     debatable = sum(1 for c in cases if c["debatable"])
-    print(f"{len(cases)} cases ({debatable} debatable, {sum(c['label'] for c in cases)} labelled correct) -> {args.out}")
+    correct = sum(c["label"] for c in cases)
+    print(f"{len(cases)} cases ({debatable} debatable, {correct} labelled correct) -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -159,7 +159,8 @@ def main(argv=None) -> None:
 
     import verifiers
 
-    env = {"verifiers_from": str(Path(verifiers.__file__).parent), "python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
+    env = {"verifiers_from": str(Path(verifiers.__file__).parent), "python": platform.python_version(),
+           "platform": platform.platform(), "cpu_count": os.cpu_count(),
            "cpu": _cpu_model(), "math_verify": _version("math-verify"), "sympy": _version("sympy"),
            "note": args.note}
     result = {"cases": len(cases), "debatable_cases": sum(bool(c["debatable"]) for c in cases),
@@ -168,10 +169,11 @@ def main(argv=None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
 
-    cmd = "python benchmarks/verifier_math_real.py" + " ".join(
-        [""] + ([f"--verifiers-root {args.verifiers_root}"] if args.verifiers_root else [])
-        + (["--no-math-verify"] if args.no_math_verify else []) + ([f"--name {args.name}"] if args.name != "verifier_math_real" else [])
-        + ([f"--note '{args.note}'"] if args.note else []))
+    flags = ([f"--verifiers-root {args.verifiers_root}"] if args.verifiers_root else []) \
+        + (["--no-math-verify"] if args.no_math_verify else []) \
+        + ([f"--name {args.name}"] if args.name != "verifier_math_real" else []) \
+        + ([f"--note '{args.note}'"] if args.note else [])
+    cmd = " ".join(["python benchmarks/verifier_math_real.py", *flags])
     md = [
         "# Math verifier on released real model completions: rlvr vs math-verify",
         "",

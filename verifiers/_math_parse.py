@@ -365,8 +365,8 @@ def _choice_sentence(text: str, after: int) -> Optional[str]:
     return letters.pop().upper() if len(letters) == 1 else None
 
 
-_EQUATION_TAIL = re.compile(r"=\s*((?:\$\s*)?[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)(\s*%?(?:\s*[a-zA-Z][a-zA-Z'-]*){0,3})"
-                            r"\s*[.!]?\s*$")
+_EQUATION_TAIL = re.compile(r"=\s*((?:\$\s*)?[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)"
+                            r"(\s*%?(?:\s*[a-zA-Z][a-zA-Z'-]*){0,3})\s*[.!]?\s*$")
 
 
 def _last_equation_line(text: str, after: int) -> Optional[str]:
@@ -386,8 +386,8 @@ def _last_equation_line(text: str, after: int) -> Optional[str]:
 
 
 _COMPUTATION = re.compile(r"[-+*/×÷]|\bx\b|\\times|\\cdot")
-_EQUATION_TAIL_STOP = re.compile(r"\b(?:than|more|less|fewer|greater|plus|minus|over|divided|multiplied|or|and|if|when)\b",
-                                 re.I)
+_EQUATION_TAIL_STOP = re.compile(
+    r"\b(?:than|more|less|fewer|greater|plus|minus|over|divided|multiplied|or|and|if|when)\b", re.I)
 
 
 # a completion that takes back what it wrote ("18 + 53 = 71. However, I made an error ..."): its last unmarked
@@ -524,7 +524,8 @@ def _extract(text: str, fallback_last_number: bool, strict: bool) -> Extraction:
         # boxed steps, then "The final answer is $10,455$." (a clean final phrase wins); a remark that restates
         # a value in prose ("the answer is 221 in another convention") is one more answer beside the box
         later, kind = _phrase_parts(text, box_end) if _PHRASE.search(text, box_end) else (None, "none")
-        if later and kind == "clean" and re.search(r"(?<![\\a-zA-Z])[a-zA-Z]{2,}", re.sub(r"\\text\{[^{}]*\}", "", later)):
+        wordy = re.search(r"(?<![\\a-zA-Z])[a-zA-Z]{2,}", re.sub(r"\\text\{[^{}]*\}", "", later or ""))
+        if later and kind == "clean" and wordy:
             number = _prose_number(later)  # "the answer is 221 in another convention": a remark, not clean
             later, kind = (number, "prose_number") if number else (None, "prose")
         if later and kind == "clean":

@@ -133,7 +133,9 @@ def _reference_text(reference: Any) -> str:
     if isinstance(reference, float):
         return repr(reference)  # the shortest decimal that round-trips; read at its printed precision
     if isinstance(reference, Fraction):
-        return f"{reference.numerator}/{reference.denominator}" if reference.denominator != 1 else str(reference.numerator)
+        if reference.denominator == 1:
+            return str(reference.numerator)
+        return f"{reference.numerator}/{reference.denominator}"
     return str(reference)
 
 
@@ -180,7 +182,8 @@ class MathVerifier(Verifier):
     """Checks the final answer of a math completion against a reference answer.
 
     Equivalences understood: integers with thousands separators, decimals and fractions compared as exact
-    rationals (``0.5 == 1/2``, ``0.333 != 1/3``; for a decimal *reference* see below), mixed numbers (``2 1/2``, ``2\\frac{1}{2}``), scientific
+    rationals (``0.5 == 1/2``, ``0.333 != 1/3``; for a decimal *reference* see below), mixed numbers
+    (``2 1/2``, ``2\\frac{1}{2}``), scientific
     notation (``3 \\times 10^{5}``), percent (see below), radicals, ``\\pi`` and ``e``, symbolic expressions
     (sympy: ``simplify(a - b) == 0`` or agreement at deterministic points), equations (``x = 5`` equals
     ``5``; ``y = 2x + 1`` equals ``2x - y + 1 = 0``), ordered tuples, unordered sets and lists of answers,
