@@ -138,6 +138,9 @@ def main(argv=None) -> None:
     overall = block(lambda c: not c["debatable"])
     debatable = block(lambda c: c["debatable"])
     per_source = {src: block(lambda c, src=src: c["source"] == src and not c["debatable"]) for src in sources}
+    sets = list(dict.fromkeys((c["source"], c["dataset"]) for c in cases))
+    per_set = {f"{src} {ds}": block(lambda c, src=src, ds=ds: (c["source"], c["dataset"]) == (src, ds)
+                                     and not c["debatable"]) for src, ds in sets}
 
     listed = []
     for i, case in enumerate(cases):
@@ -164,7 +167,8 @@ def main(argv=None) -> None:
            "cpu": _cpu_model(), "math_verify": _version("math-verify"), "sympy": _version("sympy"),
            "note": args.note}
     result = {"cases": len(cases), "debatable_cases": sum(bool(c["debatable"]) for c in cases),
-              "non_debatable": overall, "debatable": debatable, "per_source": per_source, "environment": env,
+              "non_debatable": overall, "debatable": debatable, "per_source": per_source, "per_set": per_set,
+              "environment": env,
               "listed": listed}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
@@ -196,6 +200,13 @@ def main(argv=None) -> None:
         cells = [f"{per_source[src][s]['accuracy']:.1%} / {per_source[src][s]['false_positives']} / "
                  f"{per_source[src][s]['false_negatives']}" for s in sides]
         md.append(f"| {src} | {per_source[src]['rlvr']['n']} | " + " | ".join(cells) + " |")
+    md += ["", "## Per source and dataset (non-debatable)", "",
+           "| source | dataset | n | " + " | ".join(f"{LABELS[s]} acc / FP / FN" for s in sides) + " |",
+           "|---|---|---|" + "---|" * len(sides)]
+    for (src, ds) in sets:
+        row = per_set[f"{src} {ds}"]
+        cells = [f"{row[s]['accuracy']:.1%} / {row[s]['false_positives']} / {row[s]['false_negatives']}" for s in sides]
+        md.append(f"| {src} | {ds} | {row['rlvr']['n']} | " + " | ".join(cells) + " |")
     md += [
         "",
         f"## Debatable cases ({result['debatable_cases']}), scored against the source's label",

@@ -252,3 +252,10 @@ def test_benign_words_after_the_value_do_not_retract_it(v):
     check(v, "The total is $3 + 4 = 7$. This is actually the only case.", "7", True)
     check(v, "The total is $3 + 4 = 7$, the wait time in minutes.", "7", True)
     check(v, "The total is $3 + 4 = 7$. Actually, the second term is 5, so", "7", False)
+
+
+def test_a_total_and_a_rate_in_prose(v):
+    check(v, "He goes on 4 trips a year for 11 years.\nSo he has 44 quilt blocks in total.", "44", True)
+    check(v, "So he has 44 quilt blocks in total, or 45.", "44", False)  # hedged
+    check(v, "Answer: John runs at an average speed of 10 miles/hour.", "10", True)  # a unit, not a division
+    check(v, "Answer: the ratio is 10/4 for each of the 3 boxes.", "3", False)

@@ -155,7 +155,7 @@ def _phrase_parts(text: str, after: int = 0) -> tuple[Optional[str], str]:
     return _phrase_value(value)
 
 
-_FORMULA = re.compile(r"[+*/^<>×÷\\]|\d[a-zA-Z]\b|\b[a-zA-Z]\s*-\s*\d")
+_FORMULA = re.compile(r"[+*^<>×÷\\]|\d\s*/|/\s*\d|\d[a-zA-Z]\b|\b[a-zA-Z]\s*-\s*\d")  # "miles/hour" is a unit
 
 
 def _names_things(s: str) -> bool:
@@ -221,12 +221,16 @@ def _prose_number(sentence: str) -> Optional[str]:
     return numbers[0] if len(numbers) == 1 else None
 
 
+_TOTAL_END = re.compile(r"\b(?:in\s+total|altogether|in\s+all)\s*$", re.I)
+
+
 def _conclusion_sentence(text: str, after: int) -> Optional[str]:
-    """The number of a last sentence that starts "Therefore/Thus/So ..." and lies after position ``after``."""
+    """The number of a last sentence that starts "Therefore/Thus/So ..." or ends "in total/altogether/in all"
+    ("... so he has 44 quilt blocks in total.") and lies after position ``after``."""
     body = text.rstrip().rstrip(".").rstrip()
     cut = max((m.end() for m in re.finditer(r"[.!?:]\s+|\n|\s(?=(?:Therefore|Thus|Hence|So)\b)", body)), default=0)
     sentence = _without_currency(body[max(cut, after):].strip())
-    if not _CONCLUSION.match(sentence) or "$" in sentence or "\\" in sentence or len(sentence) > 200 \
+    if not (_CONCLUSION.match(sentence) or _TOTAL_END.search(sentence)) or "$" in sentence or "\\" in sentence or len(sentence) > 200 \
             or not is_prose(sentence):
         return None
     return _prose_number(sentence)
