@@ -186,6 +186,9 @@ def test_finish_reason_length_reads_only_marked_answers_before_the_cut(v):
     check(v, "So $\\boxed{71}$.\nLet me double-check: 18 + 53 = 7", "71", True, finish_reason="length")
     check(v, "The answer is 71.\nLet me double-check: 18 + 53 = 7", "71", True, finish_reason="length")
     check(v, "We add them.\nSo $\\boxed{7", "71", False, finish_reason="length")
+    check(v, "<answer>71</answer><answer>7", "71", False, finish_reason="length")  # the last tag is open
+    check(v, "<answer>71</answer> and then I", "71", True, finish_reason="length")  # a closed tag is whole
+    check(v, "We add them: $\\boxed{71}$ and", "71", True, finish_reason="length")
     check(v, "We add them.\nThe answer is 7", "71", False, finish_reason="length")  # the cut line is never read
     check(v, "So $\\boxed{71}$.", "71", True, finish_reason="stop")
     items = [{"completion": cut, "reference": "71", "finish_reason": "length"},

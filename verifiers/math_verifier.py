@@ -217,7 +217,8 @@ class MathVerifier(Verifier):
     (``empty_or_unbalanced_box``), an unmarked math span after a hedge such as "maybe $5$" (``hedged``) or
     taken back after it (``retracted``), several different answers against one reference (``multiple_answers``;
     several boxes of the same value, ``\\boxed{0.5}``, i.e. ``\\boxed{\\frac{1}{2}}``, are one answer when the
-    fast path can tell),
+    fast path can tell), a cut-off completion (``finish_reason="length"``) whose last answer tag is still open
+    (``unclosed_answer_tag``),
     an identity such as ``2=2`` or ``x=x`` (``tautology``), an answer over ``MAX_ANSWER_CHARS`` characters
     (``answer_too_long``), brackets nested deeper than 40 (``too_deep``), a literal power tower or factorial
     with more than 10,000 digits (``too_large``).
@@ -245,8 +246,9 @@ class MathVerifier(Verifier):
     completions give an error verdict (``TypeError``), never an exception.
 
     Truncated completions: :meth:`verify` takes ``finish_reason``; with ``"length"`` (the completion hit the
-    token limit) only marked answers count (strict extraction) and the last line, which may be cut mid-number,
-    is not read; :meth:`verify_batch` reads it from a dict item's ``finish_reason``. Without it, the default
+    token limit) only marked answers count (strict extraction): a closed box or answer tag anywhere, any other
+    marker ("The answer is 12", ``#### 12``, a short last line) only before the last line, which may be cut
+    mid-number; :meth:`verify_batch` reads it from a dict item's ``finish_reason``. Without it, the default
     mode may read an unfinished completion's last math span (the field mostly grades truncated text like any
     other: verl and open-r1 read the last box whatever the finish reason; DAPO masks or penalises overlong
     samples in the loss instead, as rlvr's ``overlong_mask`` does).
@@ -268,7 +270,8 @@ class MathVerifier(Verifier):
     def verify(self, completion: str, reference: Any, *, prompt: Optional[str] = None,
                finish_reason: Optional[str] = None) -> Verdict:
         """:meth:`Verifier.verify`, plus ``finish_reason``: ``"length"`` (the completion hit the token limit) reads
-        only marked answers (strict extraction) and never the last line, which may be cut off."""
+        only marked answers (strict extraction): a closed box or answer tag anywhere, any other marker only before
+        the last line, which may be cut off mid-number."""
         if finish_reason is None:
             return super().verify(completion, reference, prompt=prompt)
         return self._guarded(functools.partial(self._verify, finish_reason=finish_reason), completion, reference,
@@ -298,13 +301,18 @@ class MathVerifier(Verifier):
         if len(completion) > MAX_COMPLETION_CHARS:
             completion = completion[-KEEP_TAIL_CHARS:]
             detail["truncated"] = True
-        strict = self.strict_extraction
-        if finish_reason == "length":  # cut off: only a marked answer before the last (possibly cut) line
-            detail["finish_reason"] = "length"
-            strict = True
-            completion = completion.rstrip()
-            completion = completion[:completion.rfind("\n") + 1] if "\n" in completion else ""
-        found = mp.extract(completion, self.fallback_last_number, strict, question=prompt)
+        if finish_reason == "length":  # cut off: a closed box or tag anywhere, other marked answers before the
+            detail["finish_reason"] = "length"  # last line (it may end mid-number: "The answer is 1|2")
+            found = mp.extract(completion, self.fallback_last_number, True, question=prompt)
+            lowered = completion.lower()
+            if found.format == "answer_tag" and lowered.rfind("<answer>") > lowered.rfind("</answer>"):
+                found = mp.Extraction(None, "answer_tag", reason="unclosed_answer_tag")  # a later answer, cut
+            elif found.format not in ("boxed", "answer_tag"):
+                head = completion.rstrip()
+                head = head[:head.rfind("\n") + 1] if "\n" in head else ""
+                found = mp.extract(head, self.fallback_last_number, True, question=prompt)
+        else:
+            found = mp.extract(completion, self.fallback_last_number, self.strict_extraction, question=prompt)
         context = percent_context(prompt)
         if found.multiple and found.values:
             merged = _merge_equal_values(found.values, context)
