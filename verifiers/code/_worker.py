@@ -419,23 +419,56 @@ def _serve(fd: int) -> None:
             _send(fd, reply)
         elif op == "call":
             args, kwargs = msg["args"], msg["kwargs"]
+            before = _snapshot(args, kwargs) if msg.get("m") else None
             try:
                 fn = ns[msg["fn"]]
                 value = fn(*args, **kwargs)   # plain values, as the checker's test passed them
                 reply = {"nonce": nonce, "v": _codec.encode(value)}
             except BaseException as e:  # noqa: BLE001 - SystemExit / KeyboardInterrupt inside the function too
                 reply = {"nonce": nonce, "exc": _exc(e), "etype": _builtin_base(e)}
-            if msg.get("m"):   # a list, dict or set argument: its state after the call goes back (`_copy_back`)
+            if before:     # the list, dict and set arguments the call changed go back (`_copy_back`)
                 try:
-                    reply["a"] = _codec.encode([list(args), kwargs])
-                except BaseException:  # noqa: BLE001
-                    pass
+                    changed = _changed(before, args, kwargs)
+                    if changed:
+                        reply["a"] = _codec.encode(changed)
+                except BaseException:  # noqa: BLE001 - too many items to encode: the change stays invisible
+                    reply.pop("a", None)
             try:
-                _send(fd, reply)
+                data = _frame(reply)
+                if len(data) > MAX_FRAME and "a" in reply:   # too big to come back: the change stays invisible
+                    del reply["a"]
+                    data = _frame(reply)
+                _write_all(fd, data)
             except BaseException:  # noqa: BLE001
                 return
         else:
             return
+
+
+def _snapshot(args, kwargs) -> dict:
+    """marshal bytes of the list, dict and set arguments before a call (C speed; compared after it)."""
+    out = {}
+    for key, a in [*enumerate(args), *kwargs.items()]:
+        if type(a) in (list, dict, set):
+            try:
+                out[key] = marshal.dumps(a)
+            except ValueError:
+                out[key] = None
+    return out
+
+
+def _changed(before: dict, args, kwargs) -> dict:
+    """{"p": {index: value}, "k": {name: value}} of the arguments whose marshal bytes changed in the call."""
+    out: dict = {"p": {}, "k": {}}
+    for key, old in before.items():
+        a = args[key] if type(key) is int else kwargs[key]
+        try:
+            same = old is not None and marshal.dumps(a) == old
+        except ValueError:     # now holds something marshal cannot carry
+            same = False
+        if not same:
+            out["p" if type(key) is int else "k"][key] = a
+    return out if out["p"] or out["k"] else {}
 
 
 def _stdin_on_fd0(data: bytes) -> None:
@@ -965,24 +998,26 @@ def _copy_back(args: tuple, kwargs: dict, reply: dict, deadline: float) -> None:
 
     The original harnesses call the function in the test's process, so `xs = [3, 1, 2]; f(xs); assert xs == [3, 1,
     2]` sees a sort in place, and `f(xs); assert xs == [1, 2, 3]` sees one that happened. Here the arguments travel
-    as a copy, so the child sends their state after the call (`"a"`: only when one is mutable, decoded under the
-    same bounds as a return value) and the checker applies it: lists and dicts element by element (recursing into
-    nested lists, dicts and sets, so the test's inner objects keep their identity), sets as a whole. Values that
-    are not plain data come back opaque, as return values do."""
+    as a copy, so the child sends back those it changed (`"a"`: asked for only when a list, dict or set is passed;
+    an argument counts as changed when its marshal bytes differ after the call; decoded under the same bounds as a
+    return value; left out when the reply would pass the 1 MiB frame cap, and the change then stays invisible), and
+    the checker applies them: lists and dicts element by element (recursing into nested lists, dicts and sets, so
+    the test's inner objects keep their identity), sets as a whole. Values that are not plain data come back
+    opaque, as return values do."""
     if "a" not in reply:
         return
     try:
         post = _codec.decode(reply["a"], deadline=deadline)
     except Exception as e:  # noqa: BLE001
         raise FrameError(f"undecodable arguments: {e}") from None
-    if type(post) is not list or len(post) != 2 or type(post[0]) is not list or type(post[1]) is not dict or \
-            len(post[0]) != len(args):
+    if type(post) is not dict or set(post) != {"p", "k"} or type(post["p"]) is not dict or \
+            type(post["k"]) is not dict or not all(type(i) is int and 0 <= i < len(args) for i in post["p"]) or \
+            not all(k in kwargs for k in post["k"]):
         raise FrameError("malformed arguments")
-    for a, b in zip(args, post[0]):
-        _sync(a, b)
-    for k, a in kwargs.items():
-        if k in post[1]:
-            _sync(a, post[1][k])
+    for i, b in post["p"].items():
+        _sync(args[i], b)
+    for k, b in post["k"].items():
+        _sync(kwargs[k], b)
 
 
 def _sync(orig, new) -> bool:
