@@ -262,3 +262,9 @@ def test_a_total_and_a_rate_in_prose(v):
     check(v, "So he has 44 quilt blocks in total, or 45.", "44", False)  # hedged
     check(v, "Answer: John runs at an average speed of 10 miles/hour.", "10", True)  # a unit, not a division
     check(v, "Answer: the ratio is 10/4 for each of the 3 boxes.", "3", False)
+
+
+def test_a_number_with_a_phrase_is_not_a_number_with_a_unit(v, strict):
+    for completion in ("10 is 10 in python\n10 in python", "We try again.\n10 is it", "Done.\n10 then"):
+        check(strict, completion, "10", False)
+    check(strict, "Counting them.\n10 apples", "10", True)

@@ -334,11 +334,15 @@ def _last_line_answer(text: str) -> Optional[str]:
     if _ANSWER_LIKE.fullmatch(line):
         return line
     unit = _NUMBER_WITH_UNIT.fullmatch(line)  # "33 eggs", "$18 per day" is no answer ("per" is arithmetic)
-    if unit and not _TAIL_STOP.search(unit.group(2)) and not _NEGATION.search(unit.group(2)):
+    if unit and not _TAIL_STOP.search(unit.group(2)) and not _NEGATION.search(unit.group(2)) \
+            and not _FUNCTION_WORD.search(unit.group(2)):
         return unit.group(1).replace("$", "").strip() + ("%" if re.match(r"\s*%", unit.group(2)) else "")
     return None
 
 
+# "10 in python", "5 is it": words that make a phrase, not a unit after a number
+_FUNCTION_WORD = re.compile(r"\b(?:in|on|is|are|was|were|be|the|a|an|it|its|this|that|these|those|we|i|you|he|she|"
+                            r"they|so|then|as|because|since|but|also|too|here|there|now|not|no)\b", re.I)
 _NUMBER_WITH_UNIT = re.compile(r"((?:\$\s*)?[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)"
                                r"(\s*%?(?:\s*[a-zA-Z][a-zA-Z'-]*\.?){1,3})")
 
