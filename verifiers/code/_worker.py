@@ -21,9 +21,13 @@ bubblewrap), with a scrubbed environment. Three processes, three roles:
 Integrity rules enforced by the checker: every reply must carry the nonce of the request it answers (a fresh random
 64-bit number per request); a reply with a wrong nonce, a malformed frame (over 1 MiB, nested beyond
 JSON_DEPTH_LIMIT, a field of the wrong type), an undecodable value (`_codec`'s limits), or any byte left in the
-socket after the job marks the job as tampered (the verifier scores it 0). A missing reply is a failed test. The
-child's first frame, written before the candidate's code runs, reports its lockdown; a `fatal` is believed only
-there. The checker's fds 0 and 1 are /dev/null while test code runs; the pool's pipes are private fds.
+socket after the job marks the job as tampered (the verifier scores it 0), and so does an out-of-band byte. A
+missing reply is a failed test, and so is a reply read after the deadline. The checker's end of each child's socket
+is non-blocking: every read and write waits in `poll` for the time the job has left; the dataset's test code is
+interrupted once the deadline has passed (`CheckerDeadline`). The child's first frame, written before the
+candidate's code runs, reports its lockdown; a `fatal` is believed only there. The checker's fds 0 and 1 are
+/dev/null while test code runs; the pool's pipes are private fds. The checker re-executes itself after forking the
+zygote (`main`), so no child knows its string-hash secret.
 """
 
 from __future__ import annotations
