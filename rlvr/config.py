@@ -68,7 +68,9 @@ class DataConfig(_Section):
     @model_validator(mode="after")
     def _one_source(self) -> "DataConfig":
         if self.path is not None and "task" in self.model_fields_set and self.task is not None:
-            raise ValueError("set either data.task (reasoning-gym) or data.path (file), not both")
+            raise ValueError(f"set either data.task (reasoning-gym) or data.path (file), not both; to train on "
+                             f"data.path = '{self.path}' with a recipe that sets data.task = '{self.task}', add "
+                             f"data.task=null")
         if self.path is not None:
             object.__setattr__(self, "task", None)
         if self.task is None and self.path is None:
@@ -446,8 +448,15 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
             section = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
             if section is None:
                 break
-        known = ", ".join(sorted(section.model_fields)) if section is not None else "see README"
-        return f"{source}: unknown key '{loc}'. Known keys here: {known}"
+        names = sorted(section.model_fields) if section is not None else []
+        import difflib
+
+        close = difflib.get_close_matches(str(first["loc"][-1]), names, n=1)
+        hint = f"did you mean '{'.'.join([*map(str, parent), close[0]])}'? " if close else ""
+        known = ", ".join(names) if names else "see docs/options.md"
+        return f"{source}: unknown key '{loc}'; {hint}known keys here: {known}"
+    if kind == "value_error":  # a cross-field rule: its message names the fields; the section's dump would not help
+        return f"{source}: {loc}: {first['msg'].removeprefix('Value error, ')}"
     shown = repr(value)
     if len(shown) > 80:
         shown = shown[:77] + "..."
@@ -470,7 +479,10 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         try:
             loaded = yaml.safe_load(p.read_text())
         except yaml.YAMLError as e:
-            raise ConfigError(f"recipe '{p}' is not valid YAML: {str(e).splitlines()[0]}") from None
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"recipe '{p}' is not valid YAML{where}: {problem}") from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

@@ -35,8 +35,20 @@ def _reasoning_gym_rows(task: str, size: int, seed: int, task_config: dict) -> l
     import reasoning_gym as rg
 
     try:
+        from reasoning_gym.factory import DATASETS
+
+        known = sorted(DATASETS)
+    except ImportError:  # an older reasoning-gym: no registry to suggest from
+        known = []
+    if known and task not in known:
+        import difflib
+
+        close = difflib.get_close_matches(task, known, n=3)
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else f"known tasks: {', '.join(known[:12])}, ..."
+        raise DataError(f"data.task = '{task}': not a reasoning-gym task; {hint} (or set data.path to a file)")
+    try:
         items = rg.create_dataset(task, size=size, seed=seed, **task_config)
-    except Exception as e:  # unknown task name or bad config
+    except Exception as e:  # bad config
         raise DataError(f"data.task '{task}' with data.task_config {task_config}: reasoning-gym refused it "
                         f"({type(e).__name__}: {e})") from None
     return [
@@ -68,6 +80,9 @@ def _file_rows(cfg: DataConfig) -> list[dict]:
     if cfg.path in BUILTIN_DATASETS:
         return BUILTIN_DATASETS[cfg.path]()
     path = Path(cfg.path).expanduser()
+    if path.is_file() and path.stat().st_size == 0:
+        raise DataError(f"data.path '{cfg.path}': the file is empty; it needs one row per problem with columns "
+                        f"'{cfg.prompt_column}' and '{cfg.reference_column}'")
     try:
         if path.is_file():
             fmt = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(path.suffix)
@@ -86,7 +101,13 @@ def _file_rows(cfg: DataConfig) -> list[dict]:
     except DataError:
         raise
     except Exception as e:
-        raise DataError(f"data.path '{cfg.path}': could not be read ({type(e).__name__}: {e})") from None
+        cause = e
+        while cause.__cause__ is not None or cause.__context__ is not None:  # datasets wraps the parser's error
+            cause = cause.__cause__ or cause.__context__
+        detail = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        raise DataError(f"data.path '{cfg.path}': could not be read as {path.suffix or 'a dataset'} "
+                        f"({type(cause).__name__}: {detail[:200]}); JSON lines need one object per line, e.g. "
+                        f'{{"{cfg.prompt_column}": "2+3", "{cfg.reference_column}": "5"}}') from None
     if isinstance(ds, datasets.DatasetDict):
         ds = ds["train"]
     for col, field in ((cfg.prompt_column, "prompt_column"), (cfg.reference_column, "reference_column")):

@@ -127,6 +127,10 @@ def resolve_model(name: str) -> str:
             raise ModelError(f"model '{name}': folder has no config.json (not a Hugging Face checkpoint)")
         return str(p)
     if _HUB_ID.match(name):
+        if not _in_hub_cache(name):
+            raise ModelError(f"model '{name}': no such local folder, and no hub id '{name}' in the local Hugging Face "
+                             f"cache (nothing is downloaded at run time); give a local HF folder, a .gguf file, or "
+                             f"one of the aliases {sorted(ALIASES)}")
         return name
     raise ModelError(f"model '{name}': not an alias {sorted(ALIASES)}, an existing path, or a hub id 'org/name'")
 
@@ -216,3 +220,15 @@ def _sha256_files(files: list[Path]) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    """Whether hub id `repo_id` has a config.json in the local HF cache (what an offline from_pretrained needs)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # without huggingface_hub, let from_pretrained report it
+        return True
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # a malformed id: from_pretrained gives the precise error
+        return True

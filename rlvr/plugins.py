@@ -66,9 +66,12 @@ def load_verifier(spec: str, kwargs: dict | None = None, field: str = "verifier"
         raise ConfigError(f"{field} = '{spec}': syntax error at {e.filename}:{e.lineno}: {e.msg}; fix the plug-in "
                           f"file") from None
     except TypeError as e:
+        if "argument" in str(e) and kwargs:  # the constructor refused the recipe's kwargs
+            raise ConfigError(f"{field} = '{spec}' with kwargs {kwargs}: {_one_line(e)}; fix the verifier's kwargs "
+                              f"in the recipe") from None
         raise ConfigError(f"{field} = '{spec}': {_one_line(e)} (at {_where(e)}); a plug-in is a subclass of "
-                          f"verifiers.Verifier with class attributes name and signal and a method {VERIFY_SIGNATURE}; "
-                          f"kwargs given: {kwargs}") from None
+                          f"verifiers.Verifier with class attributes name and signal and a method "
+                          f"{VERIFY_SIGNATURE}") from None
     except Exception as e:  # the plug-in module or constructor raised: the user's code, shown where it failed
         raise ConfigError(f"{field} = '{spec}': {type(e).__name__} at {_where(e)}: {_one_line(e)}") from None
     cls = type(v)

@@ -44,8 +44,10 @@ def test_missing_column_names_it(tmp_path):
 
 
 def test_unknown_task_and_missing_file():
-    with pytest.raises(DataError, match="data.task 'no_such_task'"):
+    with pytest.raises(DataError, match="data.task = 'no_such_task': not a reasoning-gym task"):
         load_splits(DataConfig(task="no_such_task"))
+    with pytest.raises(DataError, match="did you mean 'basic_arithmetic'"):
+        load_splits(DataConfig(task="basic_arithmetc"))
     with pytest.raises(DataError, match="does not exist"):
         load_splits(DataConfig(path="./nope.jsonl"))
 

@@ -38,7 +38,9 @@ def test_alias_is_converted_once_then_reused(smollm2_dir):
 
 def test_local_folder_and_hub_id_and_errors(tiny_model_dir, tmp_path):
     assert resolve_model(tiny_model_dir) == tiny_model_dir
-    assert resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    # a hub id is passed through only when the local HF cache holds it (nothing is downloaded at run time)
+    with pytest.raises(ModelError, match="no hub id 'nobody/not-in-cache' in the local Hugging Face cache"):
+        resolve_model("nobody/not-in-cache")
     with pytest.raises(ModelError, match="path does not exist"):
         resolve_model("./missing-model")
     (tmp_path / "weights.bin").write_bytes(b"x")

@@ -183,7 +183,8 @@ def test_replay_runs_the_current_monitor_over_a_finished_run(tiny_model_dir, tmp
     Trainer(load_config("recipes/basic_arithmetic.yaml", _overrides(
         tiny_model_dir, run, "train.steps=4", "train.prompts_per_step=4", "monitor.enabled=false",
         "monitor.intervention_groups=4", "eval.at_start=false", "eval.at_end=false",
-        "verifiers=[{name: 'tests.toy_verifiers:FirstCompletionVerifier'}]"))).run()
+        "verifiers=[{name: 'tests.toy_verifiers:FirstCompletionVerifier'}]",
+        "monitor.preflight_ignore=[canary:toy_first_completion]"))).run()
     assert not (run / "alerts.jsonl").exists()
     assert main(["monitor", str(run), "--replay"]) == 0
     out = capsys.readouterr().out

@@ -10,7 +10,7 @@ import torch
 
 from rlvr.config import VerifierRef
 from rlvr.scoring import make_items
-from rlvr.trainer import build_reward
+from rlvr.plugins import build_reward
 from verifiers import SignalSpec, Verdict, Verifier, answer_class_of, get_verifier, list_verifiers
 
 
@@ -186,6 +186,7 @@ def test_reference_blind_reward_raises_closed_loop_in_a_real_run(tiny_model_dir,
             "train.prompts_per_step=4", "train.group_size=4", "train.steps=4", "sampling.max_new_tokens=6",
             "log.progress=false", "log.tensorboard=false", "rollout.engine=hf", "eval.at_start=false",
             "eval.at_end=false", "verifiers=[{name: 'tests.toy_verifiers:FirstCompletionVerifier'}]",
+            "monitor.preflight_ignore=[canary:toy_first_completion]",
             "monitor.intervention_groups=4"]
     Trainer(load_config("recipes/basic_arithmetic.yaml", over)).run()
     fired = [(a["name"], a["rule"], a["step"]) for a in read_alerts(tmp_path / "r") if a["event"] == "fired"]

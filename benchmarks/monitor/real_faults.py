@@ -41,6 +41,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 FV = "benchmarks.monitor.fault_verifiers"
+FAULT_NAMES = ["length_bonus", "fault_agree_first", "fault_majority_external", "fault_even_answer", "fault_noisy_math",
+               "fault_flaky_math"]
 # loop name -> (truth, verifiers override (YAML), alerts that count as detecting it)
 LOOPS = {
     "spurious_length": ("spurious", "[{name: length_bonus, kwargs: {cap: 24, unit: tokens}}]",
@@ -71,7 +73,9 @@ def cmd_run(args) -> None:
                 print(f"{run_dir}: finished, kept", flush=True)
                 continue
             over = [f"run_dir={run_dir}", f"seed={seed}", f"train.steps={args.steps}", f"eval.every={args.eval_every}",
-                    f"verifiers={LOOPS[loop][1]}", "log.progress=false", "log.checkpoint_every=10", *args.override]
+                    f"verifiers={LOOPS[loop][1]}", "log.progress=false", "log.checkpoint_every=10",
+                    # the monitor is measured during training: a fault the pre-flight would stop at step 0 trains on
+                    f"monitor.preflight_ignore=[{','.join('canary:' + n for n in FAULT_NAMES)}]", *args.override]
             t0 = time.time()
             print(f"{time.strftime('%H:%M:%S')} {run_dir}: start", flush=True)
             with open(runs / f"{loop}-seed{seed}.log", "w") as log:
