@@ -1,8 +1,8 @@
 """Try the bad inputs users make, each in a fresh temporary folder, through the real `rlvr` command (a subprocess,
-as a user runs it), and write the table of exit statuses and messages that README and docs/cli.md show.
+as a user runs it), and write the table of exit statuses and messages that README and docs/bad_inputs.md show.
 
     python scripts/bad_inputs.py                 # prints the markdown table
-    python scripts/bad_inputs.py --write docs/bad_inputs.md
+    python scripts/bad_inputs.py --write docs/bad_inputs.md --readme README.md
 
 For each case: the exit status (the contract: 0 done, 2 bad input, 3 stopped by the monitor, 1 only for a bug),
 the first line of stderr, whether stderr held a traceback, and whether the disk changed (every file's hash in the
@@ -133,6 +133,7 @@ def run_case(argv: list[str], files: dict[str, str], timeout: float = 300) -> di
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--write", default=None, help="write the markdown table to this file")
+    ap.add_argument("--readme", default=None, help="also put the table between README's bad-inputs markers")
     args = ap.parse_args()
     rows, bad = [], 0
     for i, (what, argv, files) in enumerate(CASES, 1):
@@ -156,6 +157,11 @@ def main() -> int:
             "it).\n\n" + table)
     else:
         print(table)
+    if args.readme:
+        readme = Path(args.readme)
+        text = readme.read_text()
+        a, b = "<!-- bad-inputs:start -->\n", "<!-- bad-inputs:end -->"
+        readme.write_text(text[:text.index(a) + len(a)] + table + text[text.index(b):])
     return 1 if bad else 0
 
 

@@ -92,3 +92,22 @@ def test_shipped_recipes_validate():
     for p in root.glob("*.yaml"):
         cfg = load_config(p)
         assert cfg.name == p.stem
+
+
+def test_bad_inputs_script_checks_the_contract_in_a_real_process():
+    """scripts/bad_inputs.py (README's table) runs each case as a user would; three of its cases, end to end: exit 2,
+    one line, no traceback, every file's hash unchanged (the second run into a finished run dir among them)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "bad_inputs.py"
+    spec = importlib.util.spec_from_file_location("bad_inputs", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    cases = {what: (argv, files) for what, argv, files in mod.CASES}
+    assert len(cases) >= 20
+    for what in ("second run into a finished run dir", "misspelt key in an override", "run_dir that is a file"):
+        r = mod.run_case(*cases[what])
+        assert r["status"] == 2 and r["stderr_lines"] == 1 and not r["traceback"] and r["disk_unchanged"], (what, r)
+    r = mod.run_case(*cases["second run into a finished run dir"])
+    assert "already holds a run (3 steps logged, finished)" in r["message"]

@@ -73,7 +73,7 @@ def _ok(x: Any) -> bool:
 
 
 class Monitor:
-    """Estimates the monitor's quantities every step and raises alerts (see README "The info-gain monitor").
+    """Estimates the monitor's quantities every step and raises alerts (see docs/monitor.md).
 
     Args:
         config: a :class:`rlvr.config.MonitorConfig` (thresholds, windows); None uses the defaults.

@@ -20,7 +20,7 @@ prompt (prompt + completion); when it does, the prompt's imports and helper func
 
 `score` is the fraction of tests passed (graded); `passed` is True when all pass. A job that tampered with the
 sandbox's result channel scores 0 whatever it passed (`detail["tamper"]`). How tests run, and what the sandbox
-does and does not contain, is in `verifiers/code/sandbox.py` (threat model) and README.
+does and does not contain, is in `verifiers/code/sandbox.py` (threat model) and docs/verifiers.md.
 """
 
 from __future__ import annotations
