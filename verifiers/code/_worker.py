@@ -353,7 +353,8 @@ def _lockdown_zygote(cfg: dict) -> None:
             _lockdown.restrict(_Z["ruleset"])   # layer 1
         if tier in ("bwrap", "landlock", "seccomp"):
             _lockdown.load_seccomp(_Z["bpf_zygote"])
-            _lockdown.load_seccomp(_Z["bpf_ioctl"])   # the ioctl allow list, stacked
+            if _Z["bpf_ioctl"]:
+                _lockdown.load_seccomp(_Z["bpf_ioctl"])   # the ioctl allow list, stacked
     except BaseException as e:  # noqa: BLE001
         _Z["fatal"] = f"zygote lockdown failed: {type(e).__name__}: {e}"
     finally:
@@ -601,7 +602,10 @@ def _start_zygote(cfg: dict) -> _socket.socket:
     _Z["landlock_abi"] = abi
     threads = _Z["threads"] = _threads_mode(cfg)
     _Z["bpf_zygote"] = bytes.fromhex(cfg.get("bpf_zygote") or "")
-    _Z["bpf_ioctl"] = _lockdown.ioctl_program() if cfg["tier"] in ("bwrap", "landlock", "seccomp") else b""
+    try:   # x86_64 and aarch64; elsewhere ioctl keeps no filter of its own (the lockdown is Linux x86_64/aarch64)
+        _Z["bpf_ioctl"] = _lockdown.ioctl_program() if cfg["tier"] in ("bwrap", "landlock", "seccomp") else b""
+    except OSError:
+        _Z["bpf_ioctl"] = b""
     _Z["bpf_child"] = bytes.fromhex(cfg.get("bpf_child_nothreads" if threads == "denied" else "bpf_child") or "")
     # RLIMIT_NPROC counts this uid's tasks in this user namespace: the checker, the zygote, two children, a
     # dying one, bwrap's init, and the job's threads
