@@ -230,9 +230,11 @@ def seccomp_program(threads: bool = True, part: str = "all") -> bytes:
     """The BPF program (built once with libseccomp through pyseccomp): default allow; EPERM on sockets, process
     creation (fork, vfork, clone without CLONE_THREAD or with a namespace flag; with `threads=False` every clone),
     exec, ptrace and cross-process memory or fd access, privilege and rlimit changes, kernel-level operations
-    (mount, modules, bpf, io_uring, ...), metadata changes (chmod, chown, utime, xattrs, inode flags), System V IPC
-    and POSIX message queues, scheduling changes to any process but the caller, and `kill` of a process group or of
-    every process (pid <= 0); ENOSYS on clone3 so glibc falls back to clone.
+    (mount, modules, bpf, io_uring, ...), metadata changes (chown and xattrs; chmod and utime return success and do
+    nothing, `_NOOP`), System V IPC and POSIX message queues, kernel objects no rlimit counts (memfd, AIO contexts,
+    inotify instances), scheduling changes to any process but the caller, and `kill` of a process group or of every
+    process (pid <= 0); ENOSYS on clone3 so glibc falls back to clone. ioctl (inode flags included) is limited by a
+    second program, `ioctl_program`, an allow list.
 
     `part`: "all" (the whole list in one program), "zygote" (all but `_CHILD_ONLY` and the clone rules: installed
     once in the zygote, inherited by every child through fork), or "child" (only `_CHILD_ONLY` and the clone rules:

@@ -1314,11 +1314,15 @@ def main() -> None:
         # could build strings or bytes that all hash alike in a set of the checker's. The checker therefore starts
         # over as a fresh interpreter, with a secret of its own (python -I ignores PYTHONHASHSEED), keeping only
         # its pipes to the pool, the zygote's socket and a few facts about the worker. The zygote stays its child.
+        # (What the checker sends a child can still depend on its secret: the order of a set of strings passed as an
+        # argument. That shows a few low bits of keyed SipHash values, which does not let anyone build collisions.)
         os.set_inheritable(zygote.fileno(), True)
         state = {"fd": zygote.fileno(), "z": {k: _Z[k] for k in ("isolation", "threads", "landlock_abi", "pid")
                                               if k in _Z}}
-        with open("/proc/self/cmdline", "rb") as f:
-            argv = [a.decode() for a in f.read().split(b"\0")[:-1]]
+        argv = getattr(sys, "orig_argv", None)   # [interpreter, -I, -S, -c, bootstrap, folder, config]
+        if not argv:
+            with open("/proc/self/cmdline", "rb") as f:
+                argv = [a.decode() for a in f.read().split(b"\0")[:-1]]
         os.execv(sys.executable, [sys.executable, *argv[1:], json.dumps(state)])
     state = json.loads(sys.argv[2])
     _Z.update(state["z"])
