@@ -22,11 +22,17 @@ Sources (the first ``N`` items of each file, in file order, so the selection nev
   ``ans``. That pipeline read the answer with a second model call that is not in the text, so a case is
   ``debatable`` when the completion does not state the source's ``pred`` in its final answer.
 
+- ``microsoft/ToRA`` ``src/outputs/llm-agents/*/gsm8k/*.jsonl`` (Gou et al. 2024, ToRA-70B and ToRA-Code-34B):
+  tool-integrated solutions (a Python block, its printed output, a sentence with ``\\boxed{}``); label: the logged
+  ``pred`` equals the logged ``gt`` (the computation behind the published accuracy). The first 60 right and the
+  first 60 wrong completions of each model, in file order (most are right).
+
 ``debatable`` (with a reason) marks a case whose label is not a fact about the text alone; the rules are decided from
 the case and the source's own fields, never from what any verifier answers:
 
 - the source's answer sentence holds several different numbers (or letters) and its grader took one of them;
 - the source's extracted prediction is empty (its grader read nothing) while the text states something;
+- (ToRA) the completion has no box (the source read the program output) or several different boxes;
 - (Plan-and-Solve) the source's prediction does not appear in the completion's final answer, or that answer
   states both the prediction and a different reference while the label says wrong.
 
@@ -54,6 +60,10 @@ PS = ("AGI-Edgerunners/Plan-and-Solve-Prompting", "9d5a176",
       [("generated_result/gsm8k-zero_shot-305-text-davinci-003.json", "gsm8k", 150),
        ("generated_result/SVAMP-zero_shot-307-text-davinci-003.json", "svamp", 50),
        ("generated_result/AQuA-zero_shot-305-text-davinci-003.json", "aqua", 100)])
+TORA = ("microsoft/ToRA", "213c1c9",
+        [("src/outputs/llm-agents/tora-70b-v1.0/gsm8k/test_tora_-1_seed0_t0.0_s0_e1319.jsonl", "ToRA-70B"),
+         ("src/outputs/llm-agents/tora-code-34b-v1.0/gsm8k/test_tora_-1_seed0_t0.0_s0_e1319.jsonl", "ToRA-Code-34B")])
+TORA_PER_LABEL = 60  # the first 60 right and the first 60 wrong completions of each model, in file order
 GSM_PROBLEMS = 100  # x 4 models
 
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
@@ -179,12 +189,37 @@ def ps_cases(mirrors: Path) -> list[dict]:
     return out
 
 
+def tora_cases(mirrors: Path) -> list[dict]:
+    repo, commit, files = TORA
+    out = []
+    for path, model in files:
+        rows = [json.loads(line) for line in git_show(mirrors, repo, commit, path).splitlines() if line.strip()]
+        taken = {True: 0, False: 0}
+        for row in rows:
+            pred, gt = str(row["pred"][0]), str(row["gt"])
+            label = value(pred) is not None and value(pred) == value(gt)
+            if taken[label] >= TORA_PER_LABEL:
+                continue
+            taken[label] += 1
+            completion = row["code"][0]
+            boxes = set(re.findall(r"\\boxed\{([^{}]*)\}", completion))
+            debatable = None
+            if not boxes:
+                debatable = "no box: the source read the program's printed output as the answer"
+            elif len(boxes) > 1:
+                debatable = "several different boxes and the source's grader took one"
+            out.append({"id": f"gsm8k-tora-{model}-{row['idx']}", "source": repo, "commit": commit, "file": path,
+                        "model": model, "dataset": "gsm8k", "question": row["question"], "completion": completion,
+                        "reference": gt, "label": label, "label_source": "pred == gt", "debatable": debatable})
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"))
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    cases = gsm_cases(args.mirrors) + kojima_cases(args.mirrors) + ps_cases(args.mirrors)
+    cases = gsm_cases(args.mirrors) + kojima_cases(args.mirrors) + ps_cases(args.mirrors) + tora_cases(args.mirrors)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", encoding="utf-8") as f:
         for case in cases:
