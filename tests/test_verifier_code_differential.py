@@ -2,11 +2,11 @@
 `check_correctness` (unsandboxed, in a forked process) and through rlvr, pass/fail compared.
 
 The built-in cases of benchmarks/code_sandbox_differential.py but its perturbed wrong solutions (tested against
-rlvr alone in tests/test_verifier_code.py): the 164 HumanEval canonical solutions, and the semantics and attack cases of issue 23 (SystemExit / KeyboardInterrupt against `except
-Exception:`, in-place mutation of arguments, a module-level `check(add)`, MBPP must-raise, early exits, always-equal
-objects, the standard library's extension modules, big ints, Counter, shutil.copy). Every disagreement must be one
-the benchmark argues (`explain`). The same script runs the real-completion corpus (benchmarks/results/
-code_sandbox_differential.md).
+rlvr alone in tests/test_verifier_code.py): the 164 HumanEval canonical solutions, and the semantics and attack
+cases of issue 23 (SystemExit / KeyboardInterrupt against `except Exception:`, in-place mutation of arguments, a
+module-level `check(add)`, MBPP must-raise, early exits, always-equal objects, the standard library's extension
+modules, big ints, Counter, shutil.copy). Every disagreement must be one the benchmark argues (`explain`). The same
+script runs the real-completion corpora (benchmarks/results/code_sandbox_differential.md).
 """
 
 from __future__ import annotations

@@ -310,7 +310,8 @@ def ioctl_program(arch: str = _ARCH) -> bytes:
     # 6..6+n-1 jeq req -> allow; 6+n ret deny; 7+n ret allow
     deny_at, allow_at = 6 + n, 7 + n
     prog = [(LD_ABS, 0, 0, 4), (JEQ, 0, allow_at - 2, _AUDIT_ARCH[arch]), (LD_ABS, 0, 0, 0),
-            (JGE, deny_at - 4, 0, 0x40000000 if arch == "x86_64" else 0xFFFFFFFF), (JEQ, 0, allow_at - 5, _IOCTL_NR[arch]),
+            (JGE, deny_at - 4, 0, 0x40000000 if arch == "x86_64" else 0xFFFFFFFF),
+            (JEQ, 0, allow_at - 5, _IOCTL_NR[arch]),
             (LD_ABS, 0, 0, 24)]
     for i, r in enumerate(reqs):
         prog.append((JEQ, allow_at - (6 + i) - 1, 0, r))

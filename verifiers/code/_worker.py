@@ -181,9 +181,10 @@ _POLL_IN = select.POLLIN | select.POLLPRI
 
 
 def _wait(fd: int, events: int, deadline: float) -> None:
-    """Wait until `fd` is ready for `events` or the deadline passes (TimeoutError). An out-of-band byte (MSG_OOB
-    on the job's unix socket: POLLPRI) is tampering: `select` reported it as data, and the plain read that followed
-    skipped it and blocked past the deadline."""
+    """Wait until `fd` is ready for `events` or the deadline passes (TimeoutError). An out-of-band byte still
+    pending (MSG_OOB on the job's unix socket: POLLPRI) is tampering. (The checker's end has SO_OOBINLINE, so such a
+    byte normally arrives in the stream; before, `select` reported it as data, and the plain read that followed
+    skipped it and blocked past the deadline.)"""
     left = deadline - time.monotonic()
     if left <= 0:
         raise TimeoutError

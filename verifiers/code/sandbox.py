@@ -24,7 +24,8 @@ both tiers, as root and, by tests/test_verifier_code_unprivileged.py, as an unpr
 * **Every wait of the checker has the job's deadline.** The checker's end of a child's socket is non-blocking:
   reads and writes wait in `poll` for the time left, rechecked after every partial read or write, so neither a
   child that stops reading (a 2 MB argument) nor one that stays silent holds the checker; an out-of-band byte
-  (MSG_OOB, POLLPRI) is tampering; a reply read after the deadline is a timeout, never a verdict. The dataset's
+  (MSG_OOB) arrives inline (SO_OOBINLINE) and breaks the frame it lands in (tampering; alone, at worst a timeout);
+  a reply read after the deadline is a timeout, never a verdict. The dataset's
   test code, which runs in the checker on the candidate's values, is interrupted by a timer signal once the
   deadline (+0.25 s) has passed (`_worker.CheckerDeadline`; a loop over a returned 10**12 ends there); what a
   signal cannot interrupt, one C call such as `set(values)`, is bounded by the decoder's collision budget (values
@@ -34,38 +35,38 @@ both tiers, as root and, by tests/test_verifier_code_unprivileged.py, as an unpr
   never uses it again). What remains is the pool's own bound: a worker that does not answer by the deadline + 5 s
   is replaced.
 * **Tests counted as the original harnesses count them.** HumanEval: every `assert` is recorded, `assert False`
-  included (the must-raise idiom), and any exception out of `check` (or out of the test module itself, which may
-  call `check(...)` at module level) fails every test; a candidate's exception reaches the test as its builtin
-  type (`except ValueError:` works; SystemExit, KeyboardInterrupt and other non-Exception types stay outside
-  `except Exception:`, as in the original harness), while a dead or tampering child is a BaseException no `except
-  Exception:` can swallow. Arguments travel as a copy, and the changes a call makes to its list, dict and set
-  arguments are copied back into the test's own objects (`_worker._copy_back`), so `f(xs); assert xs == [1, 2,
-  3]` sees a sort in place, as when the function runs in the test's process. MBPP: the program contributes to the checker's namespace only
-  proxies for the names the tests use that are not builtins (a program defining `set` or `abs` decides nothing,
-  and never receives an expected value as an argument). stdin/stdout: tokens compare exactly, except where the
-  expected token is a float literal.
+  included (the must-raise idiom), and any exception out of `check` (or out of the test module itself, which may call
+  `check(...)` at module level) fails every test; a candidate's exception reaches the test as its builtin type
+  (`except ValueError:` works; SystemExit, KeyboardInterrupt and other non-Exception types stay outside `except
+  Exception:`, as in the original harness), while a dead or tampering child is a BaseException no `except Exception:`
+  can swallow. Arguments travel as a copy, and the changes a call makes to its list, dict and set arguments are copied
+  back into the test's own objects (`_worker._copy_back`), so `f(xs); assert xs == [1, 2, 3]` sees a sort in place, as
+  when the function runs in the test's process. MBPP: the program contributes to the checker's namespace only proxies
+  for the names the tests use that are not builtins (a program defining `set` or `abs` decides nothing, and never
+  receives an expected value as an argument). stdin/stdout: tokens compare exactly, except where the expected token is
+  a float literal.
 * **The result channel.** The checker's own stdin/stdout are /dev/null (the dataset's test code may print a
   candidate's return value); the pool's pipes live on private fds, and every result frame carries the job's id
   (checked) under a 16 MiB cap.
-* **Containment, per execution** (a fresh process forked from a zygote that has never seen a test or an answer):
-  new session; every inherited fd closed, stdio on /dev/null; rlimits on address space (1 GiB above the zygote),
-  CPU time, file size (16 MiB) and open files (64); all capabilities dropped and no_new_privs; Landlock: read-only
-  access to the standard library only (site-packages, the datasets in it, the home folder, /proc and /etc are
-  unreadable), write access to the job's own folder only, no TCP, no signals or abstract unix sockets outside the
-  sandbox; seccomp: no sockets at all, no fork/vfork/clone of processes, no exec, no ptrace or cross-process memory
-  or fd access, no privilege, rlimit, mount, namespace, module, bpf or io_uring calls, no kill of process groups or
-  of -1, no metadata changes (chown and xattrs fail; chmod and utime succeed without changing anything, so that
-  shutil.copy and copy2 work in the job's folder: Landlock has no right for them, and a sandbox keeping the host's
-  uid owns the host's files), no System V IPC or POSIX message queues, no kernel objects that no rlimit counts
-  (memfd_create, AIO contexts, inotify instances), no ioctl but an allow list of eight the standard library issues
-  (`_lockdown.IOCTL_ALLOW`; anything else ENOTTY), no scheduling change (nice, affinity, policy, I/O priority) to
-  any process but itself. The standard library's extension modules load: the shared libraries they link
-  (libz, libsqlite3, libffi, liblzma, libbz2, libcrypto, ...) are readable, file by file, as probed at start-up. A wall-clock deadline per job, after
-  which the child's process group is SIGKILLed; captured output and every reply capped at 1 MiB. What every job
-  shares is applied once, in the zygote, and inherited through fork (capabilities, no_new_privs, Landlock layer 1,
-  the seccomp filter but for fork, socketpair and rlimit calls, the address-space, file-size and open-file limits);
-  each child then adds its CPU-time and thread limits, the rest of the filter, and its folder's Landlock layer,
-  scoped like layer 1, so that a job's domain is its own (it signals neither the zygote nor the next child).
+* **Containment, per execution** (a fresh process forked from a zygote that has never seen a test or an answer): new
+  session; every inherited fd closed, stdio on /dev/null; rlimits on address space (1 GiB above the zygote), CPU time,
+  file size (16 MiB) and open files (64); all capabilities dropped and no_new_privs; Landlock: read-only access to the
+  standard library only (site-packages, the datasets in it, the home folder, /proc and /etc are unreadable), write
+  access to the job's own folder only, no TCP, no signals or abstract unix sockets outside the sandbox; seccomp: no
+  sockets at all, no fork/vfork/clone of processes, no exec, no ptrace or cross-process memory or fd access, no
+  privilege, rlimit, mount, namespace, module, bpf or io_uring calls, no kill of process groups or of -1, no metadata
+  changes (chown and xattrs fail; chmod and utime succeed without changing anything, so that shutil.copy and copy2
+  work in the job's folder: Landlock has no right for them, and a sandbox keeping the host's uid owns the host's
+  files), no System V IPC or POSIX message queues, no kernel objects that no rlimit counts (memfd_create, AIO
+  contexts, inotify instances), no ioctl but an allow list of eight the standard library issues
+  (`_lockdown.IOCTL_ALLOW`; anything else ENOTTY), no scheduling change (nice, affinity, policy, I/O priority) to any
+  process but itself. The standard library's extension modules load: the shared libraries they link (libz, libsqlite3,
+  libffi, liblzma, libbz2, libcrypto, ...) are readable, file by file, as probed at start-up. A wall-clock deadline
+  per job, after which the child's process group is SIGKILLed; captured output and every reply capped at 1 MiB. What
+  every job shares is applied once, in the zygote, and inherited through fork (capabilities, no_new_privs, Landlock
+  layer 1, the seccomp filter but for fork, socketpair and rlimit calls, the address-space, file-size and open-file
+  limits); each child then adds its CPU-time and thread limits, the rest of the filter, and its folder's Landlock
+  layer, scoped like layer 1, so that a job's domain is its own (it signals neither the zygote nor the next child).
 * **Per worker** (both tiers): a mount and an IPC namespace of its own (plus a user namespace of its own when it
   lacks CAP_SYS_ADMIN) and a fresh tmpfs as its scratch root, capped at `Limits.scratch_mb` (64 MiB) and
   `scratch_inodes` (32,768), gone with the worker. **Threads** are capped at about `Limits.threads` (32) per job:
