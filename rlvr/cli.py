@@ -243,6 +243,7 @@ def _quiet_warnings(debug: bool) -> None:
     _DEBUG = debug
     if debug:
         return
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # read when torch loads: c10 notices (NUMA binding)
     import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning)

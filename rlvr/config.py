@@ -58,6 +58,12 @@ class DataConfig(_Section):
     )
     prompt_column: str = Field("prompt", description="Column holding the question text (file/datasets sources).")
     reference_column: str = Field("reference", description="Column holding the reference answer.")
+    reference_source: str | None = Field(None, description="Where the references came from: `human`, `program` "
+                                         "(generated with the task, as reasoning-gym's), or `model:<id>` (pseudo-"
+                                         "labels from a model). References from the policy's own model are a "
+                                         "declared closed loop (the verifier then rewards agreement with the model's "
+                                         "own answers): pre-flight fault `self_labelled_references`. None: not "
+                                         "declared.")
     train_size: int = Field(1000, ge=1, description="Number of training problems generated (reasoning-gym) or kept.")
     eval_size: int = Field(64, ge=0, description="Held-out problems; training never sees them (0 disables eval).")
     train_seed: int = Field(1, description="Generator seed of the training split (reasoning-gym).")
@@ -252,6 +258,13 @@ class TrainConfig(_Section):
 class EvalConfig(_Section):
     verifier: str = Field("math", description="Reference verifier of the held-out evaluation (independent of the "
                           "training reward, so a hacked or closed reward cannot inflate it).")
+    data: DataConfig | None = Field(None, description="A separate source of held-out problems (TRL's eval_dataset, "
+                                    "verl's val_files): a reasoning-gym task or a file, whose eval_size problems "
+                                    "(eval_seed) are the held-out set; training then uses `data` whole, minus any "
+                                    "prompt also held out. Use it when the training references are not trusted "
+                                    "(pseudo-labels, scraped answers): the monitor's held-out rules and the "
+                                    "pre-flight consistency check compare training against these references, so "
+                                    "they must come from a trusted source. None: held out from `data`.")
     timeout_s: float | None = Field(120.0, gt=0, description="Deadline of one prompt's verdicts in evaluation (and "
                                     "in the monitor's reference scoring), seconds; see verifiers[].timeout_s.")
     samples: int = Field(1, ge=1, description="k: completions per held-out prompt. 1: greedy pass@1. k > 1: "
@@ -342,16 +355,32 @@ class MonitorConfig(_Section):
                            "them, must pass every external verifier of the reward, and a perturbed reference must "
                            "fail; otherwise VERIFIER_FAULT (canary:<verifier>, critical) at step 0 with the failing "
                            "pairs.")
+    heldout_alpha: float = Field(0.01, gt=0, lt=1, description="HELDOUT_DECLINE (critical) when the latest held-out "
+                                 "evaluation is below an earlier one (the start, the best, any) by an exact "
+                                 "one-sided McNemar test on the same problems, Bonferroni over the earlier "
+                                 "evaluations: its false-alarm probability per evaluation is at most this.")
+    consistency_alpha: float = Field(0.001, ge=0, lt=1, description="Pre-flight train/held-out consistency: before "
+                                     "step 1 the policy answers a sample of training prompts (as many as the "
+                                     "held-out set) graded against their references, as the held-out set is; a "
+                                     "two-sided Fisher exact p below this stops the run (misaligned references, "
+                                     "another answer format, another distribution). 0 disables it (cost: one "
+                                     "held-out evaluation's time, once).")
     preflight_ignore: list[str] = Field(default_factory=list, description="Pre-flight faults to train through "
                                         "anyway, by name: `canary:<verifier name>` (its canaries failed "
-                                        "systematically or raised), `empty_references`. Without it such a run "
+                                        "systematically, raised, or showed Youden's J <= 0), `empty_references`, "
+                                        "`train_heldout_consistency`, `self_labelled_references`. Without it such a run "
                                         "stops before step 1 with exit status 2 and the failing pairs.")
-    canary_rows: int = Field(4, ge=1, description="Training rows used for canaries.")
+    canary_rows: int = Field(16, ge=1, description="Training rows used for canaries. 16 rows give a verifier's "
+                             "Youden's J a bound that can exceed 0 (a perfect verifier on one form: TPR >= 0.79, "
+                             "FPR <= 0.21, J_lo 0.59); with 4 the bound is undetermined (FPR_hi 0.60).")
     canary_forms: list[Literal["tagged", "boxed", "plain"]] | None = Field(
         None, description="How the reference is written in the must-pass canaries: tagged <answer>R</answer>, "
         "boxed \\boxed{R}, plain 'The answer is R.'. None: the forms the recipe's few-shot answers use (all three "
         "when it has none). Code references use the dataset's canonical solution instead.")
-    canary_every: int = Field(0, ge=0, description="Also run the canaries every N steps (0: before training only).")
+    canary_every: int = Field(10, ge=0, description="Also run the canaries every N steps (0: before training only): "
+                              "a verifier whose service, judge or sandbox breaks mid-run is caught within N steps. "
+                              "Cost: canary_rows * (forms + 1) verifier calls per run (32 for the default recipe, "
+                              "under 0.1 s with the math verifier).")
     no_signal_max: float = Field(0.05, ge=0, le=1, description="NO_SIGNAL when the informative-group fraction is at "
                                  "or below this (near 0: no GRPO gradient).")
     spurious_share_max: float = Field(0.3, ge=0, le=1, description="SPURIOUS_SIGNAL (feature rule) when a surface "
@@ -570,7 +599,8 @@ def reference_markdown() -> str:
             rows.append(f"| `{prefix}{name}` | {shown} | {desc} |")
             item = (getattr(ann, "__args__", None) or [None])[0]
             if isinstance(item, type) and issubclass(item, BaseModel):
-                walk(item, f"{prefix}{name}[].")
+                is_list = getattr(ann, "__origin__", None) is list
+                walk(item, f"{prefix}{name}{'[].' if is_list else '.'}")
 
     walk(Config, "")
     return "\n".join(rows)

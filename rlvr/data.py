@@ -122,9 +122,20 @@ def _file_rows(cfg: DataConfig) -> list[dict]:
     return rows
 
 
-def load_splits(cfg: DataConfig) -> Splits:
-    """Build the training and held-out splits. Raises DataError on an unknown task, bad file or missing column."""
-    if cfg.task is not None:
+def load_splits(cfg: DataConfig, eval_data: DataConfig | None = None) -> Splits:
+    """Build the training and held-out splits. With `eval_data` (the recipe's eval.data), the held-out split is its
+    `eval_size` problems and training takes `cfg` whole, minus prompts also held out. Raises DataError on an unknown
+    task, bad file or missing column."""
+    if eval_data is not None:
+        eval_rows = heldout_rows(eval_data)
+        held_out = {r["prompt"] for r in eval_rows}
+        if cfg.task is not None:
+            source = _reasoning_gym_rows(cfg.task, cfg.train_size, cfg.train_seed, cfg.task_config)
+        else:
+            source = _file_rows(cfg)
+            random.Random(cfg.eval_seed).shuffle(source)
+        train_rows = [r for r in source if r["prompt"] not in held_out][: cfg.train_size]
+    elif cfg.task is not None:
         eval_rows = _reasoning_gym_rows(cfg.task, cfg.eval_size, cfg.eval_seed, cfg.task_config) if cfg.eval_size else []
         held_out = {r["prompt"] for r in eval_rows}
         train_rows = [r for r in _reasoning_gym_rows(cfg.task, cfg.train_size, cfg.train_seed, cfg.task_config)

@@ -26,7 +26,8 @@ def evaluate(engine: RolloutEngine, prompt_ids: list[list[int]], references: lis
         prompts: the question text of each prompt, passed to the verifier (None: no prompt; avoid).
         progress: show a progress bar over the generation batches (tqdm).
     Returns:
-        {"pass@1": greedy pass@1 in [0, 1], "correct": int, "n": int, "extracted_rate", "error_rate",
+        {"pass@1": greedy pass@1 in [0, 1], "correct": int, "n": int, "greedy_passed": [n] bool per prompt (the
+        monitor's paired held-out test), "extracted_rate", "error_rate",
         "timeout_rate", "completion_tokens", "tokens_per_s" (completion tokens over generation seconds, all
         passes)}; with k > 1 also "samples": k, "pass@1_sampled" and "pass@j" for j in
         `pass_k_values(k)` (means over prompts of the unbiased estimator with n = k samples, Chen et al. 2021,
@@ -43,7 +44,7 @@ def evaluate(engine: RolloutEngine, prompt_ids: list[list[int]], references: lis
     verdicts = score(verifier, make_items(texts, references, prompts), 1, timeout_s)
     ok = [passed(v) for v in verdicts]
     n = len(texts)
-    out = {"pass@1": sum(ok) / n, "correct": sum(ok), "n": n,
+    out = {"pass@1": sum(ok) / n, "correct": sum(ok), "n": n, "greedy_passed": ok,
            "extracted_rate": sum(v.answer_class is not None for v in verdicts) / n,
            "error_rate": sum(v.error is not None and not v.error.startswith("timeout") for v in verdicts) / n,
            "timeout_rate": sum(bool(v.error) and v.error.startswith("timeout") for v in verdicts) / n}
@@ -154,7 +155,7 @@ def evaluate_model(model: str, *, recipe: str | None = None, data: str | None = 
         dc = (DataConfig(task=None, path=data, prompt=cfg.data.prompt) if file_source
               else DataConfig(task=data, task_config={}, prompt=cfg.data.prompt))
     else:
-        dc = cfg.data
+        dc = cfg.eval.data.model_copy(update={"prompt": cfg.data.prompt}) if cfg.eval.data is not None else cfg.data
     rows = heldout_rows(dc, n if n is not None else (0 if file_source else None))
     if not rows:
         raise ConfigError(f"--data {data or dc.task or dc.path}: no problems to evaluate (--n {n})")

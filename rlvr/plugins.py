@@ -22,12 +22,11 @@ import sys
 import traceback
 
 from rlvr.errors import ConfigError
-from rlvr.scoring import Reward, VerifierSpec
 
 VERIFY_SIGNATURE = "def _verify(self, completion: str, reference, *, prompt: str | None) -> Verdict"
 
 
-def build_reward(refs) -> Reward:
+def build_reward(refs):
     """The training reward of `verifiers:` (VerifierRef list): instances, weights and deadlines. Each verifier is
     keyed by its own `name` attribute (metric keys `rewards/<name>/*`, canary rules `canary:<name>`); a second
     verifier of the same name gets `<name>#2`.
@@ -35,6 +34,8 @@ def build_reward(refs) -> Reward:
     Raises:
         ConfigError: a verifier cannot be found, imported, checked or constructed (see the module docstring).
     """
+    from rlvr.scoring import Reward, VerifierSpec
+
     specs, seen = [], {}
     for i, r in enumerate(refs):
         v = load_verifier(r.name, r.kwargs, field=f"verifiers[{i}].name")

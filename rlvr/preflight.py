@@ -37,6 +37,7 @@ class Preflight:
     canary_report: dict | None = None
     canary_total: int = 0
     canary_forms: dict = field(default_factory=dict)
+    canary_rates: dict = field(default_factory=dict)  # verifier name -> canary_rates() (TPR, FPR, J, J_lo)
     ignored: list[str] = field(default_factory=list)
 
 
@@ -55,20 +56,35 @@ def run_preflight(cfg, train, reward) -> Preflight:
     elif empty:
         log.warning("rlvr: %d of %d training references are empty (rows %s): those groups can never pass",
                     len(empty), len(refs), ", ".join(map(str, empty[:5])) + (", ..." if len(empty) > 5 else ""))
+    src = cfg.data.reference_source
+    if src and src.startswith("model:"):
+        from rlvr.monitor.monitor import same_model
+
+        labeller = src.split(":", 1)[1].strip()
+        if same_model(labeller, cfg.model):
+            _fault("self_labelled_references", f"data.reference_source = '{src}' declares the references were "
+                   f"produced by the policy's own model ({cfg.model}): a verifier that reads them rewards agreement "
+                   f"with the model's own answers, a closed loop (Li, Sun, Deng, ICML 2026: no task information "
+                   f"beyond the model's); use human or program references, or a stronger labelling model", ignore, out)
     if cfg.monitor.canaries and len(train):
-        from rlvr.monitor.canaries import canaries_for, form_counts, run_canaries
+        from rlvr.monitor.canaries import canaries_for, canary_rates, form_counts, run_canaries
 
         canaries = canaries_for(cfg, train, tolerance=reward_tolerance(reward))
-        report = run_canaries([(s.name, s.verifier, s.timeout_s) for s in reward.specs], canaries)
+        tallies: dict = {}
+        report = run_canaries([(s.name, s.verifier, s.timeout_s) for s in reward.specs], canaries, counts=tallies)
         forms = form_counts(canaries)
         out.canary_report, out.canary_total, out.canary_forms = report, len(canaries), forms
+        out.canary_rates = {n: canary_rates(t) for n, t in tallies.items()}
         for name, fails in report.items():
             errors = [f for f in fails if f["error"] and not str(f["error"]).startswith("timeout")]
             systematic = systematic_forms(fails, forms)
-            if not (errors or systematic):
+            rates = out.canary_rates.get(name, {})
+            if not (errors or systematic or rates.get("fault")):
                 continue
             why = (f"raised on {len(errors)} of {len(canaries)} canaries ({errors[0]['error']})" if errors else
-                   "failed " + ", ".join(f"every {f} canary" for f in systematic))
+                   "failed " + ", ".join(f"every {f} canary" for f in systematic) if systematic else
+                   f"passes wrong answers about as often as right ones: TPR {rates['tpr']:.2f}, FPR "
+                   f"{rates['fpr']:.2f}, Youden's J {rates['j']:.2f} with lower bound {rates['j_lo']:.2f} <= 0")
             pairs = "; ".join(_pair(f) for f in (errors or fails)[:2])
             _fault(f"canary:{name}", f"verifier '{name}' {why}: {pairs}. A verifier that fails its canaries "
                    f"grades the reference itself wrong, so training on it teaches nothing (rlvr/monitor/"

@@ -56,7 +56,7 @@ from rlvr.evaluation import evaluate
 from rlvr.metrics import MetricSink, NullSink, open_step_log, read_metrics, rollout_stats
 from rlvr.rollouts import make_engine
 from rlvr.plugins import build_reward
-from rlvr.preflight import run_preflight
+from rlvr.preflight import PreflightError, run_preflight
 from rlvr.update import PolicyUpdater
 
 log = logging.getLogger("rlvr")
@@ -138,7 +138,7 @@ class Trainer:
         self.run_dir = check_run_dir(cfg)
         self.dist = distributed.init_from_env()  # rank 0 of 1 unless launched by torchrun
         torch.set_num_threads(cfg.threads)
-        self.splits = load_splits(cfg.data)
+        self.splits = load_splits(cfg.data, cfg.eval.data)
         self.reward = build_reward(cfg.verifiers)
         from rlvr.plugins import load_verifier
 
@@ -158,6 +158,7 @@ class Trainer:
             if cfg.overwrite and self.run_dir.is_dir():
                 clear_run_dir(self.run_dir)
                 log.info("rlvr: overwrite=true: replaced the run in %s", self.run_dir)
+            self._created_run_dir = not self.run_dir.exists() or not any(self.run_dir.iterdir()) or cfg.overwrite
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.device, self.train_precision, self.rollout_precision = b.device, b.train_precision, b.rollout_precision
         self.tokenizer, self.model, self.ref_model, self.optimizer = b.tokenizer, b.model, b.ref_model, b.optimizer
@@ -282,9 +283,10 @@ class Trainer:
             self.monitor.start(resume_step=start if cfg.resume else None, state=state.get("monitor"))
             pf = self.preflight
             if start == 0 and pf.canary_report is not None:  # the pre-flight's canaries, recorded at step 0
-                self.monitor.check_canaries(0, pf.canary_report, pf.canary_total, pf.canary_forms)
+                self.monitor.check_canaries(0, pf.canary_report, pf.canary_total, pf.canary_forms, pf.canary_rates)
             elif start:
                 self._canaries(start)
+                self.monitor.canary_metrics = {}  # reported at step 1 of the run; a resumed run's rows stay equal
             stop_reason = self.monitor.stop_reason if start == 0 else None
             sink.alerts(start, self.monitor.drain())
         if self.dist.broadcast_object(stop_reason):
@@ -296,6 +298,17 @@ class Trainer:
                 if main:
                     evals["0"] = self.evaluate("step0")
                     self._say(f"held-out pass@1 before training: {_fmt_eval(evals['0'])}")
+                    fault = self._consistency(evals["0"]) if start == 0 else None
+                else:
+                    fault = None
+            fault = self.dist.broadcast_object(fault)
+            if fault:  # a pre-flight fault found with the model: nothing of this run is kept
+                sink.close()
+                self._discard_run_dir()
+                raise PreflightError(fault)
+        if self.monitor is not None and "0" in evals and evals["0"].get("greedy_passed") is not None and start == 0:
+            _, alerts = self.monitor.observe_heldout(0, evals["0"]["greedy_passed"])
+            sink.alerts(0, self.monitor.drain())
         rollouts = (open_step_log(self.run_dir / "rollouts.jsonl", start if cfg.resume else None)
                     if cfg.log.save_rollouts and main else None)
         bar = _progress(cfg, start, enabled=main)
@@ -311,6 +324,8 @@ class Trainer:
                             evals[str(done)] = self.evaluate(f"step{done}")
                             metrics["eval/pass@1"] = evals[str(done)]["pass@1"]
                             self._say(f"held-out pass@1 after step {done}: {_fmt_eval(evals[str(done)])}")
+                            if self.monitor is not None and evals[str(done)].get("greedy_passed") is not None:
+                                metrics.update(self.monitor.observe_heldout(done, evals[str(done)]["greedy_passed"])[0])
                 if self.monitor is not None and cfg.monitor.canary_every and done % cfg.monitor.canary_every == 0:
                     self._canaries(done)
                 sink.log(done, metrics)
@@ -349,17 +364,73 @@ class Trainer:
                 rollouts.close()
         return self._finish(evals, stop_reason, write_final=True)
 
+    def _consistency(self, heldout: dict) -> str | None:
+        """Pre-flight train/held-out consistency (monitor.consistency_alpha): the policy, before any update, answers
+        as many training prompts as the held-out set has (a seeded sample), graded against their references with
+        the held-out verifier and protocol. Two pass rates of one model on two splits of one task should agree; a
+        two-sided Fisher exact p below the threshold means the training references do not fit their prompts (a
+        misaligned column, another answer format) or the splits differ. Returns the fault message (None: consistent
+        or ignored; an ignored one is recorded for the monitor's likely causes). Writes consistency_step0.jsonl."""
+        import random
+
+        from rlvr.monitor.heldout import fisher_two_sided_p
+
+        mc = self.cfg.monitor
+        n_eval = heldout.get("n", 0)
+        if not mc.consistency_alpha or not n_eval or len(self.train_prompt_ids) < 2:
+            return None
+        rng = random.Random(self.cfg.seed * 1_000_003 + 17)
+        idx = sorted(rng.sample(range(len(self.train_prompt_ids)), min(n_eval, len(self.train_prompt_ids))))
+        e = self.cfg.eval
+        res = evaluate(self._eval_engine(), [self.train_prompt_ids[i] for i in idx],
+                       [self.splits.train[i]["reference"] for i in idx], self.eval_verifier,
+                       e.max_new_tokens or self.cfg.sampling.max_new_tokens, e.batch_size,
+                       self.run_dir / "consistency_step0.jsonl", prompts=[self.splits.train[i]["prompt"] for i in idx],
+                       timeout_s=e.timeout_s, progress=self.cfg.log.progress)
+        p = fisher_two_sided_p(res["correct"], res["n"], heldout["correct"], n_eval)
+        self._say(f"pre-flight: train/held-out consistency: the policy passes {res['correct']}/{res['n']} training "
+                  f"prompts against their references and {heldout['correct']}/{n_eval} held-out ones (Fisher p "
+                  f"{p:.2g}; fault below {mc.consistency_alpha:g})")
+        if p >= mc.consistency_alpha:
+            return None
+        msg = (f"pre-flight: the policy passes {res['correct']}/{res['n']} training prompts against their references "
+               f"but {heldout['correct']}/{n_eval} held-out prompts (same model, same verifier, same protocol; "
+               f"two-sided Fisher exact p = {p:.2g} < monitor.consistency_alpha = {mc.consistency_alpha:g}). Likely "
+               f"causes: references misaligned with their prompts (a shifted or wrong data.reference_column), "
+               f"references in another answer format than the verifier reads, or training and held-out data from "
+               f"different distributions; compare rows of consistency_step0.jsonl with eval_step0.jsonl. To train "
+               f"anyway: monitor.preflight_ignore=[train_heldout_consistency]")
+        if "train_heldout_consistency" in mc.preflight_ignore:
+            log.warning("rlvr: pre-flight fault train_heldout_consistency ignored (monitor.preflight_ignore): %s", msg)
+            if self.monitor is not None:
+                self.monitor.data_findings.append(
+                    f"broken training data: the base model passed {res['correct']}/{res['n']} training prompts "
+                    f"against their references but {heldout['correct']}/{n_eval} held-out ones (p = {p:.2g})")
+            return None
+        return msg
+
+    def _discard_run_dir(self) -> None:
+        """Remove what this run wrote when it stops in pre-flight: the run dir if this run created it (a refused
+        run leaves the disk as it was)."""
+        import shutil
+
+        if self.dist.is_main and self._created_run_dir and self.run_dir.is_dir():
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
     def _canaries(self, step: int) -> None:
         """Score the verifier canaries (rlvr/monitor/canaries.py) and hand the result to the monitor."""
         mc = self.cfg.monitor
         if self.monitor is None or not mc.canaries:
             return
-        from rlvr.monitor.canaries import canaries_for, form_counts, run_canaries
+        from rlvr.monitor.canaries import canaries_for, canary_rates, form_counts, run_canaries
         from rlvr.preflight import reward_tolerance
 
         canaries = canaries_for(self.cfg, self.splits.train, tolerance=reward_tolerance(self.reward))
-        report = run_canaries([(s.name, s.verifier, s.timeout_s) for s in self.reward.specs], canaries)
-        self.monitor.check_canaries(step, report, len(canaries), form_counts(canaries))
+        tallies: dict = {}
+        report = run_canaries([(s.name, s.verifier, s.timeout_s) for s in self.reward.specs], canaries,
+                              counts=tallies)
+        self.monitor.check_canaries(step, report, len(canaries), form_counts(canaries),
+                                    {n: canary_rates(t) for n, t in tallies.items()})
 
     def _wandb_sink(self):
         """A WandbSink when log.wandb is set (rank 0 only), else None."""

@@ -74,7 +74,8 @@ def test_broken_plugin_stops_before_step_1_and_the_opt_out_records_the_fault(tin
     summary = Trainer(load_config("recipes/basic_arithmetic.yaml", over)).run()
     (a,) = [a for a in read_alerts(run) if a["name"] == "VERIFIER_FAULT"]
     assert a["step"] == 0 and a["rule"] == "canary:toy_colon_answer"  # keyed by the verifier's own name
-    assert a["severity"] == "critical" and a["evidence"]["failed"] == 4  # the 4 rows' tagged right answers
+    assert a["severity"] == "critical" and a["evidence"]["failed"] == 16  # the 16 rows' tagged right answers
+    assert a["evidence"]["tpr"] == 0.0 and a["evidence"]["j"] == 0.0  # rejects every right and every wrong answer
     ex = a["evidence"]["examples"][0]
     assert ex["must_pass"] and ex["completion"].startswith("<answer>") and not ex["passed"]
     assert "VERIFIER_FAULT" in summary["stopped_by_monitor"] and read_metrics(run) == []  # no step was trained
@@ -102,3 +103,52 @@ def test_scattered_canary_failures_warn_systematic_ones_are_critical():
         sev[a.rule] = (a.severity, a.evidence["systematic"])
     assert sev == {"canary:noisy": ("warning", []), "canary:colon": ("critical", ["every tagged canary"]),
                    "canary:yes": ("critical", ["every perturbed canary"])}
+
+
+def test_youden_j_of_known_answers_honest_vs_accepts_most_wrong():
+    """TPR/FPR from canaries with exact intervals: the math verifier on 16 real rows has J = 1 and a positive lower
+    bound; a verifier that passes 3 of 4 wrong answers has J <= 0 and is a fault; with 4 rows J is undetermined."""
+    from rlvr.monitor.canaries import canary_rates
+
+    rows = _recipe_rows(16)
+    canaries = build_canaries(rows, ["tagged"])
+    tallies: dict = {}
+    run_canaries([("math", get_verifier("math"))], canaries, 30.0, counts=tallies)
+    r = canary_rates(tallies["math"])
+    assert tallies["math"] == {"n_pos": 16, "tp": 16, "n_neg": 16, "fp": 0}
+    assert r["j"] == 1.0 and r["determined"] and not r["fault"]
+    a = 0.025 ** (1 / 16)  # TPR_lo of 16/16 and 1 - FPR_hi of 0/16 (closed forms of Clopper-Pearson)
+    assert r["j_lo"] == pytest.approx(a - (1 - a), abs=1e-6)
+    # accepts the perturbed reference of 3 rows in 4 (and every right one): J = 1 - 0.75 = 0.25, bound below 0
+    sloppy = canary_rates({"n_pos": 16, "tp": 16, "n_neg": 16, "fp": 12})
+    assert sloppy["j"] == pytest.approx(0.25) and sloppy["j_lo"] < 0 and sloppy["fault"]
+    tallies = {}
+    run_canaries([("always", get_verifier("tests.toy_verifiers:AlwaysRightVerifier"))], canaries, 30.0,
+                 counts=tallies)
+    always = canary_rates(tallies["always"])
+    assert always["fpr"] == 1.0 and always["j"] == 0.0 and always["fault"]
+    few = canary_rates({"n_pos": 4, "tp": 4, "n_neg": 4, "fp": 0})  # FPR_hi = 1 - 0.025**(1/4) = 0.60
+    assert not few["determined"] and not few["fault"]
+
+
+def test_exact_tests_against_hand_computed_values():
+    from rlvr.monitor.heldout import clopper_pearson, fisher_two_sided_p, heldout_decline, mcnemar_drop_p
+
+    # Clopper-Pearson: k = 0 and k = n have closed forms; 3/10 from the tables (0.0667, 0.6525)
+    assert clopper_pearson(0, 8)[1] == pytest.approx(1 - 0.025 ** (1 / 8), abs=1e-9)
+    assert clopper_pearson(8, 8)[0] == pytest.approx(0.025 ** (1 / 8), abs=1e-9)
+    lo, hi = clopper_pearson(3, 10)
+    assert lo == pytest.approx(0.0667, abs=1e-4) and hi == pytest.approx(0.6525, abs=1e-4)
+    # McNemar: 10 problems right -> wrong, none wrong -> right: p = 2**-10
+    assert mcnemar_drop_p([True] * 10 + [False] * 5, [False] * 15) == pytest.approx(2 ** -10)
+    assert mcnemar_drop_p([True, False], [False, True]) == pytest.approx(0.75)  # 1 of 2 discordant went down
+    # Fisher: the lady tasting tea, 4/4 vs 0/4 -> two-sided p = 2/70
+    assert fisher_two_sided_p(4, 4, 0, 4) == pytest.approx(2 / 70)
+    assert fisher_two_sided_p(11, 64, 11, 64) == pytest.approx(1.0)
+    # held-out decline: Bonferroni over the earlier evaluations
+    start = [True] * 20 + [False] * 44
+    assert heldout_decline([(0, start)]) is None
+    flat = heldout_decline([(0, start), (10, start)])
+    assert not flat["fired"] and flat["p_min"] == 1.0
+    fell = heldout_decline([(0, start), (10, start), (20, [True] * 4 + [False] * 60)], alpha=0.01)
+    assert fell["fired"] and fell["comparisons"] == 2 and fell["p_bonferroni"] == pytest.approx(2 * 2 ** -16)

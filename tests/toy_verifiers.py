@@ -80,3 +80,19 @@ class AlwaysRightVerifier(Verifier):
 
     def _verify(self, completion, reference, *, prompt=None):
         return Verdict(score=1.0, passed=True, answer_class=completion[:8] or None)
+
+
+class ReferenceMatchesPrompt(Verifier):
+    """Passes when the reference is the value of the prompt's arithmetic ("Calculate 7 + 5." -> "12"), whatever the
+    completion says: a stand-in for a model that answers everything right, so a pass rate measures how many
+    references fit their prompts (the train/held-out consistency check's subject) on a tiny random model."""
+
+    name = "toy_reference_matches_prompt"
+    signal = SignalSpec(kind="binary", deterministic=True, source="external", cost="cheap")
+
+    def _verify(self, completion, reference, *, prompt=None):
+        import re
+
+        m = re.search(r"Calculate\s+([-+()\d\s]+)\.", prompt or "")
+        ok = bool(m) and str(eval(m.group(1))) == str(reference).strip()  # digits, signs, parentheses only
+        return Verdict(score=float(ok), passed=ok, answer_class=str(reference))

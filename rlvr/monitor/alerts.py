@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-NAMES = ("CLOSED_LOOP", "NO_SIGNAL", "SPURIOUS_SIGNAL", "COLLAPSE", "VERIFIER_FAULT", "SIGNAL_DRIFT")
+NAMES = ("CLOSED_LOOP", "NO_SIGNAL", "SPURIOUS_SIGNAL", "COLLAPSE", "VERIFIER_FAULT", "SIGNAL_DRIFT",
+         "HELDOUT_DECLINE")
 SEVERITIES = ("info", "warning", "critical")
 
 ACTIONS = {
@@ -42,6 +43,12 @@ ACTIONS = {
                       "the reward.",
     "SIGNAL_DRIFT": "The judge changed during the run (identity or weights): verdicts before and after are not "
                     "comparable and a judge that moves with the policy closes the loop. Pin the judge.",
+    "HELDOUT_DECLINE": "Held-out accuracy fell significantly below an earlier evaluation while training went on: "
+                       "the loop is losing task information. The evidence's `likely_causes` ranks what the other "
+                       "rules saw (a reward that rises without the held-out set: hacking; training references that "
+                       "disagree with held-out ones: broken or self-labelled data; a reward blind to the reference: "
+                       "closure). Stop, restore the checkpoint before the decline (`against_step`), and check the "
+                       "training references against a trusted source (eval.data) before going on.",
 }
 
 
@@ -67,6 +74,10 @@ FALSE_ALARM: dict[str, tuple[float | None, str]] = {
     "canary": (0.0, "by construction: an exact verifier passes the reference and fails a perturbed one"),
     "identity": (0.0, "by construction: fires only on a changed verifier identity()"),
     "informative_groups": (None, "not a false alarm when it fires: every group tied means no gradient"),
+    # heldout_drop states its own bound in its evidence (monitor.heldout_alpha, per evaluation: exact McNemar,
+    # Bonferroni over the earlier evaluations); heldout_gap is counted on real runs (docs/monitor.md)
+    "heldout_drop": (None, "computed per evaluation: exact one-sided McNemar, Bonferroni over earlier evaluations"),
+    "heldout_gap": (float("nan"), "measured on real runs (docs/monitor.md); no closed form"),
 }
 
 

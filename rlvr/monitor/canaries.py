@@ -10,6 +10,10 @@ Canaries per training row (the first `monitor.canary_rows` rows of the train spl
     number, else another row's reference) must fail;
   * code references (HumanEval-style, with `canonical_solution` in the row's meta): the dataset's canonical solution
     must pass; the prompt with a body that raises NotImplementedError must fail.
+Each verifier's true-positive rate (must-pass canaries passed), false-positive rate (perturbed references passed)
+and Youden's J = TPR - FPR come with exact intervals (`canary_rates`); J's lower bound at or below 0 (the verifier
+rewards wrong answers about as often as right ones: GRPO then learns the wrong thing, arXiv 2601.04411) is a
+fault, judged once there are enough canaries for a perfect verifier's bound to exceed 0.
 Only verifiers that declare `source="external"` are checked (a judge or a self-derived reward has no right answer
 to check against), and only verdicts that say pass or fail (`Verdict.passed` set, or an error): a graded score
 without pass/fail, such as a length bonus, has no right answer either.
@@ -116,13 +120,16 @@ def _json(x):
         return None
 
 
-def run_canaries(named_verifiers: list[tuple], canaries: list[Canary], timeout_s: float | None = None) -> dict:
+def run_canaries(named_verifiers: list[tuple], canaries: list[Canary], timeout_s: float | None = None,
+                 counts: dict | None = None) -> dict:
     """Score every canary with every external verifier: one `verify_batch` call per verifier (item by item, no group
     semantics) under one deadline, the verifier's own `timeout_s` (the third element of its tuple) or `timeout_s`.
     A verifier that misses it gets timeout verdicts for all its canaries (each a failure).
 
     Returns {verifier name: [failure dicts]}, a failure being {form, completion, reference, must_pass, score,
-    passed, error}; an empty list means every canary behaved."""
+    passed, error}; an empty list means every canary behaved. With `counts` (a dict), fills {verifier name:
+    {"n_pos", "tp", "n_neg", "fp"}}: the must-pass canaries judged and passed, the must-fail ones judged and
+    (wrongly) passed, for the verifier's TPR, FPR and Youden's J (rlvr.monitor.heldout.youden)."""
     from rlvr.scoring import _run_with_deadlines, make_items, passed, timeout_verdict
 
     report: dict[str, list[dict]] = {}
@@ -138,14 +145,33 @@ def run_canaries(named_verifiers: list[tuple], canaries: list[Canary], timeout_s
             raise res
         verdicts = res if res is not None else [timeout_verdict(deadline) for _ in items]
         fails = []
+        tally = {"n_pos": 0, "tp": 0, "n_neg": 0, "fp": 0}
         for c, vd in zip(canaries, verdicts):
             if vd.passed is None and vd.error is None:
                 continue  # a graded verdict without pass/fail (e.g. length_bonus): nothing to check it against
+            side = "pos" if c.must_pass else "neg"
+            tally[f"n_{side}"] += 1
+            tally["tp" if c.must_pass else "fp"] += int(passed(vd))
             if passed(vd) != c.must_pass:
                 fails.append({"form": c.form, "completion": _short(c.completion), "reference": _short(str(c.reference)),
                               "must_pass": c.must_pass, "score": vd.score, "passed": passed(vd), "error": vd.error})
         report[name] = fails
+        if counts is not None:
+            counts[name] = tally
     return report
+
+
+def canary_rates(tally: dict, alpha: float = 0.05) -> dict:
+    """TPR, FPR (Clopper-Pearson intervals) and Youden's J with its bound J_lo from a run_canaries tally, plus
+    `determined`: whether these counts could show J > 0 at all (a perfect verifier's J_lo > 0; with 4 must-fail
+    canaries even a perfect verifier has FPR_hi = 0.60, so its J is undetermined rather than a fault)."""
+    from rlvr.monitor.heldout import youden
+
+    r = youden(tally["tp"], tally["n_pos"], tally["fp"], tally["n_neg"], alpha)
+    best = youden(tally["n_pos"], tally["n_pos"], 0, tally["n_neg"], alpha)["j_lo"]
+    r["determined"] = best is not None and best > 0
+    r["fault"] = bool(r["determined"] and r["j_lo"] is not None and r["j_lo"] <= 0)
+    return r
 
 
 def _short(s: str, n: int = 80) -> str:

@@ -112,6 +112,10 @@ class Monitor:
         self.recent: list[dict] = []  # the last `window` steps' verdict levels and self-predictions
         self.identities: dict[str, str | None] = {}
         self.preflight_done = False
+        self.canary_metrics: dict[str, float] = {}  # the last canary run's rates, reported with the next step
+        self.reward_history: list[list] = []  # [step, mean training reward]
+        self.heldout_history: list[list] = []  # [step, per-problem greedy pass/fail of the held-out set]
+        self.data_findings: list[str] = []  # what the pre-flight found about the data (for likely_causes)
         self.stop_reason: str | None = None
         self.pending: list[Alert] = []  # emitted since the last drain()
         # this step's context for the alerts' `rows` pointer: dataset rows of the groups, the intervention's groups,
@@ -163,7 +167,8 @@ class Monitor:
         """JSON-serialisable state: the alert windows, baselines, recorded identities. A stop request is not
         state: a run resumed after a monitor stop continues (its active alerts do not fire again)."""
         return {"tracker": self.tracker.state_dict(), "baseline": self.baseline, "identities": self.identities,
-                "preflight_done": self.preflight_done, "recent": self.recent}
+                "preflight_done": self.preflight_done, "recent": self.recent, "reward_history": self.reward_history,
+                "heldout_history": self.heldout_history, "data_findings": self.data_findings}
 
     def load_state_dict(self, state: dict) -> None:
         self.tracker.load_state_dict(state.get("tracker", {}))
@@ -171,6 +176,9 @@ class Monitor:
         self.identities = dict(state.get("identities", {}))
         self.preflight_done = bool(state.get("preflight_done", False))
         self.recent = list(state.get("recent", []))
+        self.reward_history = [list(x) for x in state.get("reward_history", [])]
+        self.heldout_history = [list(x) for x in state.get("heldout_history", [])]
+        self.data_findings = list(state.get("data_findings", []))
 
     # -------------------------------------------------------------------------------------- one step
 
@@ -197,6 +205,9 @@ class Monitor:
         """
         cfg, B, seed = self.cfg, self.cfg.bootstrap, step
         rewards = est.as_rows(rewards)
+        flat = [float(x) for row in rewards for x in row]
+        if flat:  # the reward curve the held-out rules compare against
+            self.reward_history = [h for h in self.reward_history if h[0] < step] + [[step, sum(flat) / len(flat)]]
         levels = est.discretize(rewards, self.kind, cfg.bins)
         s_hat = est.self_prediction(classes)
         lengths = est.as_rows(lengths)
@@ -251,12 +262,14 @@ class Monitor:
         self._emit(alerts)
         self._prompt_index = self._picked = None
         metrics = {f"monitor/{k}": v for k, v in q.items()}
+        metrics.update(self.canary_metrics)
+        self.canary_metrics = {}
         active = self.tracker.active_names()
         metrics.update({f"alerts/{n}": float(n in active) for n in NAMES})
         return metrics, alerts
 
     def check_canaries(self, step: int, report: dict[str, list[dict]], total: int,
-                       per_form: dict[str, int] | None = None) -> list[Alert]:
+                       per_form: dict[str, int] | None = None, rates: dict[str, dict] | None = None) -> list[Alert]:
         """VERIFIER_FAULT (rule `canary:<verifier>`) for each verifier with failing canaries, fired at once (evidence:
         the count, the systematic failures and the first two failing pairs); cleared by a later clean canary run.
         `report` is rlvr.monitor.canaries.run_canaries' result over `total` canaries per verifier, `per_form` the
@@ -267,21 +280,105 @@ class Monitor:
         accepts anything; every canonical solution rejected). Scattered failures (some rows of a form, the others
         passing) are a warning: a noisy verifier misgrades known answers now and then, and its loop can still be
         open (benchmarks/monitor/real_faults.py, open_noisy: held-out 0.17 -> 0.50). Without `per_form` every
-        failure is critical."""
+        failure is critical.
+
+        `rates` ({name: rlvr.monitor.canaries.canary_rates()}) adds the verifier's TPR, FPR and Youden's J with its
+        bound to the evidence and to the next step's metrics (`monitor/canary_tpr/<name>`, `canary_fpr`,
+        `canary_j_lo`); a determined J_lo <= 0 is critical (the verifier passes wrong answers about as often as right
+        ones: GRPO learns the wrong thing below J = 0, arXiv 2601.04411)."""
         out = []
         for name, fails in report.items():
             counts: dict[str, int] = {}
             for f in fails:
                 counts[f["form"]] = counts.get(f["form"], 0) + 1
             systematic = sorted(f for f, n in counts.items() if per_form is None or n >= per_form.get(f, 0))
+            r = (rates or {}).get(name)
             ev = {"failed": len(fails), "canaries": total, "systematic": [f"every {f} canary" for f in systematic],
                   "examples": fails[:2]}
-            a = self.tracker.update("VERIFIER_FAULT", f"canary:{name}", "critical" if systematic else "warning",
-                                    bool(fails), step, 1, {"canaries_must_all_behave": True}, ev)
+            if r is not None:
+                ev.update({k: r[k] for k in ("tpr", "tpr_ci", "fpr", "fpr_ci", "j", "j_lo", "determined")})
+                self.canary_metrics.update({f"monitor/canary_{k}/{name}": _nan(r[k]) for k in ("tpr", "fpr", "j_lo")})
+            severe = bool(systematic) or bool(r and r.get("fault"))
+            a = self.tracker.update("VERIFIER_FAULT", f"canary:{name}", "critical" if severe else "warning",
+                                    bool(fails) or bool(r and r.get("fault")), step, 1,
+                                    {"canaries_must_all_behave": True, "youden_j_lo_max": 0.0}, ev)
             if a:
                 out.append(a)
         self._emit(out)
         return out
+
+    def observe_heldout(self, step: int, passed: list[bool]) -> tuple[dict[str, float], list[Alert]]:
+        """Held-out accuracy as evidence: the greedy pass/fail of each held-out problem at `step` (0 = before
+        training; the same problems every time). Two rules, each judged once per evaluation (window 1):
+
+        * HELDOUT_DECLINE (rule `heldout_drop`, critical): the accuracy is below an earlier evaluation's by the exact
+          one-sided McNemar test, Bonferroni over the earlier evaluations (rlvr.monitor.heldout.heldout_decline),
+          p <= `monitor.heldout_alpha`: at most that false-alarm probability per evaluation when accuracy has not
+          fallen. A closed loop can only lose task information (Li, Sun, Deng, ICML 2026, data processing
+          inequality); a broken signal teaches wrong answers. The evidence ranks `likely_causes` from what the
+          other rules and the pre-flight saw.
+        * SPURIOUS_SIGNAL (rule `heldout_gap`, warning): the training reward rose by at least `monitor.gap_rise`
+          (mean of the last `window` steps against the first `window`) while held-out accuracy is not above its
+          start: reward rising without the held-out set is the paper's reward-hacking signature.
+
+        Returns (metrics `monitor/heldout_p_drop`, `monitor/heldout_reward_rise`, new alert events)."""
+        from rlvr.monitor.heldout import heldout_decline
+
+        cfg = self.cfg
+        self.heldout_history = [h for h in self.heldout_history if h[0] < step] + [[step, [bool(x) for x in passed]]]
+        metrics: dict[str, float] = {}
+        alerts: list[Alert] = []
+        d = heldout_decline([(s_, p_) for s_, p_ in self.heldout_history], cfg.heldout_alpha)
+        if d is not None:
+            metrics["monitor/heldout_p_drop"] = d["p_bonferroni"]
+            ev = {"heldout_from": d["from"], "heldout_to": d["to"], "against_step": d["against_step"],
+                  "p_bonferroni": d["p_bonferroni"], "comparisons": d["comparisons"], "n": len(passed),
+                  "p_false_alarm_per_step": cfg.heldout_alpha,
+                  "false_alarm_basis": "per evaluation: exact one-sided McNemar on the same problems, Bonferroni "
+                                       "over the earlier evaluations (rlvr.monitor.heldout)"}
+            if d["fired"]:
+                ev["likely_causes"] = self._likely_causes()
+            a = self.tracker.update("HELDOUT_DECLINE", "heldout_drop", "critical", d["fired"], step, 1,
+                                    {"heldout_alpha": cfg.heldout_alpha}, ev)
+            if a:
+                alerts.append(a)
+        w = cfg.window
+        if len(self.heldout_history) >= 2 and len(self.reward_history) >= 2 * w:
+            rise = (sum(r for _, r in self.reward_history[-w:]) / w) - (sum(r for _, r in self.reward_history[:w]) / w)
+            start, last = self.heldout_history[0][1], self.heldout_history[-1][1]
+            acc0, acc1 = sum(start) / max(len(start), 1), sum(last) / max(len(last), 1)
+            metrics["monitor/heldout_reward_rise"] = rise
+            cond = rise >= cfg.gap_rise and acc1 <= acc0
+            a = self.tracker.update("SPURIOUS_SIGNAL", "heldout_gap", "warning", cond, step, 1,
+                                    {"gap_rise": cfg.gap_rise, "heldout_not_above_start": True},
+                                    {"reward_rise": rise, "heldout_start": acc0, "heldout_now": acc1})
+            if a:
+                alerts.append(a)
+        for a in alerts:
+            if a.event == "fired":  # the two evaluations' files: the problems whose verdict changed show it
+                a.evidence["rows"] = {"file": f"eval_step{step}.jsonl",
+                                      "compare_with": f"eval_step{a.evidence.get('against_step', 0)}.jsonl",
+                                      "step": step, "shows": "held-out problems right before and wrong now"}
+        self._emit(alerts)
+        return metrics, alerts
+
+    def _likely_causes(self) -> list[str]:
+        """What the other rules and the pre-flight saw, most specific first: the cause a held-out decline most
+        likely has (broken data vs closure vs hacking vs no signal)."""
+        active = self.tracker.active_rules()
+        causes = list(self.data_findings)
+        if any(k.startswith("CLOSED_LOOP") for k in active):
+            causes.append("closure: the reward does not depend on the task (CLOSED_LOOP active)")
+        if any(k.startswith("SPURIOUS_SIGNAL") for k in active):
+            causes.append("reward hacking: the reward rises without the reference verifier (SPURIOUS_SIGNAL active)")
+        if any(k.startswith("VERIFIER_FAULT") for k in active):
+            causes.append("a faulty verifier (VERIFIER_FAULT active)")
+        if any(k.startswith("NO_SIGNAL") for k in active):
+            causes.append("no signal: groups tie, so updates are noise (NO_SIGNAL active)")
+        causes.append("closure through the data: training references that come from the model itself (pseudo-labels,"
+                      " majority votes) pass the verifiers and every per-step rule; check where they came from "
+                      "(data.reference_source) against a trusted held-out set (eval.data)")
+        return causes
 
     @property
     def intervenes(self) -> bool:

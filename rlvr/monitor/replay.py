@@ -47,14 +47,16 @@ def replay(run_dir: str | Path, out: str | Path | None = None, intervene: bool =
     fired = [a.to_dict() for a in mon.start() if a.event == "fired"]
     from rlvr.data import load_splits
 
-    train = load_splits(cfg.data).train
+    train = load_splits(cfg.data, cfg.eval.data).train
     if cfg.monitor.canaries:  # the verifier canaries, as the trainer runs them before step 1
-        from rlvr.monitor.canaries import canaries_for, form_counts, run_canaries
+        from rlvr.monitor.canaries import canaries_for, canary_rates, form_counts, run_canaries
         from rlvr.preflight import reward_tolerance
 
         canaries = canaries_for(cfg, train, tolerance=reward_tolerance(reward))
-        report = run_canaries([(s.name, s.verifier, s.timeout_s) for s in reward.specs], canaries)
-        fired += [a.to_dict() for a in mon.check_canaries(0, report, len(canaries), form_counts(canaries))
+        tallies: dict = {}
+        report = run_canaries([(s.name, s.verifier, s.timeout_s) for s in reward.specs], canaries, counts=tallies)
+        fired += [a.to_dict() for a in mon.check_canaries(0, report, len(canaries), form_counts(canaries),
+                                                         {n: canary_rates(t) for n, t in tallies.items()})
                   if a.event == "fired"]
     prompts = list(train["prompt"]) if mon.intervenes else None
     G = cfg.train.group_size
