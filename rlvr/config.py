@@ -355,6 +355,11 @@ class MonitorConfig(_Section):
                            "them, must pass every external verifier of the reward, and a perturbed reference must "
                            "fail; otherwise VERIFIER_FAULT (canary:<verifier>, critical) at step 0 with the failing "
                            "pairs.")
+    staleness_probe: bool = Field(True, description="After every weight sync, score a fixed probe (2 training prompts "
+                                  "with their tagged references) with the rollout engine and with the trainer's "
+                                  "current and initial policy: STALE_ENGINE (critical) when the engine is closer to "
+                                  "the initial policy (metrics sampling/probe_*; cost: 3 forwards of ~150 tokens per "
+                                  "step). One process only (off under torchrun).")
     heldout_alpha: float = Field(0.01, gt=0, lt=1, description="HELDOUT_DECLINE (critical) when the latest held-out "
                                  "evaluation is below an earlier one (the start, the best, any) by an exact "
                                  "one-sided McNemar test on the same problems, Bonferroni over the earlier "

@@ -173,6 +173,7 @@ class Trainer:
         self.updater = PolicyUpdater(self.model, self.optimizer, loss_fn, cfg, self.parallel, self.device,
                                      self.pad_id, ref_model=self.ref_model)
         self.monitor = None
+        self._probe = None
         if cfg.monitor.enabled and self.dist.is_main:  # on the gathered global batch, rank 0 only
             from rlvr.monitor import Monitor, signals_from_verifiers
 
@@ -207,6 +208,9 @@ class Trainer:
             self.engine.update_weights(self.model)  # vLLM: reload (FSDP: layer by layer) + reset prefix cache; HF: none
         t_end = time.perf_counter()
         metrics = self._step_metrics(batch, collect_metrics, train_metrics)
+        if self._probe is not None:  # does the engine now serve the policy it was given?
+            metrics.update(self.monitor.observe_engine(step + 1, self.engine.score(*self._probe),
+                                                       self._policy_logp(*self._probe), self.monitor.probe_initial)[0])
         metrics.update({"time/train": t_sync - t_update, "time/sync": t_end - t_sync, "time/step": t_end - t0})
         if self.monitor is not None:  # the info-gain monitor: estimates, alerts (written and echoed by it)
             mon_metrics, _ = self.monitor.observe_batch(step + 1, first_round, train_metrics.get("entropy"),
@@ -289,6 +293,7 @@ class Trainer:
                 self.monitor.canary_metrics = {}  # reported at step 1 of the run; a resumed run's rows stay equal
             stop_reason = self.monitor.stop_reason if start == 0 else None
             sink.alerts(start, self.monitor.drain())
+        self._start_probe(start)
         if self.dist.broadcast_object(stop_reason):
             self._say(f"rlvr: stopped before training by the monitor (monitor.stop_on_critical): {stop_reason}")
             sink.close()
@@ -408,6 +413,32 @@ class Trainer:
                     f"against their references but {heldout['correct']}/{n_eval} held-out ones (p = {p:.2g})")
             return None
         return msg
+
+    def _start_probe(self, start: int) -> None:
+        """The staleness probe (monitor.staleness_probe): the first 2 training prompts with their references in
+        the tagged form as completions. At step 0 the initial policy's log-probs are recorded (kept in the monitor's
+        state, so a resumed run compares with the same initial policy) and the engine's error measured."""
+        self._probe = None
+        mc = self.cfg.monitor
+        if (self.monitor is None or not mc.staleness_probe or self.dist.world_size > 1
+                or self.parallel.sharded or not hasattr(self.engine, "score") or len(self.train_prompt_ids) < 1):
+            return
+        rows = [self.splits.train[i] for i in range(min(2, len(self.train_prompt_ids)))]
+        comps = [self.tokenizer(f"<answer>{r['reference']}</answer>", add_special_tokens=False)["input_ids"]
+                 for r in rows]
+        self._probe = ([self.train_prompt_ids[i] for i in range(len(rows))], comps)
+        if start == 0 or self.monitor.probe_initial is None:
+            self.monitor.probe_initial = self._policy_logp(*self._probe)
+            self.monitor.observe_engine(0, self.engine.score(*self._probe), self.monitor.probe_initial,
+                                        self.monitor.probe_initial)
+
+    @torch.no_grad()
+    def _policy_logp(self, prompts: list[list[int]], completions: list[list[int]]) -> list[list[float]]:
+        """The trainer's policy's per-token log-probs (temperature 1) of `completions` after `prompts`."""
+        from rlvr.forward import completion_logprobs
+
+        lp, mask, _ = completion_logprobs(self.model, prompts, completions, 1, self.pad_id)
+        return [row[: int(m.sum())].tolist() for row, m in zip(lp.float().cpu(), mask.cpu())]
 
     def _discard_run_dir(self) -> None:
         """Remove what this run wrote when it stops in pre-flight: the run dir if this run created it (a refused

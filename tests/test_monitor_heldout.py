@@ -117,3 +117,39 @@ def test_declared_self_labelled_references_stop_before_step_1(tmp_path):
         run_preflight(cfg, splits.train, build_reward(cfg.verifiers))
     other = cfg.model_copy(update={"data": cfg.data.model_copy(update={"reference_source": "model:gpt-4o"})})
     assert run_preflight(other, splits.train, build_reward(cfg.verifiers)).ignored == []
+
+
+def test_staleness_probe_fires_at_step_1_when_the_sync_is_a_no_op(tiny_model_dir, tmp_path):
+    """An engine that keeps sampling from the initial weights (a copy whose update_weights does nothing: the
+    silent class of verl#7495) is closer to the initial policy than to the trained one after the first sync:
+    STALE_ENGINE (critical) at step 1. The real engine (the HF engine samples from the policy itself) is not."""
+    import copy
+
+    from rlvr.monitor import read_alerts
+    from rlvr.rollouts.hf import HFEngine
+    from rlvr.trainer import Trainer
+
+    def cfg(run):
+        return load_config("recipes/basic_arithmetic.yaml", [
+            f"model={tiny_model_dir}", f"run_dir={tmp_path / run}", "data.train_size=16", "data.eval_size=2",
+            "train.prompts_per_step=2", "train.group_size=4", "train.steps=2", "train.learning_rate=0.01",
+            "sampling.max_new_tokens=6", "log.progress=false", "log.tensorboard=false", "rollout.engine=hf",
+            "eval.at_start=false", "eval.at_end=false", "verifiers=[{name: 'tests.toy_verifiers:LengthVerifier'}]"])
+
+    tr = Trainer(cfg("stale"))
+
+    class FrozenEngine(HFEngine):
+        def update_weights(self, model):  # the bug: the sync never reaches the engine
+            pass
+
+    tr.engine = FrozenEngine(copy.deepcopy(tr.model), tr.tokenizer)
+    tr.run()
+    fired = [(a["name"], a["step"], a["severity"]) for a in read_alerts(tmp_path / "stale") if a["event"] == "fired"]
+    assert ("STALE_ENGINE", 1, "critical") in fired
+    rows = [json.loads(x) for x in (tmp_path / "stale" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["sampling/probe_engine_vs_initial"] < rows[0]["sampling/probe_engine_vs_current"]
+
+    Trainer(cfg("live")).run()
+    assert not [a for a in read_alerts(tmp_path / "live") if a["name"] == "STALE_ENGINE"]
+    rows = [json.loads(x) for x in (tmp_path / "live" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["sampling/probe_engine_vs_current"] < 1e-6 < r["sampling/probe_drift"] for r in rows)

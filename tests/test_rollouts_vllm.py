@@ -266,3 +266,19 @@ def test_merged_state_dict_equals_peft_merge(policy, bias):
         assert torch.allclose(ours[k], ref[k], atol=1e-6), k
         assert torch.equal(again[k], ours[k])
     assert buffers and all(ours[k].data_ptr() == buffers[k].data_ptr() for k in buffers)
+
+
+def test_score_equals_the_hf_engine_and_sees_a_sync(engine, policy, tokenizer, prompts, restore):
+    """VLLMEngine.score (prompt_logprobs of prompt + completion) gives the HF engine's per-token log-probs of the
+    same tokens in fp32, and follows the weights it was synced with (the monitor's staleness probe reads it)."""
+    comps = [tokenizer("<answer>7</answer>", add_special_tokens=False)["input_ids"]] * len(prompts)
+    got, want = engine.score(prompts, comps), HFEngine(policy, tokenizer).score(prompts, comps)
+    assert [len(r) for r in got] == [len(c) for c in comps]
+    assert max(abs(a - b) for ra, rb in zip(got, want) for a, b in zip(ra, rb)) < 1e-4
+    _perturb(policy, scale=0.3)
+    stale = engine.score(prompts, comps)  # not synced yet: still the old weights
+    assert max(abs(a - b) for ra, rb in zip(stale, got) for a, b in zip(ra, rb)) < 1e-4
+    engine.update_weights(policy)
+    fresh, hf = engine.score(prompts, comps), HFEngine(policy, tokenizer).score(prompts, comps)
+    assert max(abs(a - b) for ra, rb in zip(fresh, hf) for a, b in zip(ra, rb)) < 1e-4
+    assert max(abs(a - b) for ra, rb in zip(fresh, got) for a, b in zip(ra, rb)) > 1e-2

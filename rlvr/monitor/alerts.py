@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 NAMES = ("CLOSED_LOOP", "NO_SIGNAL", "SPURIOUS_SIGNAL", "COLLAPSE", "VERIFIER_FAULT", "SIGNAL_DRIFT",
-         "HELDOUT_DECLINE")
+         "HELDOUT_DECLINE", "STALE_ENGINE")
 SEVERITIES = ("info", "warning", "critical")
 
 ACTIONS = {
@@ -43,6 +43,11 @@ ACTIONS = {
                       "the reward.",
     "SIGNAL_DRIFT": "The judge changed during the run (identity or weights): verdicts before and after are not "
                     "comparable and a judge that moves with the policy closes the loop. Pin the judge.",
+    "STALE_ENGINE": "The rollout engine samples from older weights than the policy being trained: after the sync its "
+                    "log-probabilities on a fixed probe are closer to the initial policy than to the current one, so "
+                    "every rollout comes from the base model and training learns nothing (the silent class of "
+                    "verl#7495 and unsloth#8701). Check the weight sync (a LoRA adapter never merged, a no-op "
+                    "update_weights, a sleeping engine that reloads old weights) before training further.",
     "HELDOUT_DECLINE": "Held-out accuracy fell significantly below an earlier evaluation while training went on: "
                        "the loop is losing task information. The evidence's `likely_causes` ranks what the other "
                        "rules saw (a reward that rises without the held-out set: hacking; training references that "
@@ -78,6 +83,8 @@ FALSE_ALARM: dict[str, tuple[float | None, str]] = {
     # Bonferroni over the earlier evaluations); heldout_gap is counted on real runs (docs/monitor.md)
     "heldout_drop": (None, "computed per evaluation: exact one-sided McNemar, Bonferroni over earlier evaluations"),
     "heldout_gap": (float("nan"), "measured on real runs (docs/monitor.md); no closed form"),
+    "probe": (0.0, "by the triangle inequality: an engine synced to the current policy is closer to the initial one "
+                   "only if its error grew past 1.5x its step-0 error while the policy moved 3x that error"),
 }
 
 

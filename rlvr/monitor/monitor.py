@@ -116,6 +116,8 @@ class Monitor:
         self.reward_history: list[list] = []  # [step, mean training reward]
         self.heldout_history: list[list] = []  # [step, per-problem greedy pass/fail of the held-out set]
         self.data_findings: list[str] = []  # what the pre-flight found about the data (for likely_causes)
+        self.probe_noise: float | None = None  # the staleness probe's engine error at step 0
+        self.probe_initial: list[list[float]] | None = None  # the initial policy's log-probs on the probe
         self.stop_reason: str | None = None
         self.pending: list[Alert] = []  # emitted since the last drain()
         # this step's context for the alerts' `rows` pointer: dataset rows of the groups, the intervention's groups,
@@ -168,7 +170,8 @@ class Monitor:
         state: a run resumed after a monitor stop continues (its active alerts do not fire again)."""
         return {"tracker": self.tracker.state_dict(), "baseline": self.baseline, "identities": self.identities,
                 "preflight_done": self.preflight_done, "recent": self.recent, "reward_history": self.reward_history,
-                "heldout_history": self.heldout_history, "data_findings": self.data_findings}
+                "heldout_history": self.heldout_history, "data_findings": self.data_findings,
+                "probe_noise": self.probe_noise, "probe_initial": self.probe_initial}
 
     def load_state_dict(self, state: dict) -> None:
         self.tracker.load_state_dict(state.get("tracker", {}))
@@ -179,6 +182,8 @@ class Monitor:
         self.reward_history = [list(x) for x in state.get("reward_history", [])]
         self.heldout_history = [list(x) for x in state.get("heldout_history", [])]
         self.data_findings = list(state.get("data_findings", []))
+        self.probe_noise = state.get("probe_noise")
+        self.probe_initial = state.get("probe_initial")
 
     # -------------------------------------------------------------------------------------- one step
 
@@ -359,6 +364,36 @@ class Monitor:
                 a.evidence["rows"] = {"file": f"eval_step{step}.jsonl",
                                       "compare_with": f"eval_step{a.evidence.get('against_step', 0)}.jsonl",
                                       "step": step, "shows": "held-out problems right before and wrong now"}
+        self._emit(alerts)
+        return metrics, alerts
+
+    def observe_engine(self, step: int, engine_lp: list[list[float]], current_lp: list[list[float]],
+                       initial_lp: list[list[float]]) -> tuple[dict[str, float], list[Alert]]:
+        """The staleness probe: per-token log-probabilities of a fixed probe (prompts with fixed completions) from
+        the rollout engine after its sync, from the trainer's current policy and from the initial policy. With
+        d(a, b) the mean absolute difference over the probe's tokens: step 0 records the engine's numeric error
+        `noise0` = d(engine, initial) (bf16 sampling ~1e-2, fp32 ~1e-6). STALE_ENGINE (rule `probe`, critical,
+        window 1) when the policy has moved, d(current, initial) > max(3 * noise0, 1e-5), and the engine is closer
+        to the initial policy than to the current one, d(engine, initial) < d(engine, current). Returns (metrics
+        `sampling/probe_{engine_vs_current, engine_vs_initial, drift}`, new alert events)."""
+
+        def d(a, b) -> float:
+            pairs = [(x, y) for ra, rb in zip(a, b) for x, y in zip(ra, rb)]
+            return sum(abs(x - y) for x, y in pairs) / max(len(pairs), 1)
+
+        vs_cur, vs_init, drift = d(engine_lp, current_lp), d(engine_lp, initial_lp), d(current_lp, initial_lp)
+        metrics = {"sampling/probe_engine_vs_current": vs_cur, "sampling/probe_engine_vs_initial": vs_init,
+                   "sampling/probe_drift": drift}
+        if step == 0 or self.probe_noise is None:
+            self.probe_noise = vs_init
+            return metrics, []
+        moved = drift > max(3 * self.probe_noise, 1e-5)
+        cond = moved and vs_init < vs_cur
+        a = self.tracker.update("STALE_ENGINE", "probe", "critical", cond if moved else None, step, 1,
+                                {"drift_over_noise_min": 3.0, "engine_closer_to_initial": True},
+                                {"engine_vs_current": vs_cur, "engine_vs_initial": vs_init, "policy_drift": drift,
+                                 "noise_at_step_0": self.probe_noise})
+        alerts = [a] if a else []
         self._emit(alerts)
         return metrics, alerts
 

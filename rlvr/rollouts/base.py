@@ -71,6 +71,11 @@ class RolloutEngine(Protocol):
         """Make the engine sample from `model`'s current weights (called after every optimizer step)."""
         ...
 
+    def score(self, prompts: list[list[int]], completions: list[list[int]]) -> list[list[float]]:
+        """Per-token log-probabilities (nats, temperature 1) of `completions[i]` after `prompts[i]` under the weights
+        the engine samples from: the monitor's staleness probe compares them with the trainer's policy."""
+        ...
+
 
 def prompt_seed(seed: int, index: int) -> int:
     """Seed of the generator of prompt `index` (its global index within a generate call's batch) under `seed`."""

@@ -90,6 +90,14 @@ class HFEngine:
         self.model = model
 
     @torch.no_grad()
+    def score(self, prompts: list[list[int]], completions: list[list[int]]) -> list[list[float]]:
+        """See RolloutEngine.score (the engine's own module, one forward)."""
+        from rlvr.forward import completion_logprobs
+
+        lp, mask, _ = completion_logprobs(self.model, prompts, completions, 1, self.pad_id)
+        return [row[: int(m.sum())].tolist() for row, m in zip(lp.float().cpu(), mask.cpu())]
+
+    @torch.no_grad()
     def generate(self, prompts: list[list[int]], n: int, params: SamplingParams, seed: int,
                  index_offset: int = 0) -> list[Group]:
         groups: list[Group] = []

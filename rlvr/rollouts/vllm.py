@@ -439,6 +439,23 @@ class VLLMEngine:
             self.sleep()
         return groups
 
+    def score(self, prompts: list[list[int]], completions: list[list[int]]) -> list[list[float]]:
+        """See RolloutEngine.score: vLLM's prompt log-probabilities of prompt + completion (prompt_logprobs=0 gives
+        the log-probability of each given token), the completion's part."""
+        from vllm.inputs import TokensPrompt
+
+        self.wake_up()
+        sp = self._SamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=0, detokenize=False)
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p) + list(c)) for p, c in zip(prompts, completions)],
+                                 sp, use_tqdm=False)
+        result = []
+        for p, c, out in zip(prompts, completions, outs):
+            plp = out.prompt_logprobs or []
+            result.append([float(plp[len(p) + j][tok].logprob) for j, tok in enumerate(c)])
+        if self.sleep_enabled:
+            self.sleep()
+        return result
+
     def close(self) -> None:
         """Free the engine (and its temporary config folder)."""
         llm = getattr(self, "llm", None)
