@@ -152,7 +152,10 @@ class Trainer:
                  f"{pf.canary_total} canaries per verifier, "
                  f"{sum(map(len, pf.canary_report.values()))} failed (none systematic)"
                  + (f"; ignored: {', '.join(pf.ignored)}" if pf.ignored else ""))
-        log.info("rlvr: loading %s and starting the %s rollout engine ...", cfg.model, cfg.rollout.engine)
+        from rlvr.rollouts import resolve_engine_name
+
+        log.info("rlvr: loading %s and starting the %s rollout engine ...", cfg.model,
+                 resolve_engine_name(cfg.rollout.engine))
         b = build(cfg, self.dist)
         if self.dist.is_main:  # the run folder exists only once the run can start
             if cfg.overwrite and self.run_dir.is_dir():
