@@ -124,7 +124,11 @@ def _assert_same_run(dp, single, lr, updates: int = 1):
 ], ids=lambda v: v[0])
 def test_two_processes_equal_one_process(tiny_model_dir, tmp_path, variant):
     name, extra = variant
-    _torchrun(_overrides(tiny_model_dir, tmp_path / "dp", *extra))
+    out = _torchrun(_overrides(tiny_model_dir, tmp_path / "dp", *extra))
+    # one rank prints: every rlvr line once (rank 1's info lines are off, its progress bars disabled)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("rlvr:")]
+    assert lines and len(lines) == len(set(lines)), out.stdout
+    assert sum(ln.startswith("rlvr: train ") for ln in lines) == 1
     cfg = load_config("recipes/basic_arithmetic.yaml", _overrides(tiny_model_dir, tmp_path / "one", *extra))
     Trainer(cfg).run()
     rows = _assert_same_run(tmp_path / "dp", tmp_path / "one", cfg.train.learning_rate,

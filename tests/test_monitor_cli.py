@@ -190,3 +190,28 @@ def test_replay_runs_the_current_monitor_over_a_finished_run(tiny_model_dir, tmp
     out = capsys.readouterr().out
     assert "step 4: CRITICAL CLOSED_LOOP (reference_blind)" in out and "replayed 4 steps" in out
     assert (run / "replay" / "alerts.jsonl").is_file() and not (run / "alerts.jsonl").exists()
+
+
+def test_report_start_end_table_uses_non_overlapping_windows_and_the_step0_evaluation(tmp_path):
+    """A 30-step run evaluated at steps 10, 20, 30 (0.375, 0.5, 0.516) after 0.172 before training: the report's
+    held-out row reads start 0.172 and end 0.516 (it once read 0.448 | 0.448, the mean of the same three values)."""
+    import json as _json
+
+    from rlvr.monitor.report import markdown
+
+    run = tmp_path / "r"
+    run.mkdir()
+    rows = []
+    for step in range(1, 31):
+        r = {"step": step, "reward": 0.1 + step / 100}
+        if step % 10 == 0:
+            r["eval/pass@1"] = {10: 0.375, 20: 0.5, 30: 0.516}[step]
+        rows.append(r)
+    (run / "metrics.jsonl").write_text("".join(_json.dumps(r) + "\n" for r in rows))
+    (run / "summary.json").write_text(_json.dumps({"heldout_pass@1_before": 0.172, "heldout_pass@1_after": 0.516,
+                                                    "heldout_n": 64}))
+    md = markdown(run, None)
+    (line,) = [ln for ln in md.splitlines() if ln.startswith("| held-out pass@1")]
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    # 4 evaluations -> windows of 2: start mean(0.172, 0.375) = 0.2735, end mean(0.5, 0.516) = 0.508
+    assert float(cells[1]) == pytest.approx(0.2735, abs=6e-4) and float(cells[2]) == pytest.approx(0.508, abs=6e-4)
