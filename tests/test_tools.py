@@ -173,8 +173,22 @@ def test_wandb_offline_run_has_the_scalars_config_alerts_and_report(tiny_model_d
             "log.progress=false", "rollout.engine=hf", "eval.at_start=false",
             "monitor.no_signal_max=1.0",  # NO_SIGNAL's condition holds every step: it fires at step 3 (window 3)
             "log.wandb={project: rlvr-test, mode: offline}"]
-    Trainer(load_config("recipes/basic_arithmetic.yaml", over)).run()
+    import logging
+
+    said: list[str] = []
+    catch = logging.Handler()
+    catch.emit = lambda record: said.append(record.getMessage())
+    own = logging.getLogger("rlvr")
+    own.addHandler(catch)
+    level, own.level = own.level, logging.INFO
+    try:
+        Trainer(load_config("recipes/basic_arithmetic.yaml", over)).run()
+    finally:
+        own.removeHandler(catch)
+        own.setLevel(level)
     (folder,) = (run / "wandb").glob("offline-run-*")
+    # WANDB_SILENT hides wandb's own lines, so rlvr says where the offline run is and how to upload it
+    assert any(f"upload it with `wandb sync {folder}`" in m for m in said), said
     recs = list(_wandb_records(next(folder.glob("run-*.wandb"))))
     kinds = [r.WhichOneof("record_type") for r in recs]
     assert "exit" in kinds, kinds  # the run was finished and its log is complete
