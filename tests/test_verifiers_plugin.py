@@ -146,3 +146,24 @@ def test_every_builtin_verifier_works_without_rlvr(tiny_model_dir):
     out = subprocess.run([sys.executable, "-c", _NO_RLVR, tiny_model_dir], capture_output=True, text=True,
                          timeout=300, cwd=str(Path(__file__).resolve().parents[1]))
     assert out.returncode == 0 and out.stdout.startswith("ok"), out.stderr[-3000:]
+
+
+def test_verifiers_never_import_rlvr_and_resolve_aliases_through_the_entry_point():
+    """The design card: `verifiers/` must not import `rlvr` (it is usable on its own, e.g. in TRL). rlvr's model
+    aliases reach it through the entry-point group verifiers.model_resolvers instead."""
+    import ast
+    from pathlib import Path
+
+    from verifiers.registry import resolve_model_path
+
+    root = Path(__file__).resolve().parents[1] / "verifiers"
+    offenders = []
+    for f in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            offenders += [f"{f.relative_to(root)}: {n}" for n in names if n == "rlvr" or n.startswith("rlvr.")]
+    assert offenders == []
+    from rlvr.models import resolve_model
+
+    assert resolve_model_path("smollm2-135m-instruct") == resolve_model("smollm2-135m-instruct")

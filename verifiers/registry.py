@@ -104,19 +104,26 @@ def _qualified(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+MODEL_RESOLVER_GROUP = "verifiers.model_resolvers"
+
+
 def resolve_model_path(ref: str) -> str:
     """A judge's or tokenizer's model reference -> something `from_pretrained` loads offline.
 
-    With rlvr installed, its resolver is used (aliases such as `smollm2-135m-instruct`, .gguf files converted once
-    and cached). Without it (verifiers used on their own, e.g. in TRL) a local folder or a hub id in the local cache
-    is passed through as given; an rlvr alias then raises ValueError naming the fix."""
-    try:
-        from rlvr.models import resolve_model
-    except ImportError:
-        from pathlib import Path
+    A package that knows more model references registers a resolver under the entry-point group
+    ``verifiers.model_resolvers``; rlvr registers `rlvr.models.resolve_model` (aliases such as
+    `smollm2-135m-instruct`, .gguf files converted once and cached), so this module never imports rlvr. Without a
+    resolver (verifiers used on their own, e.g. in TRL) a local folder or a hub id is passed through as given; an
+    alias then raises ValueError naming the fix."""
+    for ep in sorted(entry_points(group=MODEL_RESOLVER_GROUP), key=lambda ep: ep.name):
+        try:
+            resolver = ep.load()
+        except ImportError:  # its package is registered but cannot be imported here: as if it were absent
+            continue
+        return resolver(ref)
+    from pathlib import Path
 
-        if Path(ref).expanduser().exists() or "/" in ref:
-            return str(Path(ref).expanduser()) if Path(ref).expanduser().exists() else ref
-        raise ValueError(f"model '{ref}': not a local folder or hub id, and rlvr (which resolves aliases and .gguf "
-                         f"files) is not installed; pass a Hugging Face folder") from None
-    return resolve_model(ref)
+    if Path(ref).expanduser().exists() or "/" in ref:
+        return str(Path(ref).expanduser()) if Path(ref).expanduser().exists() else ref
+    raise ValueError(f"model '{ref}': not a local folder or hub id, and no model resolver is installed (rlvr "
+                     f"resolves aliases and .gguf files); pass a Hugging Face folder")
