@@ -157,6 +157,11 @@ def test_export_then_eval_grades_the_runs_own_task_and_nothing_is_replaced(user,
     assert ev["pass@1"] == summary["heldout_pass@1_after"] and ev["n"] == summary["heldout_n"] == 4
     completions = [json.loads(x)["completion"] for x in (user / "evals/exported/eval.jsonl").read_text().splitlines()]
     assert completions == [json.loads(x)["completion"] for x in (run / "eval_step2.jsonl").read_text().splitlines()]
+    # the adapter export (no --merge) carries the run's config too and grades the same task
+    assert _rlvr(capsys, "export", run, "adapter")[0] == 0
+    assert _rlvr(capsys, "eval", "adapter", "--no-progress")[0] == 0
+    ev2 = json.loads((user / "evals/adapter/eval_summary.json").read_text())
+    assert ev2["pass@1"] == summary["heldout_pass@1_after"] and ev2["data"] == "basic_arithmetic"
     # a second eval goes to a new folder; an explicit --out that holds files and a second export are refused
     assert _rlvr(capsys, "eval", "exported", "--no-progress")[0] == 0 and (user / "evals/exported-2").is_dir()
     before = _tree(user / "evals/exported")
