@@ -364,12 +364,15 @@ class MonitorConfig(_Section):
                                  "evaluation is below an earlier one (the start, the best, any) by an exact "
                                  "one-sided McNemar test on the same problems, Bonferroni over the earlier "
                                  "evaluations: its false-alarm probability per evaluation is at most this.")
+    heldout_warn_alpha: float = Field(0.05, gt=0, lt=1, description="HELDOUT_DECLINE (rule heldout_dip, warning) at "
+                                      "this p instead: a decline that is likely but not yet certain (at most this "
+                                      "false-alarm probability per evaluation).")
     consistency_alpha: float = Field(0.001, ge=0, lt=1, description="Pre-flight train/held-out consistency: before "
-                                     "step 1 the policy answers a sample of training prompts (as many as the "
+                                     "step 1 the policy answers a sample of training prompts (twice as many as the "
                                      "held-out set) graded against their references, as the held-out set is; a "
                                      "two-sided Fisher exact p below this stops the run (misaligned references, "
                                      "another answer format, another distribution). 0 disables it (cost: one "
-                                     "held-out evaluation's time, once).")
+                                     "held-out evaluations' time, once).")
     preflight_ignore: list[str] = Field(default_factory=list, description="Pre-flight faults to train through "
                                         "anyway, by name: `canary:<verifier name>` (its canaries failed "
                                         "systematically, raised, or showed Youden's J <= 0), `empty_references`, "

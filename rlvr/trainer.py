@@ -374,7 +374,7 @@ class Trainer:
 
     def _consistency(self, heldout: dict) -> str | None:
         """Pre-flight train/held-out consistency (monitor.consistency_alpha): the policy, before any update, answers
-        as many training prompts as the held-out set has (a seeded sample), graded against their references with
+        twice as many training prompts as the held-out set has (a seeded sample), graded against their references with
         the held-out verifier and protocol. Two pass rates of one model on two splits of one task should agree; a
         two-sided Fisher exact p below the threshold means the training references do not fit their prompts (a
         misaligned column, another answer format) or the splits differ. Returns the fault message (None: consistent
@@ -388,7 +388,9 @@ class Trainer:
         if not mc.consistency_alpha or not n_eval or len(self.train_prompt_ids) < 2:
             return None
         rng = random.Random(self.cfg.seed * 1_000_003 + 17)
-        idx = sorted(rng.sample(range(len(self.train_prompt_ids)), min(n_eval, len(self.train_prompt_ids))))
+        # twice the held-out size: a real misaligned file read 1/64 against 11/64 (p = 0.004, missed at 0.001);
+        # 128 training prompts at that rate give p ~ 1e-4
+        idx = sorted(rng.sample(range(len(self.train_prompt_ids)), min(2 * n_eval, len(self.train_prompt_ids))))
         e = self.cfg.eval
         res = evaluate(self._eval_engine(), [self.train_prompt_ids[i] for i in idx],
                        [self.splits.train[i]["reference"] for i in idx], self.eval_verifier,

@@ -90,6 +90,21 @@ def test_heldout_decline_fires_on_a_paired_drop_and_not_on_noise():
     assert metrics["monitor/heldout_p_drop"] == a.evidence["p_bonferroni"]
 
 
+def test_a_likely_decline_is_a_warning_first():
+    """The real self-labelled run of benchmarks/monitor/data_faults.py, seed 1: 11 of 64 right before training, 3 at
+    step 5 (9 right -> wrong, 1 wrong -> right): McNemar p = P(Bin(10, 1/2) >= 9) = 11/1024 = 0.0107, above the
+    critical alpha 0.01, below the warning's 0.05: HELDOUT_DECLINE (heldout_dip, warning) at the first evaluation
+    that shows the damage."""
+    mon = _mon()
+    start = [True] * 11 + [False] * 53
+    step5 = [False] * 9 + [True] * 2 + [True] + [False] * 52  # 9 lost, 2 kept, 1 gained
+    mon.observe_heldout(0, start)
+    metrics, alerts = mon.observe_heldout(5, step5)
+    (a,) = alerts
+    assert (a.name, a.rule, a.severity) == ("HELDOUT_DECLINE", "heldout_dip", "warning")
+    assert a.evidence["p_bonferroni"] == pytest.approx(11 / 1024)
+
+
 def test_reward_rising_without_heldout_is_spurious_signal():
     mon = _mon(window=2)
     start = [True] * 16 + [False] * 48

@@ -82,6 +82,7 @@ FALSE_ALARM: dict[str, tuple[float | None, str]] = {
     # heldout_drop states its own bound in its evidence (monitor.heldout_alpha, per evaluation: exact McNemar,
     # Bonferroni over the earlier evaluations); heldout_gap is counted on real runs (docs/monitor.md)
     "heldout_drop": (None, "computed per evaluation: exact one-sided McNemar, Bonferroni over earlier evaluations"),
+    "heldout_dip": (None, "computed per evaluation: exact one-sided McNemar, Bonferroni over earlier evaluations"),
     "heldout_gap": (float("nan"), "measured on real runs (docs/monitor.md); no closed form"),
     "probe": (0.0, "by the triangle inequality: an engine synced to the current policy is closer to the initial one "
                    "only if its error grew past 1.5x its step-0 error while the policy moved 3x that error"),

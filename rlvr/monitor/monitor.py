@@ -319,7 +319,8 @@ class Monitor:
         * HELDOUT_DECLINE (rule `heldout_drop`, critical): the accuracy is below an earlier evaluation's by the exact
           one-sided McNemar test, Bonferroni over the earlier evaluations (rlvr.monitor.heldout.heldout_decline),
           p <= `monitor.heldout_alpha`: at most that false-alarm probability per evaluation when accuracy has not
-          fallen. A closed loop can only lose task information (Li, Sun, Deng, ICML 2026, data processing
+          fallen. Rule `heldout_dip` (warning): the same test at `monitor.heldout_warn_alpha` (a real self-labelled
+          run fell 11 -> 3 of 64 problems at its first evaluation with p = 0.011: flagged as a warning at once). A closed loop can only lose task information (Li, Sun, Deng, ICML 2026, data processing
           inequality); a broken signal teaches wrong answers. The evidence ranks `likely_causes` from what the
           other rules and the pre-flight saw.
         * SPURIOUS_SIGNAL (rule `heldout_gap`, warning): the training reward rose by at least `monitor.gap_rise`
@@ -341,10 +342,16 @@ class Monitor:
                   "p_false_alarm_per_step": cfg.heldout_alpha,
                   "false_alarm_basis": "per evaluation: exact one-sided McNemar on the same problems, Bonferroni "
                                        "over the earlier evaluations (rlvr.monitor.heldout)"}
-            if d["fired"]:
+            weak = d["p_bonferroni"] <= cfg.heldout_warn_alpha
+            if d["fired"] or weak:
                 ev["likely_causes"] = self._likely_causes()
             a = self.tracker.update("HELDOUT_DECLINE", "heldout_drop", "critical", d["fired"], step, 1,
                                     {"heldout_alpha": cfg.heldout_alpha}, ev)
+            if a:
+                alerts.append(a)
+            a = self.tracker.update("HELDOUT_DECLINE", "heldout_dip", "warning", weak and not d["fired"], step, 1,
+                                    {"heldout_warn_alpha": cfg.heldout_warn_alpha},
+                                    {**ev, "p_false_alarm_per_step": cfg.heldout_warn_alpha})
             if a:
                 alerts.append(a)
         w = cfg.window
