@@ -1,0 +1,595 @@
+"""Closure and damage that come through the data (issue 22): real training runs of the default recipe whose training
+references are faulty, held out against the recipe's own reasoning-gym task (trusted gold references).
+
+    python benchmarks/monitor/data_faults.py build  [--out runs/data_faults/data]
+    python benchmarks/monitor/data_faults.py run    [--loops ...] [--seeds 0] [--steps 20] [--runs runs/data_faults]
+    python benchmarks/monitor/data_faults.py power  [--data runs/data_faults/data]
+    python benchmarks/monitor/data_faults.py report [--seeds 0 1 2 3] [--out benchmarks/results/monitor_data_faults]
+
+`build` writes the training files (JSON lines, columns prompt/reference/meta; not committed):
+
+* ``default.jsonl``: the recipe's own training rows (reasoning-gym basic_arithmetic, train_seed 1, minus the held-out
+  problems) as a file, references as generated. The control.
+* ``misaligned.jsonl``: the same rows, each reference taken from the next row (the last takes the first): a
+  shifted reference column, a data-pipeline bug.
+* ``noisy_open.jsonl``: the same rows, 30% of them (seeded) with the reference moved by +-1..3: noisy labels, an open
+  loop (the reference still carries the task).
+* ``self_labelled.jsonl``: 300 training prompts of the recipe's task (train_seed 1); each reference is the base
+  model's own majority answer over 8 samples at the recipe's sampling settings (temperature 1, 24 new tokens, the
+  recipe's prompt, its rollout engine and dtype on this machine), read with the math verifier's strict extraction
+  (the reward's); prompts where no sample gave an answer are dropped. No reference_source is declared: the
+  undeclared case of pseudo-labelling.
+
+`run` trains each loop one after another (`nice -n 5 rlvr train recipes/basic_arithmetic.yaml ...`, seed 0, 20 steps,
+held-out greedy pass@1 every 5 steps on 64 problems of `eval.data` = the recipe's task with eval_seed 999, the
+training data a file with data.eval_size=0), each into RUNS/<loop>-seed<S>; a finished run (summary.json, or a
+recorded exit 2 at pre-flight) is kept, a killed one resumes with resume=true. The monitor runs with its defaults
+(stop_on_critical false, so a run continues after a critical alert and its held-out curve can be read). Loops named
+``*_trained`` add monitor.preflight_ignore=[train_heldout_consistency], to measure the rules during training on a
+fault the pre-flight stops. Each run's console output goes to RUNS/<loop>-seed<S>.log and its exit status, command
+and wall time to RUNS/<loop>-seed<S>.meta.json (a run stopped at pre-flight leaves no run folder).
+
+`power` grades the base model's greedy answer to EVERY training row against each file's references (the pre-flight
+consistency check's protocol) and gives the check's exact firing probability per file (hypergeometric sample).
+
+`report` reads each run (alerts.jsonl, metrics.jsonl, summary.json's evals with per-problem greedy verdicts, the log)
+and writes OUT/summary.json and OUT/summary.md: exit status, the pre-flight consistency line, held-out pass@1 per
+evaluation, training reward, first firing of each alert (name, rule, severity), and lead time.
+
+Damage (independent of the monitor's own test): the first evaluation whose held-out pass@1 is below the start or the
+best earlier evaluation by more than two binomial standard errors of a 64-problem accuracy at that value (the
+definition of benchmarks/monitor/real_faults.py and issue 22). Also reported: the first evaluation with an
+unadjusted one-sided exact McNemar p <= 0.05 against the start or the best earlier evaluation. Lead time = damage
+step - first critical detection step (a pre-flight stop with exit 2 counts as detection at step 0); positive: the
+alert came first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import re
+import shlex
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+RECIPE = ROOT / "recipes/basic_arithmetic.yaml"
+N_SELF = 300  # prompts pseudo-labelled
+DETECTING = ("HELDOUT_DECLINE", "CLOSED_LOOP")  # alerts whose cause a data fault supports
+K_SELF = 8  # samples per prompt for the majority answer
+NOISE_FRAC = 0.3
+
+# loop -> (truth, training file, extra overrides)
+LOOPS = {
+    "self_labelled": ("closed through the data (undeclared pseudo-labels)", "self_labelled.jsonl", []),
+    "misaligned": ("broken data (references shifted by one row)", "misaligned.jsonl", []),
+    "noisy_open": ("open (30% of references off by 1-3)", "noisy_open.jsonl", []),
+    "default": ("open (the recipe's data, aligned)", "default.jsonl", []),
+    "self_labelled_trained": ("closed through the data (undeclared pseudo-labels)", "self_labelled.jsonl",
+                              ["monitor.preflight_ignore=[train_heldout_consistency]"]),
+    "misaligned_trained": ("broken data (references shifted by one row)", "misaligned.jsonl",
+                           ["monitor.preflight_ignore=[train_heldout_consistency]"]),
+}
+
+
+def recipe_cfg(overrides: list[str] | None = None):
+    from rlvr.config import load_config
+
+    return load_config(str(RECIPE), overrides or [])
+
+
+def eval_data_override(cfg) -> str:
+    """eval.data = the recipe's own reasoning-gym task and held-out set (trusted gold)."""
+    d = cfg.data
+    tc = json.dumps(d.task_config)  # JSON is YAML flow
+    return f"eval.data={{task: {d.task}, task_config: {tc}, eval_size: {d.eval_size}, eval_seed: {d.eval_seed}}}"
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        for r in rows:
+            row = {"prompt": r["prompt"], "reference": r["reference"], "meta": r.get("meta", "{}")}
+            f.write(json.dumps(row) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------------------- build
+def self_labels(cfg, questions: list[str], seed: int = 0) -> tuple[list[str | None], dict]:
+    """The base model's majority answer of K_SELF samples per question (None: no sample gave an answer)."""
+    import torch
+
+    from rlvr.build import _engine, resolve_placement
+    from rlvr.data import render_prompt
+    from rlvr.models import load_policy, load_tokenizer, resolve_model
+    from rlvr.rollouts import SamplingParams
+    from verifiers.math_verifier import as_number, extract_answer
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    _, _, rollout_p = resolve_placement(cfg)
+    path = resolve_model(cfg.model)
+    tok = load_tokenizer(path)
+    torch.manual_seed(seed)
+    model = load_policy(path, cfg.train.dtype)
+    name, engine = _engine(cfg, model, tok, rollout_p)
+    s = cfg.sampling
+    params = SamplingParams(s.temperature, s.top_p, s.top_k, s.max_new_tokens)
+    ids = [tok(render_prompt(tok, q, cfg.data.prompt), add_special_tokens=False)["input_ids"] for q in questions]
+    labels: list[str | None] = []
+    t0 = time.time()
+    for start in range(0, len(ids), 50):
+        groups = engine.generate(ids[start:start + 50], K_SELF, params, seed=seed + start)
+        for g in groups:
+            votes: Counter = Counter()
+            for c in g.completions:
+                a = extract_answer(c.text, strict=True)  # the reward's extraction (strict_extraction: true)
+                if a is None:
+                    continue
+                v = as_number(a)
+                key = (str(int(v)) if v.denominator == 1 else str(v)) if v is not None else a.strip()
+                votes[key] += 1
+            labels.append(votes.most_common(1)[0][0] if votes else None)  # ties: the first answer seen
+        print(f"  self-labels: {len(labels)}/{len(ids)} prompts, {time.time() - t0:.0f}s", flush=True)
+    close = getattr(engine, "close", None)
+    if close is not None:
+        close()
+    return labels, {"engine": name, "dtype": rollout_p.dtype, "seconds": round(time.time() - t0, 1)}
+
+
+def cmd_build(args) -> None:
+    from rlvr.data import load_splits
+
+    out = Path(args.out)
+    cfg = recipe_cfg()
+    train = load_splits(cfg.data).train.to_list()  # the recipe's training split (held-out problems removed)
+    rows = [{"prompt": r["prompt"], "reference": r["reference"], "meta": r["meta"]} for r in train]
+    info: dict = {"recipe_train_rows": len(rows)}
+    write_jsonl(out / "default.jsonl", rows)
+    write_jsonl(out / "misaligned.jsonl",
+                [dict(r, reference=rows[(i + 1) % len(rows)]["reference"]) for i, r in enumerate(rows)])
+    info["misaligned_reference_equals_gold"] = sum(
+        rows[(i + 1) % len(rows)]["reference"] == r["reference"] for i, r in enumerate(rows))
+    rng = random.Random(22)
+    noisy_idx = set(rng.sample(range(len(rows)), round(NOISE_FRAC * len(rows))))
+    noisy = []
+    for i, r in enumerate(rows):
+        if i in noisy_idx:
+            r = dict(r, reference=str(int(r["reference"]) + rng.choice([-1, 1]) * rng.randint(1, 3)))
+        noisy.append(r)
+    write_jsonl(out / "noisy_open.jsonl", noisy)
+    info["noisy_rows"] = len(noisy_idx)
+    if args.skip_self and (out / "self_labelled.jsonl").is_file():
+        print("self_labelled.jsonl kept")
+    else:
+        first = rows[:N_SELF]
+        labels, meta = self_labels(cfg, [r["prompt"] for r in first])
+        kept = [dict(r, reference=lab) for r, lab in zip(first, labels) if lab is not None]
+        write_jsonl(out / "self_labelled.jsonl", kept)
+        agree = sum(lab == r["reference"] for r, lab in zip(first, labels) if lab is not None)
+        info["self_labelled"] = {**meta, "prompts": len(first), "kept": len(kept),
+                                 "dropped_no_answer": len(first) - len(kept),
+                                 "labels_equal_gold": agree, "label_accuracy": round(agree / max(len(kept), 1), 4),
+                                 "samples_per_prompt": K_SELF}
+    old = json.loads((out / "build.json").read_text()) if (out / "build.json").is_file() else {}
+    info = {**old, **info}
+    (out / "build.json").write_text(json.dumps(info, indent=2) + "\n")
+    print(json.dumps(info, indent=2))
+
+
+# ------------------------------------------------------------------------------------------------------------ run
+def run_command(loop: str, seed: int, args, run_dir: Path, resume: bool) -> list[str]:
+    cfg = recipe_cfg()
+    data = Path(args.data) / LOOPS[loop][1]
+    over = [f"run_dir={run_dir}", f"seed={seed}", f"train.steps={args.steps}", f"eval.every={args.eval_every}",
+            "data.task=null", f"data.path={data}", "data.eval_size=0", eval_data_override(cfg),
+            "log.progress=false", *LOOPS[loop][2], *args.override]
+    if resume:
+        over.append("resume=true")
+    return ["nice", "-n", "5", "rlvr", "train", str(RECIPE.relative_to(ROOT)), *over]
+
+
+def cmd_run(args) -> None:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    runs = Path(args.runs)
+    runs.mkdir(parents=True, exist_ok=True)
+    for seed in args.seeds:
+        for loop in args.loops:
+            name = f"{loop}-seed{seed}"
+            run_dir, meta_path = runs / name, runs / f"{name}.meta.json"
+            meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+            if (run_dir / "summary.json").is_file() or meta.get("rc") == 2:
+                print(f"{run_dir}: finished (rc={meta.get('rc')}), kept", flush=True)
+                continue
+            if args.deadline and time.time() > args.deadline:
+                print(f"{run_dir}: not started (deadline)", flush=True)
+                continue
+            cmd = run_command(loop, seed, args, run_dir, resume=run_dir.is_dir())
+            t0 = time.time()
+            print(f"{time.strftime('%H:%M:%S')} {run_dir}: start", flush=True)
+            with open(runs / f"{name}.log", "a") as log:
+                log.write(f"$ {' '.join(cmd)}\n")
+                log.flush()
+                rc = subprocess.call(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+            dt = time.time() - t0
+            meta_path.write_text(json.dumps({"rc": rc, "command": cmd, "started": time.strftime(
+                "%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)), "wall_s": round(dt + meta.get("wall_s", 0), 1),
+                "attempts": meta.get("attempts", 0) + 1}, indent=2) + "\n")
+            print(f"{time.strftime('%H:%M:%S')} {run_dir}: rc={rc} in {dt:.0f}s", flush=True)
+
+
+# --------------------------------------------------------------------------------------------------------- report
+def fall_step_2se(curve: list[tuple[int, float]], n: int) -> int | None:
+    """First evaluation below the start or the best earlier one by more than 2 binomial SEs (at that value)."""
+    best = None
+    for step, acc in curve:
+        if best is not None and best - acc > 2 * math.sqrt(max(best * (1 - best), 1e-9) / n):
+            return step
+        best = acc if best is None else max(best, acc)
+    return None
+
+
+def fall_step_mcnemar(hist: list[tuple[int, list[bool]]], alpha: float = 0.05) -> tuple[int | None, list]:
+    """First evaluation with a one-sided exact McNemar p <= alpha (unadjusted) against the start or the best
+    earlier evaluation; also every evaluation's p against start and best."""
+    from rlvr.monitor.heldout import mcnemar_drop_p
+
+    first, ps = None, []
+    for i in range(1, len(hist)):
+        step, now = hist[i]
+        start = hist[0][1]
+        best = max(hist[:i], key=lambda h: (sum(h[1]), -h[0]))[1]
+        p = min(mcnemar_drop_p(start, now), mcnemar_drop_p(best, now))
+        ps.append([step, round(p, 5)])
+        if first is None and p <= alpha:
+            first = step
+    return first, ps
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def gold_reward(rollouts: Path, gold_file: Path) -> list:
+    """Per step, the share of training completions whose extracted answer (the reward's, strict) equals the GOLD
+    answer of their prompt (the recipe's reasoning-gym reference), whatever reference the run trained on."""
+    from verifiers.math_verifier import as_number
+
+    if not rollouts.is_file() or not gold_file.is_file():
+        return []
+    gold = {r["prompt"]: r["reference"] for r in read_jsonl(gold_file)}
+    per: dict[int, list[int]] = {}
+    for r in read_jsonl(rollouts):
+        a, g = r.get("answer_class"), gold.get(r["question"])
+        ok = a is not None and g is not None and as_number(str(a)) is not None and as_number(str(a)) == as_number(g)
+        per.setdefault(r["step"], []).append(int(ok))
+    return [[s, round(sum(v) / len(v), 4)] for s, v in sorted(per.items())]
+
+
+def commit_at(started: str | None) -> str | None:
+    """The repository's HEAD commit at a run's start, by commit time (the runs import rlvr from this working tree,
+    which another engineer edited while they ran; uncommitted edits are not visible here)."""
+    if not started:
+        return None
+    r = subprocess.run(["git", "log", "-1", f"--before={started}", "--format=%h %ci"], capture_output=True, text=True,
+                       cwd=ROOT)
+    return r.stdout.strip() or None
+
+
+def replay_heldout(hist: list[tuple[int, list[bool]]]) -> dict:
+    """The held-out decline rules of the CURRENT code's defaults replayed on a run's recorded evaluations:
+    HELDOUT_DECLINE heldout_drop (critical, Bonferroni p <= monitor.heldout_alpha) and, where the config has it,
+    heldout_dip (warning, p <= monitor.heldout_warn_alpha). First firing step of each."""
+    from rlvr.config import MonitorConfig
+    from rlvr.monitor.heldout import heldout_decline
+
+    mc = MonitorConfig()
+    warn = getattr(mc, "heldout_warn_alpha", None)
+    out: dict = {"heldout_alpha": mc.heldout_alpha, "heldout_warn_alpha": warn, "heldout_drop": None,
+                 "heldout_dip": None}
+    for i in range(2, len(hist) + 1):
+        d = heldout_decline(hist[:i], mc.heldout_alpha)
+        if d["fired"] and out["heldout_drop"] is None:
+            out["heldout_drop"] = d["step"]
+        if warn is not None and not d["fired"] and d["p_bonferroni"] <= warn and out["heldout_dip"] is None:
+            out["heldout_dip"] = d["step"]
+    return out
+
+
+def analyse(runs: Path, loop: str, seed: int, args_data: str) -> dict:
+    name = f"{loop}-seed{seed}"
+    run_dir = runs / name
+    meta = json.loads((runs / f"{name}.meta.json").read_text()) if (runs / f"{name}.meta.json").is_file() else {}
+    log = (runs / f"{name}.log").read_text(errors="replace") if (runs / f"{name}.log").is_file() else ""
+    out: dict = {"loop": loop, "seed": seed, "truth": LOOPS[loop][0], "exit": meta.get("rc"),
+                 "wall_s": meta.get("wall_s"),
+                 "command": shlex.join(meta.get("command", [])).replace(f"{ROOT}/", "")}
+    m = re.findall(r"pre-flight: train/held-out consistency: .*", log)
+    out["consistency_line"] = m[-1].strip() if m else None
+    stop = [ln.strip() for ln in log.splitlines() if "pre-flight" in ln and ("but" in ln or "fault" in ln)
+            and "consistency:" not in ln]
+    out["preflight_stop_message"] = stop[-1] if meta.get("rc") == 2 and stop else None
+    ign = [ln.strip() for ln in log.splitlines() if "ignored (monitor.preflight_ignore)" in ln]
+    out["preflight_ignored"] = ign[-1] if ign else None
+    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else None
+    out["finished"] = summary is not None
+    if summary is None and meta.get("rc") != 2:
+        out["status"] = "not run" if not meta else f"unfinished (rc={meta.get('rc')})"
+    evals = (summary or {}).get("evals", {})
+    hist = sorted((int(k), v.get("greedy_passed")) for k, v in evals.items())
+    curve = [(int(k), v["pass@1"]) for k, v in sorted(evals.items(), key=lambda kv: int(kv[0]))]
+    n = next((v["n"] for v in evals.values()), 64)
+    out["heldout_pass@1"] = curve
+    out["heldout_correct"] = [(int(k), v["correct"], v["n"])
+                              for k, v in sorted(evals.items(), key=lambda kv: int(kv[0]))]
+    metrics = read_jsonl(run_dir / "metrics.jsonl")
+    out["train_reward"] = [[r["step"], round(r["reward"], 4)] for r in metrics if "reward" in r]
+    out["steps"] = len(metrics)
+    out["monitor_heldout_p_bonferroni"] = [[r["step"], round(r["monitor/heldout_p_drop"], 5)] for r in metrics
+                                           if "monitor/heldout_p_drop" in r]
+    out["monitor_heldout_reward_rise"] = [[r["step"], round(r["monitor/heldout_reward_rise"], 4)] for r in metrics
+                                          if "monitor/heldout_reward_rise" in r]
+    out["gold_reward_on_rollouts"] = gold_reward(run_dir / "rollouts.jsonl", Path(args_data) / "default.jsonl")
+    alerts = [a for a in read_jsonl(run_dir / "alerts.jsonl") if a.get("event") == "fired"]
+    first: dict[str, int] = {}
+    for a in alerts:
+        key = f"{a['name']}:{a['rule']}:{a['severity']}"
+        first[key] = min(first.get(key, a["step"]), a["step"])
+    out["first_firing"] = dict(sorted(first.items(), key=lambda kv: kv[1]))
+    out["alert_evidence"] = {f"{a['name']}:{a['rule']}@{a['step']}": {k: a.get("evidence", {}).get(k) for k in (
+        "heldout_from", "heldout_to", "against_step", "p_bonferroni", "reward_rise", "heldout_start", "heldout_now",
+        "likely_causes") if k in a.get("evidence", {})} for a in alerts if a["name"] in ("HELDOUT_DECLINE",
+                                                                                           "SPURIOUS_SIGNAL")}
+    out["code_commit_at_start"] = commit_at(meta.get("started"))
+    out["heldout_rules_replayed_now"] = replay_heldout(hist) if hist and all(h[1] is not None for h in hist) else {}
+    # detection: a pre-flight stop, or a critical alert naming a cause the fault supports (a held-out decline or
+    # closure); any other critical alert is reported as such, not counted as detecting the data fault
+    rel = {k: v for k, v in first.items() if k.endswith(":critical") and k.split(":")[0] in DETECTING}
+    det = 0 if meta.get("rc") == 2 else (min(rel.values()) if rel else None)
+    out["first_critical_step"] = det
+    out["first_critical"] = "pre-flight (exit 2)" if meta.get("rc") == 2 else (min(rel, key=rel.get) if rel else None)
+    out["other_critical"] = {k: v for k, v in first.items() if k.endswith(":critical") and k not in rel}
+    fall = fall_step_2se(curve, n) if curve else None
+    fall_mc, ps = fall_step_mcnemar(hist) if hist and all(h[1] is not None for h in hist) else (None, [])
+    out["damage_step_2se"] = fall
+    out["damage_step_mcnemar05"] = fall_mc
+    out["mcnemar_p_vs_start_or_best"] = ps
+    out["lead_time"] = (fall - det) if fall is not None and det is not None else None
+    last = curve[-1][0] if curve else None
+    out["lead_time_note"] = (None if out["lead_time"] is not None else
+                             "stopped at pre-flight: no training" if meta.get("rc") == 2 else
+                             f"no damage by step {last}; detected at {det}" if fall is None and det is not None else
+                             f"damage at {fall}, no critical alert" if fall is not None else
+                             f"no damage by step {last}, no critical alert" if curve else None)
+    return out
+
+
+def fmt_curve(c) -> str:
+    return " -> ".join(f"{v:.3f}@{s}" for s, v in c) if c else "-"
+
+
+def cmd_report(args) -> None:
+    import platform
+
+    runs, out = Path(args.runs), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = [analyse(runs, loop, s, args.data) for loop in args.loops for s in args.seeds
+               if (runs / f"{loop}-seed{s}.meta.json").is_file()]
+    cpu = next((ln.split(":", 1)[1].strip() for ln in subprocess.run(["lscpu"], capture_output=True, text=True)
+                .stdout.splitlines() if ln.startswith("Model name")), platform.processor())
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    machine = {"cpu": cpu, "cores": os.cpu_count(), "avx512f": " avx512f" in flags,
+               "avx512_bf16": "avx512_bf16" in flags,
+               "note": "shared with other work (another engineer's test suite ran before these runs)"}
+    b_path = Path(args.data) / "build.json"
+    build = json.loads(b_path.read_text()) if b_path.is_file() else {}
+    pw_path = Path(args.data) / "power.json"
+    power = json.loads(pw_path.read_text()) if pw_path.is_file() else {}
+    greedy = Path(args.data) / "greedy_default.jsonl"
+    if power and greedy.is_file():  # the same greedy completions graded against GOLD, per file's prompts
+        default_prompts = [r["prompt"] for r in read_jsonl(Path(args.data) / "default.jsonl")]
+        gold_ok = {default_prompts[r["prompt_index"]]: r["passed"] for r in read_jsonl(greedy)}
+        for name, f in power["files"].items():
+            prompts = [r["prompt"] for r in read_jsonl(Path(args.data) / f"{name}.jsonl")]
+            f["greedy_passes_vs_gold"] = sum(gold_ok[q] for q in prompts)
+    doc = {"what": "issue 22: closure and damage through the data, real runs of the default recipe",
+           "commands": ["python benchmarks/monitor/data_faults.py build",
+                        f"python benchmarks/monitor/data_faults.py run --seeds {' '.join(map(str, args.seeds))} "
+                        f"--loops {' '.join(args.loops)}  (a finished run is kept; each loop's own command below)",
+                        "python benchmarks/monitor/data_faults.py power",
+                        f"python benchmarks/monitor/data_faults.py report --seeds {' '.join(map(str, args.seeds))} "
+                        f"--loops {' '.join(args.loops)}"],
+           "machine": machine, "build": build, "consistency_power": power,
+           "damage_definition": "first evaluation below the start or best earlier one by > 2 binomial SEs of a "
+                                "64-problem accuracy (issue 22 / real_faults.py); lead_time = damage - first "
+                                "critical detection (pre-flight exit 2 = step 0)",
+           "loops": results}
+    open_runs = [r for r in results if r["loop"] in ("noisy_open", "default") and r["finished"]]
+    doc["open_loops"] = {
+        "runs": len(open_runs), "steps": sum(r["steps"] for r in open_runs),
+        "evaluations_after_start": sum(len(r["heldout_pass@1"]) - 1 for r in open_runs),
+        "alerts_fired": sum(len(r["first_firing"]) for r in open_runs),
+        "critical_fired": sum(any(k.endswith(":critical") for k in r["first_firing"]) for r in open_runs),
+        "smallest_heldout_p_bonferroni": min((p for r in open_runs for _, p in r["monitor_heldout_p_bonferroni"]),
+                                             default=None)}
+    (out / "summary.json").write_text(json.dumps(doc, indent=1) + "\n")
+    md = ["# Monitor: faults through the data (issue 22), real runs", "",
+          f"Machine: {cpu}, {os.cpu_count()} cores (AVX-512: {machine['avx512f']}, AVX512_BF16: "
+          f"{machine['avx512_bf16']}), shared with other work. Default recipe (SmolLM2-135M-Instruct, LoRA, GRPO), "
+          f"seeds {', '.join(map(str, args.seeds))}, train.steps={args.steps}, eval.every={args.eval_every}, held-out = `eval.data` (the recipe's "
+          f"basic_arithmetic task, 64 problems, eval_seed 999, gold references).", "",
+          "| loop | seed | truth | exit | pre-flight consistency (train vs held-out, Fisher p) | held-out greedy "
+          "pass@1 (value@step) | train reward, first 3 -> last 3 steps | first alerts (name:rule:severity @step) | "
+          "damage step (2 SE) | lead time |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        rw = [x[1] for x in r["train_reward"]]
+        rws = f"{sum(rw[:3]) / 3:.3f} -> {sum(rw[-3:]) / 3:.3f}" if len(rw) >= 6 else "-"
+        c = re.search(r"passes (\d+/\d+) training .* and (\d+/\d+) held-out .*Fisher p ([0-9.e-]+)",
+                      r["consistency_line"] or "")
+        cons = f"{c.group(1)} vs {c.group(2)}, p {c.group(3)}" if c else "-"
+        if r["exit"] == 2:
+            cons += " (stopped, exit 2)"
+        elif r["preflight_ignored"]:
+            cons += " (fault, ignored)"
+        alerts = "; ".join(f"{k} @{v}" for k, v in r["first_firing"].items()) or "none"
+        md.append(f"| {r['loop']} | {r['seed']} | {r['truth']} | {r['exit']} | {cons} | "
+                  f"{fmt_curve(r['heldout_pass@1'])} "
+                  f"| {rws} | {alerts} | {r['damage_step_2se'] if r['damage_step_2se'] is not None else '-'} | "
+                  f"{r['lead_time'] if r['lead_time'] is not None else r['lead_time_note'] or '-'} |")
+    ol = doc["open_loops"]
+    md += ["", f"Open loops (noisy_open, default): {ol['runs']} runs, {ol['steps']} steps, "
+               f"{ol['evaluations_after_start']} held-out evaluations after the start; alerts fired: "
+               f"{ol['alerts_fired']} (critical: {ol['critical_fired']}); smallest HELDOUT_DECLINE Bonferroni p: "
+               f"{ol['smallest_heldout_p_bonferroni']}.", "", "## Per loop", ""]
+    for r in results:
+        md += [f"### {r['loop']} (seed {r['seed']}): {r['truth']}", "",
+               f"- exit status: {r['exit']}; wall time {r['wall_s']} s"
+               + (f"; {r['status']}" if r.get("status") else ""),
+               f"- pre-flight consistency: {r['consistency_line'] or '-'}"]
+        if r["preflight_stop_message"]:
+            md.append(f"- pre-flight stop: {r['preflight_stop_message']}")
+        if r["preflight_ignored"]:
+            md.append(f"- ignored: {r['preflight_ignored']}")
+        md += [f"- held-out pass@1: {fmt_curve(r['heldout_pass@1'])}",
+               f"- one-sided McNemar p (unadjusted) vs start or best: {r['mcnemar_p_vs_start_or_best'] or '-'}",
+               f"- HELDOUT_DECLINE's p (Bonferroni, fires at <= 0.01): {r['monitor_heldout_p_bonferroni'] or '-'}; "
+               f"heldout_gap's reward rise (fires at >= 0.1 with held-out not above start): "
+               f"{r['monitor_heldout_reward_rise'] or '-'}",
+               f"- training reward per step: {', '.join(f'{v:.2f}' for _, v in r['train_reward']) or '-'}",
+               f"- gold pass rate of the training completions per step: "
+               f"{', '.join(f'{v:.2f}' for _, v in r['gold_reward_on_rollouts']) or '-'}",
+               "- first firing: " + (", ".join(f"{k} @{v}" for k, v in r["first_firing"].items()) or "none"),
+               "- critical alerts that do not name the fault's cause (not counted as detection): "
+               + (", ".join(f"{k} @{v}" for k, v in r["other_critical"].items()) or "none"),
+               f"- damage step: 2 SE rule {r['damage_step_2se']}, McNemar p<=0.05 {r['damage_step_mcnemar05']}; "
+               f"lead time {r['lead_time'] if r['lead_time'] is not None else r['lead_time_note']}",
+               f"- current code's held-out decline rules replayed on these evaluations: "
+               f"{r['heldout_rules_replayed_now'] or '-'}",
+               f"- code: HEAD at start {r['code_commit_at_start']}",
+               f"- command: `{r['command']}`", ""]
+    if power:
+        md += ["## The consistency pre-flight's firing probability (exact, from every training row)", "",
+               f"The base model's greedy verdict on every row of each training file against its reference (the "
+               f"check's protocol), held-out {power['heldout_correct']}/{power['heldout_n']}, fault when the two-sided "
+               f"Fisher p < {power['consistency_alpha']}; the check draws a uniform sample of rows, so its pass "
+               f"count is hypergeometric. `python benchmarks/monitor/data_faults.py power` ({power['seconds']} s).", "",
+               "| file | rows | greedy passes vs its references | same completions vs gold | P(fire), 64-row sample "
+               "| fires at | P(fire), 128-row sample | fires at |", "|---|---|---|---|---|---|---|---|"]
+        for name, f in power["files"].items():
+            a, b = (f[k] for k in sorted((k for k in f if k.startswith("sample_")), key=lambda k: int(k[7:])))
+            md.append(f"| {name} | {f['rows']} | {f['greedy_passes_vs_reference']} ({f['rate']:.3f}) | "
+                      f"{f.get('greedy_passes_vs_gold', '-')} | "
+                      f"{a['p_fire']:.4f} | {a['fires_when_sample_passes']} passes | {b['p_fire']:.4f} | "
+                      f"{b['fires_when_sample_passes']} passes |")
+        md.append("")
+    md += ["Build: `" + json.dumps(build) + "`", ""]
+    (out / "summary.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+# ---------------------------------------------------------------------------------------------------------- power
+def cmd_power(args) -> None:
+    """The pre-flight consistency check's firing probability on each training file, exactly: the base model's greedy
+    verdict (the check's protocol: HF engine on the fp32 policy, greedy, eval.verifier) on EVERY training row against
+    its reference; the check draws min(64, N) rows without replacement, so its pass count is hypergeometric, and it
+    fires when the two-sided Fisher p against the held-out count is below monitor.consistency_alpha."""
+    import torch
+
+    from rlvr.data import heldout_rows, render_prompt
+    from rlvr.evaluation import evaluate
+    from rlvr.models import load_policy, load_tokenizer, resolve_model
+    from rlvr.monitor.heldout import fisher_two_sided_p
+    from rlvr.plugins import load_verifier
+    from rlvr.rollouts import HFEngine
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    cfg = recipe_cfg()
+    alpha = cfg.monitor.consistency_alpha
+    data = Path(args.data)
+    files = {name: [json.loads(x) for x in (data / f"{name}.jsonl").read_text().splitlines()]
+             for name in ("default", "misaligned", "noisy_open", "self_labelled")}
+    held = heldout_rows(cfg.data)
+    path = resolve_model(cfg.model)
+    tok = load_tokenizer(path)
+    engine = HFEngine(load_policy(path, cfg.train.dtype), tok)
+    verifier = load_verifier(cfg.eval.verifier, field="eval.verifier")
+
+    def ids(qs: list[str]) -> list[list[int]]:
+        return [tok(render_prompt(tok, q, cfg.data.prompt), add_special_tokens=False)["input_ids"] for q in qs]
+
+    n_tok = cfg.eval.max_new_tokens or cfg.sampling.max_new_tokens
+    t0 = time.time()
+    h = evaluate(engine, ids([r["prompt"] for r in held]), [r["reference"] for r in held], verifier, n_tok,
+                 cfg.eval.batch_size, prompts=[r["prompt"] for r in held])
+    rows = files["default"]
+    out_path = data / "greedy_default.jsonl"
+    evaluate(engine, ids([r["prompt"] for r in rows]), [r["reference"] for r in rows], verifier, n_tok,
+             cfg.eval.batch_size, out_path, prompts=[r["prompt"] for r in rows])
+    completions = {rows[int(r["prompt_index"])]["prompt"]: r["completion"]
+                   for r in map(json.loads, out_path.read_text().splitlines())}
+    from rlvr.scoring import make_items, passed, score
+
+    res: dict = {"heldout_correct": h["correct"], "heldout_n": h["n"], "consistency_alpha": alpha,
+                 "seconds": round(time.time() - t0, 1), "files": {}}
+    for name, rs in files.items():
+        verdicts = score(verifier, make_items([completions[r["prompt"]] for r in rs], [r["reference"] for r in rs],
+                                              [r["prompt"] for r in rs]), 1, cfg.eval.timeout_s)
+        K, N = sum(passed(v) for v in verdicts), len(rs)
+        res["files"][name] = {"rows": N, "greedy_passes_vs_reference": K, "rate": round(K / N, 4)}
+        for mult in (1, 2):  # the check's sample: the held-out size (until 9b6d543), twice it (since)
+            m = min(mult * h["n"], N)
+            fire_at = [k for k in range(m + 1) if fisher_two_sided_p(k, m, h["correct"], h["n"]) < alpha]
+            p_fire = sum(math.comb(K, k) * math.comb(N - K, m - k) / math.comb(N, m) for k in fire_at
+                         if k <= K and m - k <= N - K)
+            res["files"][name][f"sample_{m}"] = {"p_fire": round(p_fire, 4),
+                                                 "fires_when_sample_passes": _ranges(fire_at)}
+        print(name, res["files"][name], flush=True)
+    (data / "power.json").write_text(json.dumps(res, indent=2) + "\n")
+    print(json.dumps(res, indent=2))
+
+
+def _ranges(xs: list[int]) -> str:
+    out, i = [], 0
+    while i < len(xs):
+        j = i
+        while j + 1 < len(xs) and xs[j + 1] == xs[j] + 1:
+            j += 1
+        out.append(f"{xs[i]}" if i == j else f"{xs[i]}-{xs[j]}")
+        i = j + 1
+    return ", ".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build")
+    b.add_argument("--out", default=str(ROOT / "runs/data_faults/data"))
+    b.add_argument("--skip-self", action="store_true", help="keep an existing self_labelled.jsonl")
+    pw = sub.add_parser("power")
+    pw.add_argument("--data", default=str(ROOT / "runs/data_faults/data"))
+    for name in ("run", "report"):
+        p = sub.add_parser(name)
+        p.add_argument("--loops", nargs="+", default=list(LOOPS), choices=list(LOOPS))
+        p.add_argument("--seeds", nargs="+", type=int, default=[0])
+        p.add_argument("--steps", type=int, default=20)
+        p.add_argument("--eval-every", type=int, default=5)
+        p.add_argument("--runs", default=str(ROOT / "runs/data_faults"))
+        p.add_argument("--data", default=str(ROOT / "runs/data_faults/data"))
+        p.add_argument("--override", nargs="*", default=[])
+        p.add_argument("--deadline", type=float, default=0.0, help="unix time after which no run is started")
+        if name == "report":
+            p.add_argument("--out", default=str(ROOT / "benchmarks/results/monitor_data_faults"))
+    args = ap.parse_args()
+    {"build": cmd_build, "run": cmd_run, "report": cmd_report, "power": cmd_power}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
