@@ -380,8 +380,12 @@ class Monitor:
         the rollout engine after its sync, from the trainer's current policy and from the initial policy. With
         d(a, b) the mean absolute difference over the probe's tokens: step 0 records the engine's numeric error
         `noise0` = d(engine, initial) (bf16 sampling ~1e-2, fp32 ~1e-6). STALE_ENGINE (rule `probe`, critical,
-        window 1) when the policy has moved, d(current, initial) > max(3 * noise0, 1e-5), and the engine is closer
-        to the initial policy than to the current one, d(engine, initial) < d(engine, current). Returns (metrics
+        window 1) when the policy has moved, d(current, initial) > max(10 * noise0, 1e-5), and the engine is clearly
+        closer to the initial policy than to the current one, d(engine, initial) < d(engine, current) / 2. (With
+        3x and "closer" alone, a correctly synced bf16 engine fired at step 2 of a real run: bf16 rounding moves from
+        step to step, 2.3x noise0 from the initial policy while the policy had moved 4.3x. With these margins a
+        synced engine would need its error to grow 14-fold to fire; a no-op sync under bf16 is caught once the
+        policy has moved 10x noise0, step 3-4 of the default recipe.) Returns (metrics
         `sampling/probe_{engine_vs_current, engine_vs_initial, drift}`, new alert events)."""
 
         def d(a, b) -> float:
@@ -394,10 +398,10 @@ class Monitor:
         if step == 0 or self.probe_noise is None:
             self.probe_noise = vs_init
             return metrics, []
-        moved = drift > max(3 * self.probe_noise, 1e-5)
-        cond = moved and vs_init < vs_cur
+        moved = drift > max(10 * self.probe_noise, 1e-5)
+        cond = moved and vs_init < 0.5 * vs_cur
         a = self.tracker.update("STALE_ENGINE", "probe", "critical", cond if moved else None, step, 1,
-                                {"drift_over_noise_min": 3.0, "engine_closer_to_initial": True},
+                                {"drift_over_noise_min": 10.0, "engine_to_initial_over_engine_to_current_max": 0.5},
                                 {"engine_vs_current": vs_cur, "engine_vs_initial": vs_init, "policy_drift": drift,
                                  "noise_at_step_0": self.probe_noise})
         alerts = [a] if a else []
