@@ -67,7 +67,7 @@ def run_preflight(cfg, train, reward) -> Preflight:
                    f"with the model's own answers, a closed loop (Li, Sun, Deng, ICML 2026: no task information "
                    f"beyond the model's); use human or program references, or a stronger labelling model", ignore, out)
     if cfg.monitor.canaries and len(train):
-        from rlvr.monitor.canaries import canaries_for, canary_rates, form_counts, run_canaries
+        from rlvr.monitor.canaries import canaries_for, canary_rates, form_counts, run_canaries, systematic_forms
 
         canaries = canaries_for(cfg, train, tolerance=reward_tolerance(reward))
         tallies: dict = {}
@@ -90,14 +90,6 @@ def run_preflight(cfg, train, reward) -> Preflight:
                    f"grades the reference itself wrong, so training on it teaches nothing (rlvr/monitor/"
                    f"canaries.py); fix the verifier or the references", ignore, out)
     return out
-
-
-def systematic_forms(fails: list[dict], per_form: dict[str, int]) -> list[str]:
-    """Forms whose every canary failed (the monitor's critical rule, rlvr/monitor/monitor.py check_canaries)."""
-    counts: dict[str, int] = {}
-    for f in fails:
-        counts[f["form"]] = counts.get(f["form"], 0) + 1
-    return sorted(f for f, n in counts.items() if n >= per_form.get(f, 0))
 
 
 def reward_tolerance(reward) -> tuple[float, float]:

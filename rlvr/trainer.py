@@ -315,7 +315,7 @@ class Trainer:
                 self._discard_run_dir()
                 raise PreflightError(fault)
         if self.monitor is not None and "0" in evals and evals["0"].get("greedy_passed") is not None and start == 0:
-            _, alerts = self.monitor.observe_heldout(0, evals["0"]["greedy_passed"])
+            self.monitor.observe_heldout(0, evals["0"]["greedy_passed"])
             sink.alerts(0, self.monitor.drain())
         rollouts = (open_step_log(self.run_dir / "rollouts.jsonl", start if cfg.resume else None)
                     if cfg.log.save_rollouts and main else None)

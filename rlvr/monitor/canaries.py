@@ -103,6 +103,15 @@ def canaries_for(cfg, train, tolerance: tuple[float, float] = (0.0, 0.0)) -> lis
     return build_canaries([train[i] for i in range(min(mc.canary_rows, len(train)))], forms, tolerance)
 
 
+def systematic_forms(fails: list[dict], per_form: dict[str, int] | None) -> list[str]:
+    """Forms whose every canary failed (`per_form`: canaries of each form; None counts any failure as systematic).
+    The one rule of "systematic" for the pre-flight stop and the monitor's critical canary alert."""
+    counts: dict[str, int] = {}
+    for f in fails:
+        counts[f["form"]] = counts.get(f["form"], 0) + 1
+    return sorted(f for f, n in counts.items() if per_form is None or n >= per_form.get(f, 0))
+
+
 def form_counts(canaries: list[Canary]) -> dict[str, int]:
     """Number of canaries of each form (for Monitor.check_canaries' per_form)."""
     out: dict[str, int] = {}

@@ -20,6 +20,7 @@ from typing import Any, Callable
 from rlvr.config import MonitorConfig
 from rlvr.monitor import estimators as est
 from rlvr.monitor.alerts import NAMES, Alert, AlertLog, AlertTracker
+from rlvr.monitor.canaries import systematic_forms
 from rlvr.monitor.estimators import Estimate
 
 
@@ -293,10 +294,7 @@ class Monitor:
         ones: GRPO learns the wrong thing below J = 0, arXiv 2601.04411)."""
         out = []
         for name, fails in report.items():
-            counts: dict[str, int] = {}
-            for f in fails:
-                counts[f["form"]] = counts.get(f["form"], 0) + 1
-            systematic = sorted(f for f, n in counts.items() if per_form is None or n >= per_form.get(f, 0))
+            systematic = systematic_forms(fails, per_form)
             r = (rates or {}).get(name)
             ev = {"failed": len(fails), "canaries": total, "systematic": [f"every {f} canary" for f in systematic],
                   "examples": fails[:2]}
