@@ -78,7 +78,23 @@ LOOPS = {
                               ["monitor.preflight_ignore=[train_heldout_consistency]"]),
     "misaligned_trained": ("broken data (references shifted by one row)", "misaligned.jsonl",
                            ["monitor.preflight_ignore=[train_heldout_consistency]"]),
+    # faults outside the data (issue 22's other shapes), on the control's aligned data
+    "silent_sync": ("stale engine (every weight sync after the first is a silent no-op)", "default.jsonl", []),
+    "j_negative": ("verifier with Youden's J < 0 (accepts any number but the reference's)", "default.jsonl",
+                   ["verifiers=[{name: 'benchmarks.monitor.fault_verifiers:OtherNumber', weight: 1.0}]"]),
+    "j_negative_trained": ("verifier with Youden's J < 0 (accepts any number but the reference's)", "default.jsonl",
+                           ["verifiers=[{name: 'benchmarks.monitor.fault_verifiers:OtherNumber', weight: 1.0}]",
+                            "monitor.preflight_ignore=[canary:fault_other_number]"]),
+    "closing_midrun": ("closes mid-run (exact math verifier for 8 steps, then the group's plurality answer)",
+                       "default.jsonl",
+                       ["verifiers=[{name: 'benchmarks.monitor.fault_verifiers:MathThenPlurality', weight: 1.0}]"]),
 }
+# per loop (default DETECTING): the alerts naming the cause the fault supports; critical firings of these count
+CAUSES = {"silent_sync": ("STALE_ENGINE",), "j_negative": ("VERIFIER_FAULT",),
+          "j_negative_trained": ("VERIFIER_FAULT",), "closing_midrun": ("CLOSED_LOOP", "SPURIOUS_SIGNAL")}
+# per loop: launched through a wrapper instead of the `rlvr` console script; its default train.steps
+LAUNCH = {"silent_sync": ["python", "benchmarks/monitor/silent_sync_launch.py"]}
+STEPS = {"silent_sync": 15}
 
 
 def recipe_cfg(overrides: list[str] | None = None):
@@ -188,16 +204,19 @@ def cmd_build(args) -> None:
 def run_command(loop: str, seed: int, args, run_dir: Path, resume: bool) -> list[str]:
     cfg = recipe_cfg()
     data = Path(args.data) / LOOPS[loop][1]
-    over = [f"run_dir={run_dir}", f"seed={seed}", f"train.steps={args.steps}", f"eval.every={args.eval_every}",
+    steps = args.steps or STEPS.get(loop, 20)
+    over = [f"run_dir={run_dir}", f"seed={seed}", f"train.steps={steps}", f"eval.every={args.eval_every}",
             "data.task=null", f"data.path={data}", "data.eval_size=0", eval_data_override(cfg),
             "log.progress=false", *LOOPS[loop][2], *args.override]
     if resume:
         over.append("resume=true")
-    return ["nice", "-n", "5", "rlvr", "train", str(RECIPE.relative_to(ROOT)), *over]
+    return ["nice", "-n", str(args.nice), *LAUNCH.get(loop, ["rlvr"]), "train", str(RECIPE.relative_to(ROOT)), *over]
 
 
 def cmd_run(args) -> None:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    # this working tree's rlvr and verifiers first (an editable install may point at another checkout)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     runs = Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
@@ -353,7 +372,9 @@ def analyse(runs: Path, loop: str, seed: int, args_data: str) -> dict:
     out["heldout_rules_replayed_now"] = replay_heldout(hist) if hist and all(h[1] is not None for h in hist) else {}
     # detection: a pre-flight stop, or a critical alert naming a cause the fault supports (a held-out decline or
     # closure); any other critical alert is reported as such, not counted as detecting the data fault
-    rel = {k: v for k, v in first.items() if k.endswith(":critical") and k.split(":")[0] in DETECTING}
+    causes = CAUSES.get(loop, DETECTING)
+    out["right_causes"] = list(causes)
+    rel = {k: v for k, v in first.items() if k.endswith(":critical") and k.split(":")[0] in causes}
     det = 0 if meta.get("rc") == 2 else (min(rel.values()) if rel else None)
     out["first_critical_step"] = det
     out["first_critical"] = "pre-flight (exit 2)" if meta.get("rc") == 2 else (min(rel, key=rel.get) if rel else None)
@@ -579,7 +600,8 @@ def main() -> None:
         p = sub.add_parser(name)
         p.add_argument("--loops", nargs="+", default=list(LOOPS), choices=list(LOOPS))
         p.add_argument("--seeds", nargs="+", type=int, default=[0])
-        p.add_argument("--steps", type=int, default=20)
+        p.add_argument("--steps", type=int, default=0, help="train.steps (0: the loop's default, 20; silent_sync 15)")
+        p.add_argument("--nice", type=int, default=10)
         p.add_argument("--eval-every", type=int, default=5)
         p.add_argument("--runs", default=str(ROOT / "runs/data_faults"))
         p.add_argument("--data", default=str(ROOT / "runs/data_faults/data"))

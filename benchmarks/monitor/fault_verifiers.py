@@ -12,6 +12,11 @@ closed and spurious ones from the verdicts alone.
 - ``NoisyMath`` [open]: the math verifier with 10% of its verdicts flipped (a fixed hash of completion and
   reference picks them): noisy, but its verdicts depend on the reference.
 - ``FlakyMath`` [fault]: the math verifier, raising on 20% of the items (a fixed hash picks them).
+- ``OtherNumber`` [fault, Youden's J = -1]: 1 for any number except the reference's: it rejects the right answer
+  and accepts every wrong one (`benchmarks/monitor/data_faults.py`, loop j_negative).
+- ``MathThenPlurality`` [open, then closed]: the math verifier for the first 64 prompts graded in groups (8 steps of
+  the default recipe), then the group's plurality answer: a loop that closes mid-run (data_faults.py,
+  closing_midrun).
 
 The math-based ones use strict extraction, as the default recipe's reward does.
 """
@@ -114,3 +119,54 @@ class FlakyMath(_FaultyMath):
         if self._hit(completion, reference):
             raise ConnectionError("grading service unavailable (injected)")
         return self._math.verify(completion, reference)
+
+
+class OtherNumber(Verifier):
+    """1.0 when the extracted answer is a number other than the reference's; the reference's own answer and
+    completions without a number score 0."""
+
+    name = "fault_other_number"
+    signal = EXTERNAL
+
+    def _verify(self, completion, reference, *, prompt=None) -> Verdict:
+        from verifiers.math_verifier import as_number
+
+        c = answer_class_of(completion)
+        a, r = (as_number(c) if c is not None else None), as_number(str(reference))
+        ok = a is not None and r is not None and a != r
+        return Verdict(float(ok), ok, c)
+
+
+class MathThenPlurality(Verifier):
+    """The math verifier (strict extraction) on each group until ``exact_prompts`` distinct prompts have been graded
+    in groups (the training reward's calls: 8 steps x 8 prompts by default), then the group's plurality answer
+    (``majority_vote``, reading no reference). Item-by-item calls (``verify_batch``: canaries) always get the math
+    verifier."""
+
+    name = "fault_math_then_plurality"
+    signal = EXTERNAL
+
+    def __init__(self, *, exact_prompts: int = 64, max_workers: int = 1) -> None:
+        import threading
+
+        super().__init__(max_workers=max_workers)
+        self.exact_prompts = exact_prompts
+        self._math = MathVerifier(strict_extraction=True)
+        self._vote = MajorityVoteVerifier()
+        self._seen: set = set()
+        self._lock = threading.Lock()
+
+    def _verify(self, completion, reference, *, prompt=None) -> Verdict:
+        return self._math.verify(completion, reference)
+
+    def verify_groups(self, items: Sequence[Any], group_size: int) -> list[Verdict]:
+        out: list[Verdict] = []
+        for s in range(0, len(items), group_size):
+            group = list(items[s:s + group_size])
+            _, ref, prompt = _unpack_item(s, group[0])
+            with self._lock:
+                closed = len(self._seen) >= self.exact_prompts
+                self._seen.add(prompt if prompt is not None else ref)
+            out += self._vote.verify_groups(group, group_size) if closed else \
+                [self._math.verify(*_unpack_item(s + j, it)[:2]) for j, it in enumerate(group)]
+        return out
