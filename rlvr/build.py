@@ -70,7 +70,7 @@ def build(cfg: Config, dist) -> Built:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay,
                                   betas=tuple(cfg.train.adam_betas))
-    engine_name, engine = _engine(cfg, model, tokenizer, rollout_p)  # vLLM: first sync (FSDP: layer by layer)
+    engine_name, engine = _engine(cfg, model, tokenizer, rollout_p, parallel)  # vLLM: first sync (FSDP: by layer)
     return Built(device, train_p, rollout_p, model_path, tokenizer, model, ref_model, optimizer, engine_name, engine,
                  parallel)
 
@@ -102,14 +102,26 @@ def _policy(cfg: Config, model_path: str, dtype: str, device: torch.device):
     return model
 
 
-def _engine(cfg: Config, model, tokenizer, rollout_p: Precision):
+def _engine(cfg: Config, model, tokenizer, rollout_p: Precision, parallel=None):
+    """The rollout engine. With rollout.max_staleness > 0 generation runs while the policy trains, so the engine
+    must sample from its own weights: vLLM always does (and stays awake on GPU: no sleep while training runs beside
+    it); the HF engine gets a copy of the policy (rlvr.rollouts.hf.HFCopyEngine), which FSDP2 shards cannot give."""
     r = cfg.rollout
     name = resolve_engine_name(r.engine)
     kw = {}
     if name == "vllm":
         kw = dict(dtype=rollout_p.dtype, kv_cache_gib=r.kv_cache_gib, max_model_len=r.max_model_len,
                   enforce_eager=r.enforce_eager, gpu_memory_utilization=r.gpu_memory_utilization,
-                  sleep_between_steps=r.sleep_between_steps, cpu_threads=cfg.threads, seed=cfg.seed)
+                  sleep_between_steps=r.sleep_between_steps and not r.max_staleness, cpu_threads=cfg.threads,
+                  seed=cfg.seed)
+    if name == "hf" and r.max_staleness:
+        if parallel is not None and parallel.sharded:
+            raise ConfigError("rollout.max_staleness > 0 with rollout.engine=hf and train.parallelism=fsdp: the HF "
+                              "engine would need a full copy of the sharded policy; use rollout.engine=vllm or "
+                              "rollout.max_staleness=0")
+        from rlvr.rollouts.hf import HFCopyEngine
+
+        return name, HFCopyEngine(model, tokenizer)
     try:
         return name, make_engine(name, model, tokenizer, **kw)
     except ImportError as e:

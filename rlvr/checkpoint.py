@@ -36,12 +36,15 @@ def _single():
     return Single(Dist(), torch.device("cpu"))
 
 
-def save_checkpoint(run_dir: Path, step: int, model, optimizer, state: dict, keep: int = 2, parallel=None) -> Path:
+def save_checkpoint(run_dir: Path, step: int, model, optimizer, state: dict, keep: int = 2, parallel=None,
+                    extra_state: dict | None = None, blobs: dict | None = None) -> Path:
     """Write checkpoint `step` (number of finished optimizer steps) and prune all but the newest `keep`.
 
     Under torchrun every rank calls it (FSDP ranks each write their shards); rank 0 creates the folder, writes
     state.json and renames it into place after every rank has written. `parallel`: the run's strategy (default:
-    one process)."""
+    one process). `extra_state`: more JSON entries for state.json. `blobs`: {file name: object} written by rank 0
+    with torch.save (pickled Python objects, e.g. the pending batch of an asynchronous run), inside the same atomic
+    rename."""
     parallel = parallel or _single()
     dist = parallel.dist
     root = Path(run_dir) / "checkpoints"
@@ -55,7 +58,10 @@ def save_checkpoint(run_dir: Path, step: int, model, optimizer, state: dict, kee
         parallel.save(tmp, model, optimizer)
         dist.broadcast_object(None)  # every rank has written its part
         if dist.is_main:
-            full_state = dict(state, step=step, torch_rng=torch.get_rng_state().tolist(), parallelism=parallel.name)
+            full_state = dict(state, **(extra_state or {}), step=step, torch_rng=torch.get_rng_state().tolist(),
+                              parallelism=parallel.name)
+            for name, obj in (blobs or {}).items():
+                torch.save(obj, tmp / name)
             (tmp / "state.json").write_text(json.dumps(full_state))
             from rlvr.artifacts import share_permissions
 

@@ -140,6 +140,15 @@ class RolloutConfig(_Section):
                                                         "sampling, Yao et al. 2025; TRL and verl use cap 2). Use it "
                                                         "with a bf16 vLLM engine; with fp32 engines the weights are ~1.")
     importance_sampling_cap: float = Field(2.0, gt=0, description="Cap of the truncated importance weights.")
+    max_staleness: int = Field(0, ge=0, le=1, description="Asynchronous GRPO. 0: on-policy, each step generates, "
+                               "scores, trains, syncs in turn. 1: the batch of step s+1 is generated and scored "
+                               "(by the policy before step s's update) in a background thread while step s trains; "
+                               "the sync waits for it. The loss then uses the decoupled PPO objective of AReaL (Fu "
+                               "et al. 2025, arXiv 2505.24298, eq. 5): the ratio against pi_old = the trainer's policy "
+                               "before the update, times the truncated importance weight pi_old / pi_behaviour with "
+                               "the engine's own sampling log-probs (importance_sampling=tis, required). Same cap as "
+                               "TRL's max_staleness, prime-rl's async_level, NeMo RL's max_trajectory_age_steps. "
+                               "Each batch's staleness is logged as rollout/staleness (README 'Asynchronous GRPO').")
 
 
 ALGORITHM_PRESETS: dict[str, dict[str, Any]] = {

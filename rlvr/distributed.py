@@ -40,9 +40,21 @@ def env_world_size() -> int:
 class Dist:
     """This process's place in the run: rank, world_size, and the collectives the trainer needs."""
 
-    def __init__(self, rank: int = 0, world_size: int = 1, device: torch.device | None = None):
+    def __init__(self, rank: int = 0, world_size: int = 1, device: torch.device | None = None, group=None):
         self.rank, self.world_size = rank, world_size
         self.device = device or torch.device("cpu")  # where collectives' tensors live (cuda:LOCAL_RANK for NCCL)
+        self.group = group  # None: the default process group
+
+    def side_channel(self) -> "Dist":
+        """A Dist over a second gloo process group of the same ranks, for object collectives that run in another
+        thread at the same time as the trainer's (asynchronous GRPO: the background generation's gathers beside the
+        update's gradient all-reduce). Collectives of one group must be issued in the same order on every rank;
+        two groups do not share an order. Every rank must call this, in the same order. Alone: self."""
+        if self.world_size == 1:
+            return self
+        import torch.distributed as dist
+
+        return Dist(self.rank, self.world_size, torch.device("cpu"), group=dist.new_group(backend="gloo"))
 
     @property
     def is_main(self) -> bool:
@@ -63,7 +75,7 @@ class Dist:
         import torch.distributed as dist
 
         out = [None] * self.world_size
-        dist.all_gather_object(out, obj)
+        dist.all_gather_object(out, obj, group=self.group)
         return out
 
     def broadcast_object(self, obj, src: int = 0):
@@ -73,7 +85,7 @@ class Dist:
         import torch.distributed as dist
 
         box = [obj]
-        dist.broadcast_object_list(box, src=src)
+        dist.broadcast_object_list(box, src=src, group=self.group)
         return box[0]
 
     def merge_stats(self, stats: dict[str, float]) -> dict[str, float]:

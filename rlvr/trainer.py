@@ -87,6 +87,10 @@ def check_batch_config(cfg: Config, world_size: int | None = None) -> None:
         raise ConfigError(f"train.prompts_per_step = {t.prompts_per_step} is not divisible by WORLD_SIZE = "
                           f"{world_size}: each rank needs the same number of prompts; set train.prompts_per_step to "
                           f"a multiple of {world_size} (e.g. {lo} or {lo + world_size})")
+    if cfg.rollout.max_staleness and cfg.rollout.importance_sampling != "tis":
+        raise ConfigError(f"rollout.max_staleness = {cfg.rollout.max_staleness} trains on batches sampled by an "
+                          f"older policy: the loss needs the behaviour policy's correction; set "
+                          f"rollout.importance_sampling=tis (or rollout.max_staleness=0)")
     if a.overlong_buffer >= cfg.sampling.max_new_tokens:
         raise ConfigError(f"algorithm.overlong_buffer = {a.overlong_buffer} must be smaller than "
                           f"sampling.max_new_tokens = {cfg.sampling.max_new_tokens} (the soft overlong penalty ramps "
@@ -171,8 +175,19 @@ class Trainer:
         self.train_prompt_ids = [self._tokenize(q) for q in self.splits.train["prompt"]]
         self.eval_prompt_ids = [self._tokenize(q) for q in self.splits.eval["prompt"]]
         self.sampler = PromptSampler(len(self.train_prompt_ids), cfg.train.prompts_per_step, cfg.seed)
+        # asynchronous GRPO (rollout.max_staleness 1): the next batch is collected in a background thread, whose
+        # gathers under torchrun go over a second process group (the update's all-reduce keeps the default one)
+        self._executor = None
+        self._pending = None  # (step it is for, step whose policy sampled it, collect()'s result)
+        collect_dist = self.dist
+        if cfg.rollout.max_staleness:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlvr-rollout")
+            collect_dist = self.dist.side_channel()
         self.collector = BatchCollector(b.engine, self.reward, self.sampler, self.splits.train, self.train_prompt_ids,
-                                        group_filter, adv_fn, cfg, self.dist, engine_context=self.parallel.for_engine)
+                                        group_filter, adv_fn, cfg, collect_dist,
+                                        engine_context=self.parallel.for_engine)
         self.updater = PolicyUpdater(self.model, self.optimizer, loss_fn, cfg, self.parallel, self.device,
                                      self.pad_id, ref_model=self.ref_model)
         self.monitor = None
@@ -199,13 +214,35 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ one step
 
-    def train_step(self, step: int) -> tuple[dict[str, float], list[dict]]:
+    def train_step(self, step: int, overlap=None) -> tuple[dict[str, float], list[dict]]:
         """Run optimizer step `step` (0-based): collect a batch, update the policy, sync the engine, observe.
-        Returns (metrics, rollout records)."""
+        Returns (metrics, rollout records).
+
+        Asynchronous GRPO (rollout.max_staleness 1): the batch of this step was collected while the previous step
+        trained (staleness 1; step 0, and the first step of a run resumed without a pending batch, collect it now),
+        and the batch of step + 1 is collected in the background while this one trains, by the engine still holding
+        the policy before this step's update. The sync waits for it. `overlap`: a callable run on this thread after
+        the update while the background collection is still running (the held-out evaluation on the HF engine);
+        not called when nothing runs in the background (the caller runs it after the step)."""
         t0 = time.perf_counter()
-        batch, first_round, collect_metrics = self.collector.collect(step)
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[0] == step:
+            _, sampled_by, (batch, first_round, collect_metrics) = pending
+        else:
+            sampled_by = step
+            batch, first_round, collect_metrics = self.collector.collect(step)
+        future = None
+        if self._executor is not None and step + 1 < self.cfg.train.steps:
+            future = self._executor.submit(self._collect_in_background, step + 1)
         t_update = time.perf_counter()
         train_metrics = self.updater.update(batch)
+        t_trained = time.perf_counter()
+        if future is not None:
+            if overlap is not None:
+                overlap()
+            t_wait = time.perf_counter()
+            self._pending = (step + 1, step, future.result())
+            self._overlap_ran = overlap is not None
         t_sync = time.perf_counter()
         if train_metrics["updates"]:
             self.engine.update_weights(self.model)  # vLLM: reload (FSDP: layer by layer) + reset prefix cache; HF: none
@@ -214,12 +251,23 @@ class Trainer:
         if self._probe is not None:  # does the engine now serve the policy it was given?
             metrics.update(self.monitor.observe_engine(step + 1, self.engine.score(*self._probe),
                                                        self._policy_logp(*self._probe), self.monitor.probe_initial)[0])
-        metrics.update({"time/train": t_sync - t_update, "time/sync": t_end - t_sync, "time/step": t_end - t0})
+        metrics.update({"time/train": t_trained - t_update, "time/sync": t_end - t_sync, "time/step": t_end - t0})
+        if self._executor is not None:  # what the next step's generation cost this one: the wait after the update
+            metrics.update({"rollout/staleness": float(step - sampled_by),
+                            "time/wait_rollout": (t_sync - t_wait) if future is not None else 0.0,
+                            "time/collect_inline": t_update - t0})
         if self.monitor is not None:  # the info-gain monitor: estimates, alerts (written and echoed by it)
             mon_metrics, _ = self.monitor.observe_batch(step + 1, first_round, train_metrics.get("entropy"),
                                                         rescore=lambda items, g: self.reward(items, g)[0])
             metrics.update(mon_metrics)
         return metrics, batch.records(step + 1)
+
+    def _collect_in_background(self, step: int):
+        """collect(step) on the rollout thread: torch's intra-op threads are per thread, set them as the trainer's
+        (rlvr.config `threads`); grad mode is per thread and unused here."""
+        torch.set_num_threads(self.cfg.threads)
+        with torch.no_grad():
+            return self.collector.collect(step)
 
     def _step_metrics(self, batch: RolloutBatch, collect_metrics: dict, train_metrics: dict) -> dict:
         metrics = rollout_stats(batch.rewards, batch.lengths, batch.truncated, batch.answer_classes, batch.passed)
@@ -245,8 +293,9 @@ class Trainer:
         choice = self.cfg.eval.engine
         if choice == "auto":
             rounded = self.engine_name == "vllm" and self.rollout_precision.dtype != self.train_precision.dtype
-            choice = "hf" if rounded else "rollout"
-        if choice == "rollout" or self.engine_name == "hf":
+            # asynchronous HF rollouts sample from a copy: the evaluation reads the policy itself and can overlap
+            choice = "hf" if rounded or (self.engine_name == "hf" and self._executor is not None) else "rollout"
+        if choice == "rollout" or (self.engine_name == "hf" and self._executor is None):
             return self.engine
         if getattr(self, "_hf_eval_engine", None) is None:
             self._hf_eval_engine = make_engine("hf", self.model, self.tokenizer)
@@ -276,6 +325,7 @@ class Trainer:
             if ckpts:
                 state = load_checkpoint(ckpts[-1], self.model, self.optimizer, self.parallel)
                 start = state["step"]
+                self._restore_pending(ckpts[-1], state)
                 self.engine.update_weights(self.model)
                 log.info("resumed from %s (step %d)", ckpts[-1], start)
             else:
@@ -322,18 +372,28 @@ class Trainer:
         bar = _progress(cfg, start, enabled=main)
         try:
             for step in range(start, cfg.train.steps):
-                metrics, records = self.train_step(step)
                 done = step + 1
                 periodic = cfg.eval.every and done % cfg.eval.every == 0
                 final = done == cfg.train.steps and cfg.eval.at_end
-                if (periodic or final) and len(self.eval_prompt_ids):
+                due = (periodic or final) and len(self.eval_prompt_ids)
+                result: dict = {}
+
+                def held_out(done=done, result=result):
                     with self.parallel.for_engine(self._eval_engine()):
-                        if main:
-                            evals[str(done)] = self.evaluate(f"step{done}")
-                            metrics["eval/pass@1"] = evals[str(done)]["pass@1"]
-                            self._say(f"held-out pass@1 after step {done}: {_fmt_eval(evals[str(done)])}")
-                            if self.monitor is not None and evals[str(done)].get("greedy_passed") is not None:
-                                metrics.update(self.monitor.observe_heldout(done, evals[str(done)]["greedy_passed"])[0])
+                        result["eval"] = self.evaluate(f"step{done}") if main else None
+
+                # asynchronous GRPO: an evaluation that does not use the rollout engine runs beside the background
+                # generation (it reads the updated policy, which nothing changes until the next step)
+                self._overlap_ran = False
+                metrics, records = self.train_step(step, overlap=held_out if due and self._eval_overlaps() else None)
+                if due and not self._overlap_ran:
+                    held_out()
+                if due and main:
+                    evals[str(done)] = result["eval"]
+                    metrics["eval/pass@1"] = evals[str(done)]["pass@1"]
+                    self._say(f"held-out pass@1 after step {done}: {_fmt_eval(evals[str(done)])}")
+                    if self.monitor is not None and evals[str(done)].get("greedy_passed") is not None:
+                        metrics.update(self.monitor.observe_heldout(done, evals[str(done)]["greedy_passed"])[0])
                 if self.monitor is not None and cfg.monitor.canary_every and done % cfg.monitor.canary_every == 0:
                     self._canaries(done)
                 sink.log(done, metrics)
@@ -348,7 +408,8 @@ class Trainer:
                         or done == cfg.train.steps or stop_reason):  # every rank: FSDP ranks write their shards
                     mon_state = {"monitor": self.monitor.state_dict()} if self.monitor is not None else {}
                     save_checkpoint(self.run_dir, done, self.model, self.optimizer, {"evals": evals, **mon_state},
-                                    keep=cfg.log.keep_checkpoints, parallel=self.parallel)
+                                    keep=cfg.log.keep_checkpoints, parallel=self.parallel,
+                                    **self._pending_checkpoint())
                 bar.update(1)
                 bar.set_postfix_str(f"reward {metrics['reward']:.2f} informative {metrics['informative_group_frac']:.2f}"
                                     f" gen {metrics['time/generate']:.1f}s train {metrics['time/train']:.1f}s"
@@ -371,6 +432,32 @@ class Trainer:
             if rollouts is not None:
                 rollouts.close()
         return self._finish(evals, stop_reason, write_final=True)
+
+    def _eval_overlaps(self) -> bool:
+        """The held-out evaluation may run beside the background generation: asynchronous GRPO, and an evaluation
+        engine other than the rollout engine (the HF engine on the policy; vLLM is busy generating)."""
+        return self._executor is not None and self._eval_engine() is not self.engine
+
+    def _pending_checkpoint(self) -> dict:
+        """save_checkpoint's arguments for the batch collected for the next step (asynchronous GRPO): it was sampled
+        by the policy before this step's update, which the checkpoint no longer holds, so it is saved with the
+        checkpoint (pending_batch.pt) and a resumed run trains on it exactly as the uninterrupted run does."""
+        if self._pending is None:
+            return {}
+        step, sampled_by, collected = self._pending
+        return {"extra_state": {"pending_batch": {"step": step, "sampled_by": sampled_by}},
+                "blobs": {"pending_batch.pt": collected}}
+
+    def _restore_pending(self, ckpt, state: dict) -> None:
+        """The pending batch of an asynchronous run's checkpoint (see _pending_checkpoint); a checkpoint without one
+        (on-policy run, or rollout.max_staleness changed) makes the first resumed step collect its batch itself."""
+        info = state.pop("pending_batch", None)
+        path = ckpt / "pending_batch.pt"
+        if info and self._executor is not None and path.is_file():
+            self._pending = (info["step"], info["sampled_by"], torch.load(path, weights_only=False))
+        elif info and self._executor is None:
+            log.info("rlvr: the checkpoint holds a batch sampled ahead by an asynchronous run; rollout.max_staleness "
+                     "is 0 now, so step %d collects its own (on-policy) batch", state["step"] + 1)
 
     def _consistency(self, heldout: dict) -> str | None:
         """Pre-flight train/held-out consistency (monitor.consistency_alpha): the policy, before any update, answers
@@ -501,7 +588,10 @@ class Trainer:
 
     def close(self) -> None:
         """Free the rollout engine now (vLLM: its engine core and its process groups, which must go before
-        torchrun's default group is destroyed; otherwise vLLM's exit hook fails on the destroyed group)."""
+        torchrun's default group is destroyed; otherwise vLLM's exit hook fails on the destroyed group), after the
+        background generation of an asynchronous run has stopped."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
         close = getattr(self.engine, "close", None)
         if close is not None:
             close()

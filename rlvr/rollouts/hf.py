@@ -89,6 +89,7 @@ class HFEngine:
     def update_weights(self, model) -> None:
         self.model = model
 
+
     @torch.no_grad()
     def score(self, prompts: list[list[int]], completions: list[list[int]]) -> list[list[float]]:
         """See RolloutEngine.score (the engine's own module, one forward)."""
@@ -172,3 +173,27 @@ class HFEngine:
                 ))
             groups.append(g)
         return groups
+
+
+class HFCopyEngine(HFEngine):
+    """The HF engine on its own copy of the policy (`copy.deepcopy` at start: the model's memory twice), for
+    asynchronous GRPO (`rollout.max_staleness` 1): generation in a background thread must not read weights that the
+    optimizer is changing. `update_weights(model)` copies the parameters training can change (requires_grad: the
+    LoRA adapters, or every weight of a full fine-tune) into the copy, in place; the frozen base is never copied
+    again. The copy is built from the unwrapped module (not a DDP wrapper; FSDP2 shards are refused upstream)."""
+
+    reads_policy_modules = False
+
+    def __init__(self, model, tokenizer, max_batch_prompts: int = 16):
+        import copy
+
+        super().__init__(copy.deepcopy(model).requires_grad_(False), tokenizer, max_batch_prompts)
+        self._names = [n for n, p in model.named_parameters() if p.requires_grad]
+        self.update_weights(model)
+
+    @torch.no_grad()
+    def update_weights(self, model) -> None:
+        src = dict(model.named_parameters())
+        dst = dict(self.model.named_parameters())
+        for n in self._names:
+            dst[n].copy_(src[n])

@@ -1,0 +1,231 @@
+"""Asynchronous GRPO (rollout.max_staleness, issue 25): the batch of step s+1 is collected while step s trains.
+
+* max_staleness 0 is today's on-policy step, bit for bit: a tiny run reproduces the metrics committed in
+  tests/data/on_policy_tiny_metrics.json, written by `python tests/test_async.py` on the commit before the
+  asynchronous path existed (2026-12-06, 212f06e).
+* max_staleness 1: step 0 trains on its own batch (staleness 0), every later step on the batch sampled by the policy
+  before the previous update (staleness 1), and the loss weights each token by the truncated importance ratio
+  pi_old / pi_behaviour computed by hand here (AReaL's decoupled PPO objective, arXiv 2505.24298 eq. 5).
+* exact resume after kill -9 holds (the pending batch is checkpointed); torchrun with 2 processes equals 1.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlvr.config import load_config
+from rlvr.metrics import read_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "data" / "on_policy_tiny_metrics.json"
+
+
+def _overrides(model_dir, run_dir, *extra):
+    return [f"model={model_dir}", f"run_dir={run_dir}", "verifiers=[{name: 'tests.toy_verifiers:LengthVerifier'}]",
+            "data.train_size=24", "data.eval_size=4", "train.prompts_per_step=2", "train.group_size=4",
+            "sampling.max_new_tokens=8", "log.progress=false", "log.tensorboard=false", "rollout.engine=hf",
+            "train.steps=4", "log.checkpoint_every=2", "log.keep_checkpoints=3", "eval.every=2",
+            "train.learning_rate=5e-3", *extra]
+
+
+def _strip(rows):
+    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+
+
+def _train(model_dir, run_dir, *extra):
+    from rlvr.trainer import Trainer
+
+    tr = Trainer(load_config("recipes/basic_arithmetic.yaml", _overrides(model_dir, run_dir, *extra)))
+    try:
+        summary = tr.run()
+    finally:
+        tr.close()
+    return tr, summary
+
+
+def _close(a, b, key):
+    if isinstance(a, float) and isinstance(b, float):
+        # the fixture was written on another CPU: float32 kernels may round differently by an ulp
+        return a == pytest.approx(b, rel=1e-5, abs=1e-6, nan_ok=True)
+    return a == b
+
+
+def test_max_staleness_0_reproduces_the_committed_on_policy_run(tiny_model_dir, tmp_path):
+    _, summary = _train(tiny_model_dir, tmp_path / "run", "rollout.max_staleness=0")
+    want = json.loads(FIXTURE.read_text())
+    got = _strip(read_metrics(tmp_path / "run"))
+    assert len(got) == len(want["metrics"])
+    for g, w in zip(got, want["metrics"]):
+        assert set(g) == set(w), set(g) ^ set(w)
+        bad = [k for k in w if not _close(g[k], w[k], k)]
+        assert not bad, [(k, g[k], w[k]) for k in bad]
+    assert summary["heldout_pass@1_after"] == want["heldout_pass@1_after"]
+    assert "rollout/staleness" not in got[0]
+
+
+def test_max_staleness_1_trains_step_s_on_the_batch_sampled_before_update_s_minus_1(tiny_model_dir, tmp_path):
+    tr, _ = _train(tiny_model_dir, tmp_path / "async", "rollout.max_staleness=1", "rollout.importance_sampling=tis",
+                   "rollout.importance_sampling_cap=1000", "monitor.enabled=false")
+    rows = read_metrics(tmp_path / "async")
+    assert [r["rollout/staleness"] for r in rows] == [0.0, 1.0, 1.0, 1.0]
+    on = _strip(read_metrics(tmp_path / "async"))
+    # step 0 is the on-policy step (same batch, same update) as the synchronous run's
+    sync_tr, _ = _train(tiny_model_dir, tmp_path / "sync", "rollout.importance_sampling=tis",
+                        "rollout.importance_sampling_cap=1000", "monitor.enabled=false")
+    off = _strip(read_metrics(tmp_path / "sync"))
+    # (the asynchronous HF engine samples from a copy of the policy: its log-probs agree to float32 rounding)
+    first = {k: v for k, v in on[0].items() if k != "rollout/staleness"}
+    assert set(first) == set(off[0]) and all(_close(first[k], off[0][k], k) for k in first), (first, off[0])
+    # step 1's batch differs from the synchronous run's: it was sampled by the initial policy, not the updated one
+    a = [json.loads(x) for x in (tmp_path / "async" / "rollouts.jsonl").read_text().splitlines()]
+    b = [json.loads(x) for x in (tmp_path / "sync" / "rollouts.jsonl").read_text().splitlines()]
+    assert [r["completion"] for r in a if r["step"] == 1] == [r["completion"] for r in b if r["step"] == 1]
+    assert [r["completion"] for r in a if r["step"] == 2] != [r["completion"] for r in b if r["step"] == 2]
+
+
+def test_the_stale_batch_is_weighted_by_the_hand_computed_importance_ratio(tiny_model_dir, tmp_path):
+    """A crafted two-step case: the batch of step 1 was sampled by pi_0 (the initial policy) and trains pi_1.
+    By hand: w_t = min(pi_1(y_t) / pi_0(y_t), cap) with pi_0 the initial weights, pi_1 after one update; the
+    loss of the single update (ratio 1 at pi_old = pi_1) is -sum_t w_t A_i / tokens."""
+    from rlvr.forward import completion_logprobs
+    from rlvr.trainer import Trainer
+
+    cfg = load_config("recipes/basic_arithmetic.yaml", _overrides(
+        tiny_model_dir, tmp_path / "r", "rollout.max_staleness=1", "rollout.importance_sampling=tis",
+        "rollout.importance_sampling_cap=1.05", "monitor.enabled=false", "train.steps=2", "eval.at_start=false",
+        "eval.at_end=false", "eval.every=0", "train.learning_rate=0.05", "train.max_grad_norm=100"))
+    tr = Trainer(cfg)
+    pi0 = {n: p.detach().clone() for n, p in tr.model.named_parameters() if p.requires_grad}
+    seen = {}
+    real_update = tr.updater.update
+
+    def spy(batch):
+        if "pi1" not in seen and len(seen.get("batches", [])) == 1:  # step 1: record pi_1 before its update
+            seen["pi1"] = {n: p.detach().clone() for n, p in tr.model.named_parameters() if p.requires_grad}
+        seen.setdefault("batches", []).append(batch)
+        out = real_update(batch)
+        seen.setdefault("metrics", []).append(out)
+        return out
+
+    tr.updater.update = spy
+    tr.run()
+    tr.close()
+    batch = seen["batches"][1]
+
+    def logp(weights):
+        with torch.no_grad():
+            for n, p in tr.model.named_parameters():
+                if n in weights:
+                    p.copy_(weights[n])
+        prompts = [batch.prompt_ids[i] for i in range(batch.n_groups)]
+        comps = [c.token_ids for i in range(batch.n_groups) for c in batch.completions[i]]
+        lp, mask, _ = completion_logprobs(tr.model, prompts, comps, batch.group_size, tr.pad_id, 1.0)
+        return lp, mask
+
+    lp0, mask = logp(pi0)
+    lp1, _ = logp(seen["pi1"])
+    engine = torch.zeros_like(lp0)
+    for r, c in enumerate(c for i in range(batch.n_groups) for c in batch.completions[i]):
+        engine[r, : len(c.logprobs)] = torch.tensor(c.logprobs)
+    m = mask.float()
+    # the engine sampled with pi_0: its log-probs are pi_0's (HF engine, same weights, same function)
+    assert float(((engine - lp0).abs() * m).max()) < 1e-5
+    assert float(((lp1 - lp0).abs() * m).max()) > 1e-3, "the update must have moved the policy"
+    ratio = torch.exp(lp1 - lp0)
+    w = ratio.clamp(max=1.05) * m
+    n = m.sum()
+    adv = batch.advantages.reshape(-1, 1)
+    keep = (adv != 0).float()  # zero-variance groups are skipped; the loss is over every token of the step
+    loss = float(-(w * adv * keep).sum() / (batch.lengths.float() * batch.loss_weights).sum())
+    got = seen["metrics"][1]
+    assert got["sampling/tis_weight_mean"] == pytest.approx(float(w.sum() / n), rel=1e-4)
+    assert got["sampling/tis_clipped_frac"] == pytest.approx(float(((ratio > 1.05).float() * m).sum() / n), abs=1e-6)
+    assert got["loss"] == pytest.approx(loss, rel=1e-4, abs=1e-7)
+
+
+def _cmd(model_dir, run_dir, *extra):
+    return [sys.executable, "-m", "rlvr.cli", "train", "recipes/basic_arithmetic.yaml",
+            *_overrides(model_dir, run_dir, "train.steps=6", "eval.every=0", "rollout.max_staleness=1",
+                        "rollout.importance_sampling=tis", *extra)]
+
+
+def test_sigkill_then_resume_with_max_staleness_1_equals_an_uninterrupted_run(tiny_model_dir, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    full = tmp_path / "full"
+    subprocess.run(_cmd(tiny_model_dir, full), cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
+    assert (full / "checkpoints" / "step_000004" / "pending_batch.pt").is_file()
+
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(_cmd(tiny_model_dir, run), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    target = run / "checkpoints" / "step_000002" / "state.json"
+    metrics = run / "metrics.jsonl"
+    deadline = time.monotonic() + 240
+
+    def logged():
+        return len(metrics.read_text().splitlines()) if metrics.exists() else 0
+
+    while not (target.exists() and logged() >= 3) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert 2 <= len(read_metrics(run)) < 6, "the kill should land mid-run"
+    r = subprocess.run(_cmd(tiny_model_dir, run, "resume=true"), cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert _strip(read_metrics(run)) == _strip(read_metrics(full))
+    ra = (full / "rollouts.jsonl").read_text()
+    assert (run / "rollouts.jsonl").read_text() == ra
+    from safetensors.torch import load_file
+
+    a = load_file(str(full / "final_adapter" / "adapter_model.safetensors"))
+    b = load_file(str(run / "final_adapter" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_max_staleness_needs_the_importance_correction(tiny_model_dir, tmp_path):
+    from rlvr.errors import ConfigError
+    from rlvr.trainer import Trainer
+
+    cfg = load_config("recipes/basic_arithmetic.yaml", _overrides(tiny_model_dir, tmp_path / "x",
+                                                                  "rollout.max_staleness=1",
+                                                                  "rollout.importance_sampling=none"))
+    with pytest.raises(ConfigError, match="rollout.importance_sampling=tis"):
+        Trainer(cfg)
+    assert not (tmp_path / "x").exists()
+
+
+if __name__ == "__main__":  # write the on-policy fixture (run on the commit before the asynchronous path)
+    import tempfile
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rlvr.models import load_tokenizer, resolve_model
+    from rlvr.trainer import Trainer
+
+    torch.set_num_threads(1)
+    tok = load_tokenizer(resolve_model("smollm2-135m-instruct"))
+    torch.manual_seed(0)  # the model of tests/conftest.py's tiny_model_dir
+    c = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                    num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024,
+                    tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                    pad_token_id=tok.pad_token_id)
+    d = Path(tempfile.mkdtemp())
+    LlamaForCausalLM(c).save_pretrained(d / "m")
+    tok.save_pretrained(d / "m")
+    tr = Trainer(load_config("recipes/basic_arithmetic.yaml", _overrides(d / "m", d / "run")))
+    s = tr.run()
+    FIXTURE.write_text(json.dumps({"metrics": _strip(read_metrics(d / "run")),
+                                   "heldout_pass@1_after": s["heldout_pass@1_after"]}, indent=1) + "\n")
+    print("wrote", FIXTURE)
