@@ -121,6 +121,12 @@ def _assert_same_run(dp, single, lr, updates: int = 1):
     # PPO epochs over mini-batches: 2 passes x 2 mini-batches = 4 AdamW steps per batch, each summed over ranks
     ("lora_mu2", ["verifiers=[{name: 'tests.toy_verifiers:LengthVerifier'}]", "train.updates_per_batch=2",
                   "train.mini_batches=2", "train.micro_batch_groups=1", "monitor.enabled=false"]),
+    # asynchronous GRPO (rollout.max_staleness 1): step 2 trains on the batch sampled during step 1, the background
+    # collection (DAPO rounds, each gathered over the side process group) runs beside DDP's all-reduce, and the
+    # held-out evaluation on rank 0 overlaps it
+    ("lora_async", ["verifiers=[{name: 'tests.test_train:OddTieVerifier'}]", "algorithm.preset=dapo",
+                    "train.micro_batch_groups=1", "rollout.max_staleness=1", "rollout.importance_sampling=tis",
+                    "eval.every=1", "monitor.enabled=false"]),
 ], ids=lambda v: v[0])
 def test_two_processes_equal_one_process(tiny_model_dir, tmp_path, variant):
     name, extra = variant
@@ -137,6 +143,8 @@ def test_two_processes_equal_one_process(tiny_model_dir, tmp_path, variant):
     if name == "lora":
         assert (tmp_path / "dp" / "final_adapter").is_dir()
         assert max(r["dynamic_sampling/rounds"] for r in rows) >= 2  # extra rounds happened
+    elif name == "lora_async":
+        assert [r["rollout/staleness"] for r in rows] == [0.0, 1.0] and "eval/pass@1" in rows[0]
     elif name == "lora_mu2":
         assert max(r["updates"] for r in rows) == 4.0  # and every rank took the same 4 steps (weights equal)
     else:
