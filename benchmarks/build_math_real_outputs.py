@@ -1,5 +1,5 @@
-"""Build ``benchmarks/data/math_real_outputs.jsonl``: released real model completions on math word problems, with the
-correctness label their publishers recorded.
+"""Build ``benchmarks/data/math_real_outputs.jsonl``: released real model completions on math word problems and
+competition math, with the correctness label their publishers recorded.
 
 Usage:
     python benchmarks/build_math_real_outputs.py [--mirrors /work/.mirror]
@@ -27,6 +27,18 @@ Sources (the first ``N`` items of each file, in file order, so the selection nev
   ``pred`` equals the logged ``gt`` (the computation behind the published accuracy). The first 60 right and the
   first 60 wrong completions of each model, in file order (most are right).
 
+Competition math (MATH problems, LaTeX references):
+
+- ``minerva-demo/minerva-demo.github.io`` ``docs/js/app.cec95961.js`` (Lewkowycz et al. 2022, the Minerva sample
+  explorer): Minerva 540B and 62B solutions to MATH problems, curated and typed by the authors; the samples are a
+  JavaScript array literal in the site's bundle (read here as data, never run). Label: the sample's ``type``
+  (``Correct`` and ``False Positive`` -- the final answer is right though the reasoning is not -- are right,
+  ``Incorrect`` is wrong). Reference: the one ``\\boxed{}`` of the MATH solution the sample carries (``target``).
+  Every MATH sample is taken (219).
+- ``GAIR-NLP/ReasonEval`` ``dataset/mr-math_invalid_errors.json`` (Xia et al. 2024, MR-MATH): Abel 13B/70B and
+  WizardMath 13B/70B solutions to MATH problems, annotated by hand; every one has a correct final answer (the
+  file's ``model_output_answer_correctness``; the annotators judged the steps). All 159.
+
 ``debatable`` (with a reason) marks a case whose label is not a fact about the text alone; the rules are decided from
 the case and the source's own fields, never from what any verifier answers:
 
@@ -35,6 +47,9 @@ the case and the source's own fields, never from what any verifier answers:
 - (ToRA) the completion has no box (the source read the program output) or several different boxes;
 - (Plan-and-Solve) the source's prediction does not appear in the completion's final answer, or that answer
   states both the prediction and a different reference while the label says wrong.
+- (MR-MATH) the completion boxes several different values;
+- (Minerva, MR-MATH) a case listed in ``REVIEWED`` below: read by hand, the label and the completion's final answer
+  disagree in a way the publisher did not explain (the reason is written beside the id).
 
 CI has no network: the JSONL is committed, and this script only regenerates it where the snapshots exist.
 """
@@ -63,6 +78,22 @@ PS = ("AGI-Edgerunners/Plan-and-Solve-Prompting", "9d5a176",
 TORA = ("microsoft/ToRA", "213c1c9",
         [("src/outputs/llm-agents/tora-70b-v1.0/gsm8k/test_tora_-1_seed0_t0.0_s0_e1319.jsonl", "ToRA-70B"),
          ("src/outputs/llm-agents/tora-code-34b-v1.0/gsm8k/test_tora_-1_seed0_t0.0_s0_e1319.jsonl", "ToRA-Code-34B")])
+MINERVA = ("minerva-demo/minerva-demo.github.io", "55b47e2be76351c40ab77d49982e009b56f4e17c",
+           "docs/js/app.cec95961.js")
+MRMATH = ("GAIR-NLP/ReasonEval", "6c91c7a16e2b0e12ebc89685207cd091fb411478", "dataset/mr-math_invalid_errors.json")
+# Cases read by hand whose label is not a fact about the text alone (id -> reason, from the data).
+REVIEWED = {
+    "math-minerva-180": "the final answer -\\frac{2}{\\sqrt{3}} equals the reference -\\frac{2 \\sqrt{3}}{3} in value "
+                        "(denominator not rationalised); the publishers typed it Incorrect",
+    "math-minerva-182": "the question asks how many real k; the completion answers 'no real values of k' (none) and "
+                        "the reference is 0; the publishers typed it Incorrect",
+    "math-mrmath-9": "the question simplifies to \\cot x (the reference); the completion's final answer is \\csc x; the "
+                     "annotators marked the answer correct",
+    "math-mrmath-49": "the question simplifies to \\cot x (the reference); the completion's final answer is \\csc x; the "
+                      "annotators marked the answer correct",
+    "math-mrmath-117": "the boxed answer is the repeating decimal 0.\\overline{35625}, which is not the reference "
+                       ".35625; the annotators marked the answer correct",
+}
 TORA_PER_LABEL = 60  # the first 60 right and the first 60 wrong completions of each model, in file order
 GSM_PROBLEMS = 100  # x 4 models
 
@@ -214,12 +245,111 @@ def tora_cases(mirrors: Path) -> list[dict]:
     return out
 
 
+def boxed(text: str) -> list[str]:
+    """The contents of every ``\\boxed{...}`` in ``text`` (balanced braces), in order."""
+    out, i = [], 0
+    while (j := text.find("\\boxed", i)) >= 0:
+        k = j + len("\\boxed")
+        while k < len(text) and text[k] == " ":
+            k += 1
+        if k < len(text) and text[k] == "{":
+            depth, start = 0, k
+            while k < len(text):
+                depth += {"{": 1, "}": -1}.get(text[k], 0)
+                if depth == 0:
+                    break
+                k += 1
+            out.append(text[start + 1:k])
+        i = k
+    return out
+
+
+_JS_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v", "0": "\0"}
+_JS_KEY = re.compile(r"([A-Za-z_]+):")
+
+
+def _js_string(js: str, k: int) -> tuple[str, int]:
+    """The JavaScript string literal (single or double quotes) starting at ``js[k]``, decoded; and the index after."""
+    quote, k, out = js[k], k + 1, []
+    while js[k] != quote:
+        if js[k] != "\\":
+            out.append(js[k])
+            k += 1
+            continue
+        esc = js[k + 1]
+        if esc == "u":
+            out.append(chr(int(js[k + 2:k + 6], 16)))
+            k += 6
+        elif esc == "x":
+            out.append(chr(int(js[k + 2:k + 4], 16)))
+            k += 4
+        else:
+            out.append(_JS_ESCAPES.get(esc, "" if esc == "\n" else esc))
+            k += 2
+    return "".join(out), k + 1
+
+
+def minerva_samples(js: str) -> list[dict]:
+    """The sample array of the explorer's bundle: ``[{source:"...",category:"...",...}, ...]`` with string values."""
+    k = js.index("[{source:") + 1
+    rows = []
+    while js[k] == "{":
+        k += 1
+        row = {}
+        while js[k] != "}":
+            m = _JS_KEY.match(js, k)
+            row[m.group(1)], k = _js_string(js, m.end())
+            k += js[k] == ","
+        rows.append(row)
+        k += 1
+        k += js[k] == ","
+    if js[k] != "]":
+        raise ValueError("the sample array did not end where expected")
+    return rows
+
+
+def minerva_cases(mirrors: Path) -> list[dict]:
+    repo, commit, path = MINERVA
+    out = []
+    samples = [r for r in minerva_samples(git_show(mirrors, repo, commit, path)) if r["source"] == "MATH"]
+    for k, row in enumerate(samples):
+        references = set(boxed(row["target"]))
+        if len(references) != 1:
+            raise ValueError(f"MATH sample {k}: the solution has {len(references)} different boxes")
+        case_id = f"math-minerva-{k}"
+        out.append({"id": case_id, "source": repo, "commit": commit, "file": path,
+                    "model": f"Minerva {row['model']}", "dataset": "math", "question": row["question"].strip(),
+                    "completion": row["output"], "reference": references.pop(),
+                    "label": row["type"] in ("Correct", "False Positive"),
+                    "label_source": f"type == {row['type']!r} (Correct / False Positive: right; Incorrect: wrong)",
+                    "debatable": REVIEWED.get(case_id)})
+    return out
+
+
+def mrmath_cases(mirrors: Path) -> list[dict]:
+    repo, commit, path = MRMATH
+    rows = [json.loads(line) for line in git_show(mirrors, repo, commit, path).splitlines() if line.strip()]
+    out = []
+    for row in rows:
+        case_id = f"math-mrmath-{row['id']}"
+        debatable = REVIEWED.get(case_id)
+        if debatable is None and len(set(boxed(row["model_output"]))) > 1:
+            debatable = "several different boxes and the annotators' label takes one"
+        out.append({"id": case_id, "source": repo, "commit": commit, "file": path, "model": row["generator"],
+                    "dataset": "math", "question": row["question"], "completion": row["model_output"],
+                    "reference": row["ground_truth_answer"],
+                    "label": row["model_output_answer_correctness"] == "correct",
+                    "label_source": "model_output_answer_correctness (human annotation)", "debatable": debatable})
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"))
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    cases = gsm_cases(args.mirrors) + kojima_cases(args.mirrors) + ps_cases(args.mirrors) + tora_cases(args.mirrors)
+    cases = (gsm_cases(args.mirrors) + kojima_cases(args.mirrors) + ps_cases(args.mirrors) + tora_cases(args.mirrors)
+             + minerva_cases(args.mirrors) + mrmath_cases(args.mirrors))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", encoding="utf-8") as f:
         for case in cases:

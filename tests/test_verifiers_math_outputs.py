@@ -268,3 +268,24 @@ def test_a_number_with_a_phrase_is_not_a_number_with_a_unit(v, strict):
     for completion in ("10 is 10 in python\n10 in python", "We try again.\n10 is it", "Done.\n10 then"):
         check(strict, completion, "10", False)
     check(strict, "Counting them.\n10 apples", "10", True)
+
+
+# --- escaped dollar signs inside the answer's math span (competition-math completions) ------------------------
+
+ESCAPED_DOLLAR = [
+    # TeX's "\$" is a dollar sign, not the span's closing delimiter: the span is the whole "\$3.25"
+    (r"Final Answer: The final answer is $\$3.25$. I hope it is correct.", r"3.25\text{ dollars}", True),
+    (r"Final Answer: The final answer is $\$3.25$. I hope it is correct.", "3.5", False),
+    (r"... so it costs $\boxed{\$20}$. Final Answer: The final answer is $\$20$.", "20", True),
+    (r"The answer is $\$1,250$.", "1250", True),
+    (r"The answer is $\$1,250$.", "1205", False),
+    (r"Answer: $\$ 4{,}000$", r"\$4000", True),
+    (r"The final answer is \(\$5\).", "5", True),
+]
+
+
+@pytest.mark.parametrize(("completion", "reference", "passed"), ESCAPED_DOLLAR)
+def test_an_escaped_dollar_inside_the_answer_span_is_part_of_it(v, strict, completion, reference, passed):
+    check(v, completion, reference, passed)
+    check(strict, completion, reference, passed)
+    assert extract_answer(completion) not in ("\\", "")  # never the lone backslash before the escaped dollar

@@ -112,12 +112,17 @@ def _dedupe_key(value: str) -> str:
     return re.sub(r"\s+|\$|\\[,;:! ]|\\boxed|[{}]", "", value).lower().rstrip(".")
 
 
+# a math-span delimiter: a dollar sign that is not TeX's escaped dollar ("$\$3.25$" is one span around "\$3.25")
+_DELIMITER_DOLLAR = re.compile(r"(?<!\\)\$")
+
+
 def _clean_phrase_value(value: str) -> str:
     value = value.strip().strip("*").strip()
     value = re.sub(r"^(?:that|simply)\s+", "", value, flags=re.I)
-    if value.startswith("$") and value.count("$") >= 2:  # "$\frac{1}{2}$. Done" -> the math span
+    if value.startswith("$") and len(_DELIMITER_DOLLAR.findall(value)) >= 2:  # "$\frac{1}{2}$. Done" -> the span
         inner = value.lstrip("$")
-        value = inner[: inner.index("$")]
+        close = _DELIMITER_DOLLAR.search(inner)  # none in "$$5" (a display span opened and not closed here)
+        value = inner[: close.start()] if close else inner
     else:
         value = _SENTENCE_END.split(value)[0]
     value = value.strip().rstrip(".").strip().strip("*").strip()
@@ -165,7 +170,8 @@ def _names_things(s: str) -> bool:
 
 
 def _phrase_value(value: str) -> tuple[Optional[str], str]:
-    value = _clean_phrase_value(_without_currency(value) if value.count("$") % 2 else value)
+    odd = len(_DELIMITER_DOLLAR.findall(value)) % 2
+    value = _clean_phrase_value(_without_currency(value) if odd else value)
     for _ in range(3):  # "Final Answer: The final answer is 42. I hope it is correct."
         inner = list(_PHRASE.finditer(value))
         if not inner or not _clean_phrase_value(inner[-1].group(1)):
