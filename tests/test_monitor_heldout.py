@@ -168,3 +168,31 @@ def test_staleness_probe_fires_at_step_1_when_the_sync_is_a_no_op(tiny_model_dir
     assert not [a for a in read_alerts(tmp_path / "live") if a["name"] == "STALE_ENGINE"]
     rows = [json.loads(x) for x in (tmp_path / "live" / "metrics.jsonl").read_text().splitlines()]
     assert all(r["sampling/probe_engine_vs_current"] < 1e-6 < r["sampling/probe_drift"] for r in rows)
+
+
+def test_staleness_probe_fires_at_step_1_on_an_unchanged_bf16_engine():
+    """Under bf16 sampling the engine's rounding error (noise0 ~0.015 nats/token on the default recipe) hides a
+    no-op sync until the policy has moved 10x it (step 4 of a real run). An engine whose log-probs are bit-identical
+    to step 0's while the policy moved more than 2x noise0 is stale at step 1; a synced engine (its own rounding
+    error around the current policy) and an engine whose policy did not move are not."""
+    import random
+
+    rng = random.Random(0)
+    initial = [[-1.0 - 0.1 * rng.random() for _ in range(20)] for _ in range(4)]
+    noise = lambda lp, e: [[x + rng.choice((-1, 1)) * e for x in row] for row in lp]  # noqa: E731
+    engine0 = noise(initial, 0.015)
+    current = noise(initial, 0.06)  # the policy after step 1: 4x noise0 from the initial one
+
+    mon = _mon()
+    mon.observe_engine(0, engine0, initial, initial)
+    metrics, alerts = mon.observe_engine(1, engine0, current, initial)  # the sync did nothing
+    assert [(a.name, a.severity, a.step) for a in alerts] == [("STALE_ENGINE", "critical", 1)]
+    assert metrics["sampling/probe_engine_vs_step0"] == 0.0 and alerts[0].evidence["engine_unchanged_since_step_0"]
+
+    synced = _mon()
+    synced.observe_engine(0, engine0, initial, initial)
+    assert synced.observe_engine(1, noise(current, 0.015), current, initial)[1] == []
+
+    still = _mon()  # the policy moved less than 2x noise0: an unchanged engine is what a synced one would give
+    still.observe_engine(0, engine0, initial, initial)
+    assert still.observe_engine(1, engine0, noise(initial, 0.02), initial)[1] == []

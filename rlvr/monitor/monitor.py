@@ -119,6 +119,7 @@ class Monitor:
         self.data_findings: list[str] = []  # what the pre-flight found about the data (for likely_causes)
         self.probe_noise: float | None = None  # the staleness probe's engine error at step 0
         self.probe_initial: list[list[float]] | None = None  # the initial policy's log-probs on the probe
+        self.probe_engine0: list[list[float]] | None = None  # the engine's log-probs on the probe at step 0
         self.stop_reason: str | None = None
         self.pending: list[Alert] = []  # emitted since the last drain()
         # this step's context for the alerts' `rows` pointer: dataset rows of the groups, the intervention's groups,
@@ -172,7 +173,8 @@ class Monitor:
         return {"tracker": self.tracker.state_dict(), "baseline": self.baseline, "identities": self.identities,
                 "preflight_done": self.preflight_done, "recent": self.recent, "reward_history": self.reward_history,
                 "heldout_history": self.heldout_history, "data_findings": self.data_findings,
-                "probe_noise": self.probe_noise, "probe_initial": self.probe_initial}
+                "probe_noise": self.probe_noise, "probe_initial": self.probe_initial,
+                "probe_engine0": self.probe_engine0}
 
     def load_state_dict(self, state: dict) -> None:
         self.tracker.load_state_dict(state.get("tracker", {}))
@@ -185,6 +187,7 @@ class Monitor:
         self.data_findings = list(state.get("data_findings", []))
         self.probe_noise = state.get("probe_noise")
         self.probe_initial = state.get("probe_initial")
+        self.probe_engine0 = state.get("probe_engine0")
 
     # -------------------------------------------------------------------------------------- one step
 
@@ -383,8 +386,15 @@ class Monitor:
         3x and "closer" alone, a correctly synced bf16 engine fired at step 2 of a real run: bf16 rounding moves from
         step to step, 2.3x noise0 from the initial policy while the policy had moved 4.3x. With these margins a
         synced engine would need its error to grow 14-fold to fire; a no-op sync under bf16 is caught once the
-        policy has moved 10x noise0, step 3-4 of the default recipe.) Returns (metrics
-        `sampling/probe_{engine_vs_current, engine_vs_initial, drift}`, new alert events)."""
+        policy has moved 10x noise0, step 3-4 of the default recipe.) The same alert also fires when the engine's
+        log-probs are those of step 0 to within 1e-3 of its rounding error, d(engine, engine at step 0) <=
+        1e-3 * max(noise0, 1e-6), while the policy has moved more than twice that error, d(current, initial) >
+        max(2 * noise0, 1e-5): a sync that had no effect at all, seen at step 1 under bf16 sampling too (a synced
+        engine reproduces its step-0 log-probs only when the policy has not moved; a run of the default recipe
+        with a no-op sync gave bit-identical engine log-probs at every step while d(current, initial) was 4x noise0
+        at step 1, benchmarks/results/monitor_data_faults). Returns (metrics
+        `sampling/probe_{engine_vs_current, engine_vs_initial, drift}` and, after step 0,
+        `sampling/probe_engine_vs_step0`, new alert events)."""
 
         def d(a, b) -> float:
             pairs = [(x, y) for ra, rb in zip(a, b) for x, y in zip(ra, rb)]
@@ -394,14 +404,22 @@ class Monitor:
         metrics = {"sampling/probe_engine_vs_current": vs_cur, "sampling/probe_engine_vs_initial": vs_init,
                    "sampling/probe_drift": drift}
         if step == 0 or self.probe_noise is None:
-            self.probe_noise = vs_init
+            self.probe_noise, self.probe_engine0 = vs_init, engine_lp
             return metrics, []
         moved = drift > max(10 * self.probe_noise, 1e-5)
         cond = moved and vs_init < 0.5 * vs_cur
-        a = self.tracker.update("STALE_ENGINE", "probe", "critical", cond if moved else None, step, 1,
-                                {"drift_over_noise_min": 10.0, "engine_to_initial_over_engine_to_current_max": 0.5},
+        frozen_gate = drift > max(2 * self.probe_noise, 1e-5) and self.probe_engine0 is not None
+        vs_step0 = d(engine_lp, self.probe_engine0) if self.probe_engine0 is not None else None
+        if vs_step0 is not None:
+            metrics["sampling/probe_engine_vs_step0"] = vs_step0
+        frozen = frozen_gate and vs_step0 <= 1e-3 * max(self.probe_noise, 1e-6)
+        a = self.tracker.update("STALE_ENGINE", "probe", "critical", (cond or frozen) if moved or frozen_gate else None,
+                                step, 1,
+                                {"drift_over_noise_min": 10.0, "engine_to_initial_over_engine_to_current_max": 0.5,
+                                 "unchanged_engine": "engine_vs_step0 <= 1e-3 * noise0 with drift > 2 * noise0"},
                                 {"engine_vs_current": vs_cur, "engine_vs_initial": vs_init, "policy_drift": drift,
-                                 "noise_at_step_0": self.probe_noise})
+                                 "noise_at_step_0": self.probe_noise, "engine_vs_step0": vs_step0,
+                                 "engine_unchanged_since_step_0": bool(frozen)})
         alerts = [a] if a else []
         self._emit(alerts)
         return metrics, alerts
