@@ -227,7 +227,8 @@ class Trainer:
         t0 = time.perf_counter()
         pending, self._pending = self._pending, None
         if pending is not None and pending[0] == step:
-            _, sampled_by, (batch, first_round, collect_metrics) = pending
+            _, sampled_by, collected = pending
+            batch, first_round, collect_metrics = collected.result() if hasattr(collected, "result") else collected
         else:
             sampled_by = step
             batch, first_round, collect_metrics = self.collector.collect(step)
@@ -352,6 +353,10 @@ class Trainer:
             sink.close()
             return self._finish(evals, stop_reason, write_final=False)
         if cfg.eval.at_start and "0" not in evals and len(self.eval_prompt_ids):
+            if self._pending is None and start < cfg.train.steps and self._eval_overlaps():
+                # asynchronous GRPO: the first batch (on-policy: nothing has been trained) is collected while the
+                # initial evaluation and the consistency pre-flight run
+                self._pending = (start, start, self._executor.submit(self._collect_in_background, start))
             with self.parallel.for_engine(self._eval_engine()):  # FSDP + HF engine: gathered; rank 0 evaluates
                 if main:
                     evals["0"] = self.evaluate("step0")

@@ -66,7 +66,7 @@ def test_max_staleness_0_reproduces_the_committed_on_policy_run(tiny_model_dir, 
     got = _strip(read_metrics(tmp_path / "run"))
     assert len(got) == len(want["metrics"])
     for g, w in zip(got, want["metrics"]):
-        assert set(g) == set(w), set(g) ^ set(w)
+        assert set(w) <= set(g), set(w) - set(g)  # metrics added since the fixture are not compared
         bad = [k for k in w if not _close(g[k], w[k], k)]
         assert not bad, [(k, g[k], w[k]) for k in bad]
     assert summary["heldout_pass@1_after"] == want["heldout_pass@1_after"]
