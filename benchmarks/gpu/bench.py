@@ -73,7 +73,7 @@ BATCHES = {
 CHECK = dict(P=4, G=4, prompt_len=40, completion_len=16, micro_batch_groups=2, steps=2, lr=1e-4)
 LR = 1e-6  # measurement runs: the update must happen, its size does not matter
 # per-run wall-clock caps, seconds (also bounded by --limit-s): a hang costs one run, not the device call
-CHILD_TIMEOUT_S = {"check": 150, "rlvr_fsdp": 240, "rlvr_ddp": 240, "trl": 300}
+CHILD_TIMEOUT_S = {"check": 150, "rlvr_fsdp": 240, "rlvr_ddp": 240, "rlvr_async": 240, "trl": 300}
 
 # fp32 tolerances of the correctness check. Relative errors are ||x - ref|| / ||ref||; METHOD.md (device README):
 # fp32 arithmetic lands far under 1e-3. The GRPO loss at ratio 1 is ~0 (advantages sum to 0 per group), so it gets an
@@ -369,7 +369,7 @@ def child_check(spec: dict) -> dict:
             "passed": all(v["passed"] for v in verdicts.values())}
 
 
-def child_rlvr(spec: dict, parallelism: str) -> dict:
+def child_rlvr(spec: dict, parallelism: str, extra: list[str] | None = None) -> dict:
     import torch
 
     _register_verifier()
@@ -378,7 +378,8 @@ def child_rlvr(spec: dict, parallelism: str) -> dict:
 
     b, device, dtype = spec["batch"], spec["device"], spec["dtype"]
     cfg = load_config(None, _overrides(spec, b, device, dtype, parallelism,
-                                       str(Path(spec["work"]) / f"rlvr_{parallelism}"), spec["steps"], LR))
+                                       str(Path(spec["work"]) / f"rlvr_{parallelism}{'_async' if extra else ''}"),
+                                       spec["steps"], LR) + (extra or []))
     t0 = time.perf_counter()
     tr = Trainer(cfg)
     build_s = time.perf_counter() - t0
@@ -418,7 +419,8 @@ def child_rlvr(spec: dict, parallelism: str) -> dict:
                          "verify": m["time/verify"], "train": m["time/train"],
                          "fwd_bwd": sum(fwd_bwd[n_fb:]), "optimizer": sum(opt[n_opt:]),
                          "micro_batches": len(fwd_bwd) - n_fb, "completion_tokens": m["num_tokens"],
-                         "loss": m["loss"], "grad_norm": m["grad_norm"], "updates": m["updates"]})
+                         "loss": m["loss"], "grad_norm": m["grad_norm"], "updates": m["updates"],
+                         "staleness": m.get("rollout/staleness"), "wait_rollout": m.get("time/wait_rollout")})
     out = {"per_step": per_step, "build_s": build_s, "parallelism": parallelism,
            "strategy": tr.parallel.name, "train_dtype": tr.train_precision.dtype, "device": str(tr.device)}
     if device.startswith("cuda"):
@@ -497,6 +499,8 @@ def child(a) -> int:
     spec = json.loads(Path(a.spec).read_text())
     if a.child == "check":
         res = child_check(spec)
+    elif a.child == "rlvr_async":
+        res = child_rlvr(spec, "ddp", extra=["rollout.max_staleness=1", "rollout.importance_sampling=tis"])
     elif a.child.startswith("rlvr_"):
         res = child_rlvr(spec, a.child.split("_", 1)[1])
     elif a.child == "trl":
@@ -608,7 +612,9 @@ def main() -> int:
                     "or a temporary folder with --tiny)")
     ap.add_argument("--steps", type=int, default=3, help="steps per measured run; the first is warm-up (default 3)")
     # rlvr_ddp and trl (same precision layout: bf16 weights) first, so the ratio lands even if the budget runs short
-    ap.add_argument("--runs", nargs="+", default=["check", "rlvr_ddp", "trl", "rlvr_fsdp"])
+    # rlvr_async: rlvr_ddp with rollout.max_staleness=1 (generation of step s+1 beside the update of step s, HF
+    # engine on its own copy of the policy, one GPU colocated)
+    ap.add_argument("--runs", nargs="+", default=["check", "rlvr_ddp", "trl", "rlvr_async", "rlvr_fsdp"])
     ap.add_argument("--micro-batch-groups", type=int, default=None, help="groups per micro-batch (rlvr) = "
                     "per-device batch / G (TRL); default 2")
     ap.add_argument("--budget-s", type=float, default=420.0, help="start no run after this many seconds (default 420)")
@@ -714,7 +720,7 @@ def main() -> int:
             "batch": b}
     specs = {"check": {**base, "model": str(work / "tiny_model"), "data": str(work / "check.jsonl"),
                        "rows": len(check_rows)}}
-    for r in ("rlvr_fsdp", "rlvr_ddp", "trl"):
+    for r in ("rlvr_fsdp", "rlvr_ddp", "rlvr_async", "trl"):
         specs[r] = {**base, "model": str(work / "bench_model"), "data": str(work / "bench.jsonl"),
                     "rows": len(bench_rows)}
     pypath = [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
