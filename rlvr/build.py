@@ -1,22 +1,33 @@
-"""Building a run: device and precision, tokenizer, policy (LoRA or full), reference model, optimizer, rollout engine.
+"""Building a run: every part of it, once, before the first step. `build(cfg)` returns a `Run`, in this order:
 
-Everything here happens once, before the first step; `build(cfg, dist)` returns a `Built` that the trainer's
-stages share. Nothing in it knows the RL algorithm.
+    checks that need nothing loaded (batch arithmetic, registries, device, the run folder: refused before torchrun's
+    rendezvous) -> process group -> data splits -> reward and evaluation verifiers -> pre-flight (exit 2 before any
+    model loads) -> policy, reference model, layout, AdamW, rollout engine (`build_policy`) -> the run folder ->
+    tokenised prompts, prompt sampler -> collector, updater -> monitor (rank 0).
+
+The trainer (rlvr/trainer.py) only runs the loop over these parts. Nothing here knows the RL algorithm beyond the
+registry names it looks up.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from rlvr.config import Config
+from rlvr import algorithms, distributed
+from rlvr.config import Config, check_run_dir, clear_run_dir
 from rlvr.errors import ConfigError
 from rlvr.hardware import Precision, resolve_device, resolve_dtype
 from rlvr.models import load_policy, load_tokenizer, resolve_model
 from rlvr.parallel import make_parallel
 from rlvr.rollouts import make_engine, resolve_engine_name
+
+log = logging.getLogger("rlvr")
 
 
 @dataclass
@@ -36,6 +47,114 @@ class Built:
     parallel: Any  # rlvr.parallel strategy (single, ddp, fsdp)
 
 
+@dataclass
+class Run:
+    """Every part a run needs (see the module docstring). `created_run_dir`: this run made its folder (a run stopped
+    in pre-flight removes it). `executor`: the background rollout thread of asynchronous GRPO
+    (rollout.max_staleness 1), else None. `monitor`: rank 0 with monitor.enabled, else None."""
+
+    cfg: Config
+    dist: Any
+    run_dir: Path
+    created_run_dir: bool
+    splits: Any
+    reward: Any
+    eval_verifier: Any
+    preflight: Any
+    device: torch.device
+    train_precision: Precision
+    rollout_precision: Precision
+    model_path: str
+    tokenizer: Any
+    model: Any
+    ref_model: Any
+    optimizer: torch.optim.Optimizer
+    engine_name: str
+    engine: Any
+    parallel: Any
+    train_prompt_ids: list
+    eval_prompt_ids: list
+    sampler: Any
+    collector: Any
+    updater: Any
+    executor: Any
+    monitor: Any
+
+
+def build(cfg: Config) -> Run:
+    """Build a run from a validated Config. Raises ConfigError / DataError / PreflightError (exit 2) naming the
+    field and the fix, before anything is written or loaded where it can."""
+    from rlvr.collect import BatchCollector
+    from rlvr.data import PromptSampler, load_splits, render_prompt
+    from rlvr.plugins import build_reward, load_verifier
+    from rlvr.preflight import run_preflight
+    from rlvr.update import PolicyUpdater
+
+    check_batch_config(cfg)
+    resolve_placement(cfg)  # a bad train.device fails here, before anything is loaded
+    adv_fn = _lookup(algorithms.get_advantage, cfg.algorithm.advantage, "algorithm.advantage")
+    loss_fn = _lookup(algorithms.get_policy_loss, cfg.algorithm.loss, "algorithm.loss")
+    group_filter = _lookup(algorithms.get_group_filter, cfg.algorithm.group_filter, "algorithm.group_filter")
+    run_dir = check_run_dir(cfg)  # refused before the rendezvous, so no rank has written anything when any checks
+    dist = distributed.init_from_env()  # rank 0 of 1 unless launched by torchrun
+    torch.set_num_threads(cfg.threads)
+    splits = load_splits(cfg.data, cfg.eval.data)
+    reward = build_reward(cfg.verifiers)
+    eval_verifier = load_verifier(cfg.eval.verifier, field="eval.verifier")
+    pf = run_preflight(cfg, splits.train, reward)  # exit 2 before any model is loaded
+    log.info("rlvr: data %s: %d train / %d held-out problems | reward %s | pre-flight: %s", cfg.data.task or
+             cfg.data.path, len(splits.train), len(splits.eval), " + ".join(s.name for s in reward.specs),
+             "canaries off" if pf.canary_report is None else
+             f"{pf.canary_total} canaries per verifier, {sum(map(len, pf.canary_report.values()))} failed "
+             f"(none systematic)" + (f"; ignored: {', '.join(pf.ignored)}" if pf.ignored else ""))
+    log.info("rlvr: loading %s and starting the %s rollout engine ...", cfg.model,
+             resolve_engine_name(cfg.rollout.engine))
+    b = build_policy(cfg, dist)
+    created = False
+    if dist.is_main:  # the run folder exists only once the run can start
+        if cfg.overwrite and run_dir.is_dir():
+            clear_run_dir(run_dir)
+            log.info("rlvr: overwrite=true: replaced the run in %s", run_dir)
+        created = not run_dir.exists() or not any(run_dir.iterdir()) or cfg.overwrite
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    def tokenize(question: str) -> list[int]:
+        return b.tokenizer(render_prompt(b.tokenizer, question, cfg.data.prompt), add_special_tokens=False)["input_ids"]
+
+    train_ids = [tokenize(q) for q in splits.train["prompt"]]
+    eval_ids = [tokenize(q) for q in splits.eval["prompt"]]
+    sampler = PromptSampler(len(train_ids), cfg.train.prompts_per_step, cfg.seed)
+    # asynchronous GRPO: the next batch is collected in a background thread, whose gathers under torchrun go over a
+    # second process group (the update's gradient all-reduce keeps the default one)
+    executor, collect_dist = None, dist
+    if cfg.rollout.max_staleness:
+        from concurrent.futures import ThreadPoolExecutor
+
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlvr-rollout")
+        collect_dist = dist.side_channel()
+    collector = BatchCollector(b.engine, reward, sampler, splits.train, train_ids, group_filter, adv_fn, cfg,
+                               collect_dist, engine_context=b.parallel.for_engine)
+    updater = PolicyUpdater(b.model, b.optimizer, loss_fn, cfg, b.parallel, b.device, b.tokenizer.pad_token_id,
+                            ref_model=b.ref_model)
+    monitor = None
+    if cfg.monitor.enabled and dist.is_main:  # on the gathered global batch, rank 0 only
+        from rlvr.monitor import Monitor, signals_from_verifiers
+
+        monitor = Monitor(cfg.monitor, signals_from_verifiers(reward.verifiers), run_dir=run_dir,
+                          reference_verifier=eval_verifier, policy_identity=str(b.model_path), echo=echo,
+                          reference_timeout_s=cfg.eval.timeout_s)
+    return Run(cfg, dist, run_dir, created, splits, reward, eval_verifier, pf, b.device, b.train_precision,
+               b.rollout_precision, b.model_path, b.tokenizer, b.model, b.ref_model, b.optimizer, b.engine_name,
+               b.engine, b.parallel, train_ids, eval_ids, sampler, collector, updater, executor, monitor)
+
+
+def echo(msg: str) -> None:
+    """A line on the console that does not break a progress bar (tqdm.write)."""
+    from tqdm import tqdm
+
+    tqdm.write(msg)
+
+
 def resolve_placement(cfg: Config) -> tuple[torch.device, Precision, Precision]:
     """(device, train precision, rollout precision) of a recipe on this machine. Raises ConfigError naming the field."""
     try:
@@ -47,7 +166,8 @@ def resolve_placement(cfg: Config) -> tuple[torch.device, Precision, Precision]:
     return device, train_p, rollout_p
 
 
-def build(cfg: Config, dist) -> Built:
+def build_policy(cfg: Config, dist) -> Built:
+    """Device, precision, tokenizer, policy (LoRA or full), reference model, layout, AdamW, rollout engine."""
     device, train_p, rollout_p = resolve_placement(cfg)
     model_path = resolve_model(cfg.model)
     tokenizer = load_tokenizer(model_path)
@@ -127,3 +247,57 @@ def _engine(cfg: Config, model, tokenizer, rollout_p: Precision, parallel=None):
     except ImportError as e:
         raise ConfigError(f"rollout.engine = '{r.engine}': vllm cannot be imported ({e}); run "
                           f"`bash scripts/install.sh` or set rollout.engine=hf") from None
+
+
+def check_batch_config(cfg: Config, world_size: int | None = None) -> None:
+    """Cross-section checks of the batch, before anything is loaded. Raises ConfigError naming the fields and the fix.
+
+    `world_size` defaults to the WORLD_SIZE environment variable (torchrun): when > 1, every rank must get the same
+    number of prompts, so train.prompts_per_step must be a multiple of it. Micro-batches need no divisibility: the
+    loss is normalised by the whole step's tokens, so a smaller last micro-batch is exact (tests/test_algorithms.py).
+    """
+    t, a = cfg.train, cfg.algorithm
+    if world_size is None:
+        world_size = distributed.world_size()
+    if world_size > 1 and t.prompts_per_step % world_size:
+        lo = max(world_size, t.prompts_per_step // world_size * world_size)
+        raise ConfigError(f"train.prompts_per_step = {t.prompts_per_step} is not divisible by WORLD_SIZE = "
+                          f"{world_size}: each rank needs the same number of prompts; set train.prompts_per_step to "
+                          f"a multiple of {world_size} (e.g. {lo} or {lo + world_size})")
+    if cfg.rollout.max_staleness and cfg.rollout.importance_sampling != "tis":
+        raise ConfigError(f"rollout.max_staleness = {cfg.rollout.max_staleness} trains on batches sampled by an "
+                          f"older policy: the loss needs the behaviour policy's correction; set "
+                          f"rollout.importance_sampling=tis (or rollout.max_staleness=0)")
+    if a.overlong_buffer >= cfg.sampling.max_new_tokens:
+        raise ConfigError(f"algorithm.overlong_buffer = {a.overlong_buffer} must be smaller than "
+                          f"sampling.max_new_tokens = {cfg.sampling.max_new_tokens} (the soft overlong penalty ramps "
+                          f"over the last overlong_buffer tokens); lower it or set 0 to disable the penalty")
+
+
+def batch_plan(cfg: Config, max_prompt_tokens: int, world_size: int | None = None) -> dict[str, int]:
+    """The numbers of one optimizer step (validated by check_batch_config first):
+
+    prompts P, group_size G, completions P*G, micro_batches ceil(P / micro_batch_groups) (at most; zero-variance
+    groups may be skipped), max_tokens P*G*(max_prompt_tokens + max_new_tokens) (the padded bound of the trained
+    batch), max_generation_rounds (1, or 1 + algorithm.max_extra_rounds with a group filter other than `none`),
+    max_completions_generated (rounds * P * G), optimizer_steps (updates_per_batch * mini-batches) and world_size.
+    """
+    check_batch_config(cfg, world_size)
+    t = cfg.train
+    P, G = t.prompts_per_step, t.group_size
+    rounds = 1 + cfg.algorithm.max_extra_rounds if cfg.algorithm.group_filter != "none" else 1
+    return {"prompts": P, "group_size": G, "completions": P * G,
+            "micro_batches": math.ceil(P / t.micro_batch_groups),
+            "micro_batch_groups": min(t.micro_batch_groups, P),
+            "max_prompt_tokens": max_prompt_tokens,
+            "max_tokens": P * G * (max_prompt_tokens + cfg.sampling.max_new_tokens),
+            "max_generation_rounds": rounds, "max_completions_generated": rounds * P * G,
+            "optimizer_steps": t.updates_per_batch * min(t.mini_batches, P),
+            "world_size": distributed.world_size() if world_size is None else world_size}
+
+
+def _lookup(getter, name, field):
+    try:
+        return getter(name)
+    except KeyError as e:
+        raise ConfigError(f"{field} = '{name}': {e.args[0]}") from None

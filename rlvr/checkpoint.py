@@ -20,13 +20,9 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
+from rlvr.weights import load_trainable, trainable_state  # noqa: F401 (re-exported)
 
 _STEP_DIR = re.compile(r"^step_(\d+)$")
-
-
-def trainable_state(model) -> dict[str, torch.Tensor]:
-    return {n: p.detach().contiguous().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
 def _single():
@@ -93,37 +89,6 @@ def is_checkpoint(path: Path) -> bool:
     """A complete checkpoint folder of either layout."""
     p = Path(path)
     return (p / "state.json").is_file() and ((p / "trainable.safetensors").is_file() or (p / "dcp").is_dir())
-
-
-def load_trainable(path: Path, model) -> None:
-    """Copy a checkpoint's trainable weights into the plain (unsharded) `model` in place: no optimizer state, RNG
-    untouched, no process group needed (an FSDP2 checkpoint is read with torch.distributed.checkpoint's no-dist
-    mode, whatever world size wrote it).
-
-    Raises RuntimeError when the checkpoint names parameters the model does not have, or lacks ones it has."""
-    path = Path(path)
-    params = dict(model.named_parameters())
-    if (path / "dcp").is_dir():
-        import torch.distributed.checkpoint as dcp
-
-        wanted = trainable_state(model)
-        saved = dcp.FileSystemReader(str(path / "dcp")).read_metadata().state_dict_metadata
-        unknown = [k for k in saved if k.startswith("model.") and k[len("model."):] not in wanted]
-        missing = [n for n in wanted if f"model.{n}" not in saved]
-        if unknown or missing:
-            raise RuntimeError(f"checkpoint {path} does not match the model (unknown: {unknown[:3]}, "
-                               f"missing: {missing[:3]})")
-        box = {"model": wanted}
-        dcp.load(box, checkpoint_id=str(path / "dcp"), no_dist=True)
-        weights = box["model"]
-    else:
-        weights = load_file(str(path / "trainable.safetensors"))
-        missing = [n for n in weights if n not in params]
-        if missing:
-            raise RuntimeError(f"checkpoint {path} does not match the model (unknown parameters, e.g. {missing[:3]})")
-    with torch.no_grad():
-        for n, t in weights.items():
-            params[n].copy_(t)
 
 
 def load_checkpoint(path: Path, model, optimizer, parallel=None) -> dict:

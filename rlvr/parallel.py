@@ -89,14 +89,14 @@ class Single:
         """Write the trainable weights and optimizer state into `folder` (rank 0 only)."""
         from safetensors.torch import save_file
 
-        from rlvr.checkpoint import trainable_state
+        from rlvr.weights import trainable_state
 
         if self.dist.is_main:
             save_file(trainable_state(model), str(folder / "trainable.safetensors"))
             torch.save(optimizer.state_dict(), folder / "optimizer.pt")
 
     def load(self, folder: Path, model, optimizer) -> None:
-        from rlvr.checkpoint import load_trainable
+        from rlvr.weights import load_trainable
 
         load_trainable(folder, model)
         optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))

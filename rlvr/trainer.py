@@ -1,8 +1,9 @@
 """The GRPO run, readable top to bottom. A step, from recipe to optimizer step, through named types:
 
     Config (rlvr/config.py)                     the recipe, validated; `auto` device/dtype resolved by
-      -> build()        -> Built                rlvr/hardware.py (rlvr/build.py: tokenizer, policy, reference
-                                                model, AdamW, rollout engine, all on train.device)
+      -> build()        -> Run                  rlvr/hardware.py (rlvr/build.py: splits, reward, pre-flight,
+                                                tokenizer, policy, reference model, AdamW, rollout engine on
+                                                train.device, collector, updater, monitor)
     per step s:
       BatchCollector.collect(s) -> RolloutBatch (rlvr/collect.py, rlvr/batch.py)
           round r: P prompts from (seed, s, r) -> engine.generate: G Completions each
@@ -14,6 +15,11 @@
           micro-batches of informative groups -> policy loss (registry) -> backward -> clip -> AdamW
       engine.update_weights(policy)             vLLM: merged weights synced; HF: the policy itself
       metrics (rollout_stats), monitor.observe_batch (first round), rollouts.jsonl, checkpoint, eval
+
+    rollout.max_staleness 1 (asynchronous GRPO): collect(s + 1) runs in a background thread, on the engine still
+    holding the policy before update s, while update s (and a held-out evaluation on the HF engine) runs here; the
+    sync waits for it. Step s + 1 trains on that batch: staleness 1, corrected by the truncated importance weight
+    pi_old / pi_engine (AReaL's decoupled PPO objective, arXiv 2505.24298); the batch in flight is checkpointed.
 
 Simplifications, stated plainly:
   * By default (mu = 1, one mini-batch) each batch gets one optimizer step at pi_old itself: the PPO ratio is 1
@@ -36,28 +42,24 @@ decision is broadcast so all ranks stop together.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-import math
 import time
 
 import torch
 import yaml
 
-from rlvr import algorithms, distributed
 from rlvr.batch import RolloutBatch
-from rlvr.build import build, resolve_placement
+from rlvr.build import batch_plan, build, check_batch_config, echo  # noqa: F401 (check_batch_config re-exported)
 from rlvr.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
-from rlvr.collect import BatchCollector, step_seed
-from rlvr.config import Config, check_run_dir, clear_run_dir
-from rlvr.data import PromptSampler, load_splits, render_prompt
-from rlvr.errors import ConfigError
+from rlvr.collect import step_seed
+from rlvr.config import Config
 from rlvr.evaluation import evaluate
 from rlvr.metrics import MetricSink, NullSink, open_step_log, read_metrics, rollout_stats
+from rlvr.plugins import build_reward  # noqa: F401 (re-exported)
+from rlvr.preflight import PreflightError
 from rlvr.rollouts import make_engine
-from rlvr.plugins import build_reward
-from rlvr.preflight import PreflightError, run_preflight
-from rlvr.update import PolicyUpdater
 
 log = logging.getLogger("rlvr")
 
@@ -72,57 +74,12 @@ def _peak_rss_gib() -> float | None:
         return None
 
 
-def check_batch_config(cfg: Config, world_size: int | None = None) -> None:
-    """Cross-section checks of the batch, before anything is loaded. Raises ConfigError naming the fields and the fix.
-
-    `world_size` defaults to the WORLD_SIZE environment variable (torchrun): when > 1, every rank must get the same
-    number of prompts, so train.prompts_per_step must be a multiple of it. Micro-batches need no divisibility: the
-    loss is normalised by the whole step's tokens, so a smaller last micro-batch is exact (tests/test_algorithms.py).
-    """
-    t, a = cfg.train, cfg.algorithm
-    if world_size is None:
-        world_size = distributed.world_size()
-    if world_size > 1 and t.prompts_per_step % world_size:
-        lo = max(world_size, t.prompts_per_step // world_size * world_size)
-        raise ConfigError(f"train.prompts_per_step = {t.prompts_per_step} is not divisible by WORLD_SIZE = "
-                          f"{world_size}: each rank needs the same number of prompts; set train.prompts_per_step to "
-                          f"a multiple of {world_size} (e.g. {lo} or {lo + world_size})")
-    if cfg.rollout.max_staleness and cfg.rollout.importance_sampling != "tis":
-        raise ConfigError(f"rollout.max_staleness = {cfg.rollout.max_staleness} trains on batches sampled by an "
-                          f"older policy: the loss needs the behaviour policy's correction; set "
-                          f"rollout.importance_sampling=tis (or rollout.max_staleness=0)")
-    if a.overlong_buffer >= cfg.sampling.max_new_tokens:
-        raise ConfigError(f"algorithm.overlong_buffer = {a.overlong_buffer} must be smaller than "
-                          f"sampling.max_new_tokens = {cfg.sampling.max_new_tokens} (the soft overlong penalty ramps "
-                          f"over the last overlong_buffer tokens); lower it or set 0 to disable the penalty")
-
-
-def batch_plan(cfg: Config, max_prompt_tokens: int, world_size: int | None = None) -> dict[str, int]:
-    """The numbers of one optimizer step (validated by check_batch_config first):
-
-    prompts P, group_size G, completions P*G, micro_batches ceil(P / micro_batch_groups) (at most; zero-variance
-    groups may be skipped), max_tokens P*G*(max_prompt_tokens + max_new_tokens) (the padded bound of the trained
-    batch), max_generation_rounds (1, or 1 + algorithm.max_extra_rounds with a group filter other than `none`),
-    max_completions_generated (rounds * P * G), optimizer_steps (updates_per_batch * mini-batches) and world_size.
-    """
-    check_batch_config(cfg, world_size)
-    t = cfg.train
-    P, G = t.prompts_per_step, t.group_size
-    rounds = 1 + cfg.algorithm.max_extra_rounds if cfg.algorithm.group_filter != "none" else 1
-    return {"prompts": P, "group_size": G, "completions": P * G,
-            "micro_batches": math.ceil(P / t.micro_batch_groups),
-            "micro_batch_groups": min(t.micro_batch_groups, P),
-            "max_prompt_tokens": max_prompt_tokens,
-            "max_tokens": P * G * (max_prompt_tokens + cfg.sampling.max_new_tokens),
-            "max_generation_rounds": rounds, "max_completions_generated": rounds * P * G,
-            "optimizer_steps": t.updates_per_batch * min(t.mini_batches, P),
-            "world_size": distributed.world_size() if world_size is None else world_size}
-
-
 class Trainer:
-    """Builds everything a run needs from a Config, then `run()` trains and evaluates.
+    """Builds everything a run needs from a Config (`rlvr.build.build`: one `Run` holding every part, whose fields
+    become this object's attributes), then `run()` trains and evaluates.
 
-    Stages (each readable on its own): `rlvr.build.build` (device, precision, model, engine, optimizer),
+    Stages (each readable on its own): `rlvr.build.build` (checks, data, verifiers, pre-flight, device, precision,
+    model, engine, optimizer, collector, updater, monitor),
     `rlvr.collect.BatchCollector` (generate, score, filter, shape -> RolloutBatch), `rlvr.update.PolicyUpdater`
     (PPO epochs, mini-batches, micro-batches, AdamW), and this class's run loop (eval, checkpoints, logging).
 
@@ -133,71 +90,13 @@ class Trainer:
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
-        check_batch_config(cfg)
-        resolve_placement(cfg)  # a bad train.device fails here, before anything is loaded
-        adv_fn = _lookup(algorithms.get_advantage, cfg.algorithm.advantage, "algorithm.advantage")
-        loss_fn = _lookup(algorithms.get_policy_loss, cfg.algorithm.loss, "algorithm.loss")
-        group_filter = _lookup(algorithms.get_group_filter, cfg.algorithm.group_filter, "algorithm.group_filter")
-        # refused before the rendezvous, so no rank has written anything when any rank checks
-        self.run_dir = check_run_dir(cfg)
-        self.dist = distributed.init_from_env()  # rank 0 of 1 unless launched by torchrun
-        torch.set_num_threads(cfg.threads)
-        self.splits = load_splits(cfg.data, cfg.eval.data)
-        self.reward = build_reward(cfg.verifiers)
-        from rlvr.plugins import load_verifier
-
-        self.eval_verifier = load_verifier(cfg.eval.verifier, field="eval.verifier")
-        self.preflight = run_preflight(cfg, self.splits.train, self.reward)  # exit 2 before any model is loaded
-        pf = self.preflight
-        log.info("rlvr: data %s: %d train / %d held-out problems | reward %s | pre-flight: %s", cfg.data.task or
-                 cfg.data.path, len(self.splits.train), len(self.splits.eval),
-                 " + ".join(s.name for s in self.reward.specs),
-                 "canaries off" if pf.canary_report is None else
-                 f"{pf.canary_total} canaries per verifier, "
-                 f"{sum(map(len, pf.canary_report.values()))} failed (none systematic)"
-                 + (f"; ignored: {', '.join(pf.ignored)}" if pf.ignored else ""))
-        from rlvr.rollouts import resolve_engine_name
-
-        log.info("rlvr: loading %s and starting the %s rollout engine ...", cfg.model,
-                 resolve_engine_name(cfg.rollout.engine))
-        b = build(cfg, self.dist)
-        if self.dist.is_main:  # the run folder exists only once the run can start
-            if cfg.overwrite and self.run_dir.is_dir():
-                clear_run_dir(self.run_dir)
-                log.info("rlvr: overwrite=true: replaced the run in %s", self.run_dir)
-            self._created_run_dir = not self.run_dir.exists() or not any(self.run_dir.iterdir()) or cfg.overwrite
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.device, self.train_precision, self.rollout_precision = b.device, b.train_precision, b.rollout_precision
-        self.tokenizer, self.model, self.ref_model, self.optimizer = b.tokenizer, b.model, b.ref_model, b.optimizer
-        self.engine_name = b.engine_name
-        self.parallel = b.parallel
+        run = build(cfg)  # every part of the run, in the order a run needs them (rlvr/build.py)
+        for f in dataclasses.fields(run):
+            if f.name not in ("cfg", "engine"):  # the engine is the collector's (the `engine` property)
+                setattr(self, f.name, getattr(run, f.name))
         self.pad_id = self.tokenizer.pad_token_id
-        self.train_prompt_ids = [self._tokenize(q) for q in self.splits.train["prompt"]]
-        self.eval_prompt_ids = [self._tokenize(q) for q in self.splits.eval["prompt"]]
-        self.sampler = PromptSampler(len(self.train_prompt_ids), cfg.train.prompts_per_step, cfg.seed)
-        # asynchronous GRPO (rollout.max_staleness 1): the next batch is collected in a background thread, whose
-        # gathers under torchrun go over a second process group (the update's all-reduce keeps the default one)
-        self._executor = None
-        self._pending = None  # (step it is for, step whose policy sampled it, collect()'s result)
-        collect_dist = self.dist
-        if cfg.rollout.max_staleness:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlvr-rollout")
-            collect_dist = self.dist.side_channel()
-        self.collector = BatchCollector(b.engine, self.reward, self.sampler, self.splits.train, self.train_prompt_ids,
-                                        group_filter, adv_fn, cfg, collect_dist,
-                                        engine_context=self.parallel.for_engine)
-        self.updater = PolicyUpdater(self.model, self.optimizer, loss_fn, cfg, self.parallel, self.device,
-                                     self.pad_id, ref_model=self.ref_model)
-        self.monitor = None
+        self._pending = None  # asynchronous GRPO: (step it is for, step whose policy sampled it, collect()'s result)
         self._probe = None
-        if cfg.monitor.enabled and self.dist.is_main:  # on the gathered global batch, rank 0 only
-            from rlvr.monitor import Monitor, signals_from_verifiers
-
-            self.monitor = Monitor(cfg.monitor, signals_from_verifiers(self.reward.verifiers), run_dir=self.run_dir,
-                                   reference_verifier=self.eval_verifier, policy_identity=str(b.model_path),
-                                   echo=_say, reference_timeout_s=cfg.eval.timeout_s)
 
     @property
     def engine(self):
@@ -207,10 +106,6 @@ class Trainer:
     @engine.setter
     def engine(self, value) -> None:
         self.collector.engine = value
-
-    def _tokenize(self, question: str) -> list[int]:
-        text = render_prompt(self.tokenizer, question, self.cfg.data.prompt)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     # ------------------------------------------------------------------------------------------ one step
 
@@ -233,8 +128,8 @@ class Trainer:
             sampled_by = step
             batch, first_round, collect_metrics = self.collector.collect(step)
         future = None
-        if self._executor is not None and step + 1 < self.cfg.train.steps:
-            future = self._executor.submit(self._collect_in_background, step + 1)
+        if self.executor is not None and step + 1 < self.cfg.train.steps:
+            future = self.executor.submit(self._collect_in_background, step + 1)
         t_update = time.perf_counter()
         train_metrics = self.updater.update(batch)
         t_trained = time.perf_counter()
@@ -253,7 +148,7 @@ class Trainer:
             metrics.update(self.monitor.observe_engine(step + 1, self.engine.score(*self._probe),
                                                        self._policy_logp(*self._probe), self.monitor.probe_initial)[0])
         metrics.update({"time/train": t_trained - t_update, "time/sync": t_end - t_sync, "time/step": t_end - t0})
-        if self._executor is not None:  # what the next step's generation cost this one: the wait after the update
+        if self.executor is not None:  # what the next step's generation cost this one: the wait after the update
             metrics.update({"rollout/staleness": float(step - sampled_by),
                             "time/wait_rollout": (t_sync - t_wait) if future is not None else 0.0,
                             "time/collect_inline": t_update - t0})
@@ -295,8 +190,8 @@ class Trainer:
         if choice == "auto":
             rounded = self.engine_name == "vllm" and self.rollout_precision.dtype != self.train_precision.dtype
             # asynchronous HF rollouts sample from a copy: the evaluation reads the policy itself and can overlap
-            choice = "hf" if rounded or (self.engine_name == "hf" and self._executor is not None) else "rollout"
-        if choice == "rollout" or (self.engine_name == "hf" and self._executor is None):
+            choice = "hf" if rounded or (self.engine_name == "hf" and self.executor is not None) else "rollout"
+        if choice == "rollout" or (self.engine_name == "hf" and self.executor is None):
             return self.engine
         if getattr(self, "_hf_eval_engine", None) is None:
             self._hf_eval_engine = make_engine("hf", self.model, self.tokenizer)
@@ -356,7 +251,7 @@ class Trainer:
             if self._pending is None and start < cfg.train.steps and self._eval_overlaps():
                 # asynchronous GRPO: the first batch (on-policy: nothing has been trained) is collected while the
                 # initial evaluation and the consistency pre-flight run
-                self._pending = (start, start, self._executor.submit(self._collect_in_background, start))
+                self._pending = (start, start, self.executor.submit(self._collect_in_background, start))
             with self.parallel.for_engine(self._eval_engine()):  # FSDP + HF engine: gathered; rank 0 evaluates
                 if main:
                     evals["0"] = self.evaluate("step0")
@@ -441,7 +336,7 @@ class Trainer:
     def _eval_overlaps(self) -> bool:
         """The held-out evaluation may run beside the background generation: asynchronous GRPO, and an evaluation
         engine other than the rollout engine (the HF engine on the policy; vLLM is busy generating)."""
-        return self._executor is not None and self._eval_engine() is not self.engine
+        return self.executor is not None and self._eval_engine() is not self.engine
 
     def _pending_checkpoint(self) -> dict:
         """save_checkpoint's arguments for the batch collected for the next step (asynchronous GRPO): it was sampled
@@ -458,9 +353,9 @@ class Trainer:
         (on-policy run, or rollout.max_staleness changed) makes the first resumed step collect its batch itself."""
         info = state.pop("pending_batch", None)
         path = ckpt / "pending_batch.pt"
-        if info and self._executor is not None and path.is_file():
+        if info and self.executor is not None and path.is_file():
             self._pending = (info["step"], info["sampled_by"], torch.load(path, weights_only=False))
-        elif info and self._executor is None:
+        elif info and self.executor is None:
             log.info("rlvr: the checkpoint holds a batch sampled ahead by an asynchronous run; rollout.max_staleness "
                      "is 0 now, so step %d collects its own (on-policy) batch", state["step"] + 1)
 
@@ -542,7 +437,7 @@ class Trainer:
         run leaves the disk as it was)."""
         import shutil
 
-        if self.dist.is_main and self._created_run_dir and self.run_dir.is_dir():
+        if self.dist.is_main and self.created_run_dir and self.run_dir.is_dir():
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def _canaries(self, step: int) -> None:
@@ -595,8 +490,8 @@ class Trainer:
         """Free the rollout engine now (vLLM: its engine core and its process groups, which must go before
         torchrun's default group is destroyed; otherwise vLLM's exit hook fails on the destroyed group), after the
         background generation of an asynchronous run has stopped."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
         close = getattr(self.engine, "close", None)
         if close is not None:
             close()
@@ -693,13 +588,6 @@ def _save_hf_folder(model, tokenizer, folder, state_dict=None) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _lookup(getter, name, field):
-    try:
-        return getter(name)
-    except KeyError as e:
-        raise ConfigError(f"{field} = '{name}': {e.args[0]}") from None
-
-
 def _fmt_eval(e: dict) -> str:
     k = e.get("samples", 1)
     extra = f", {k} samples: pass@1 {e['pass@1_sampled']:.3f}, pass@{k} {e[f'pass@{k}']:.3f}" if k > 1 else ""
@@ -707,10 +595,7 @@ def _fmt_eval(e: dict) -> str:
             f"{extra})")
 
 
-def _say(msg: str) -> None:
-    from tqdm import tqdm
-
-    tqdm.write(msg)
+_say = echo
 
 
 def _progress(cfg: Config, start: int, enabled: bool = True):
