@@ -285,7 +285,10 @@ class Trainer:
                 # asynchronous GRPO: an evaluation that does not use the rollout engine runs beside the background
                 # generation (it reads the updated policy, which nothing changes until the next step)
                 self._overlap_ran = False
-                metrics, records = self.train_step(step, overlap=held_out if due and self._eval_overlaps() else None)
+                if due and self._eval_overlaps():
+                    metrics, records = self.train_step(step, overlap=held_out)
+                else:
+                    metrics, records = self.train_step(step)
                 if due and not self._overlap_ran:
                     held_out()
                 if due and main:
