@@ -161,3 +161,39 @@ def test_inverse_cdf_sampling_follows_the_distribution():
     assert freq[[0, 255, 256, 599]].tolist() == pytest.approx([0.1, 0.2, 0.3, 0.4], abs=0.006)  # ~4 sigma
     edge = sample_inverse_cdf(probs.expand(2, V), torch.tensor([[1.0, 1.0], [1e-12, 1e-12]]))
     assert edge.squeeze(-1).tolist() == [599, 0]
+
+
+def test_shared_prefix_prefill_equals_the_full_prefill_on_the_recipes_prompts(smollm2_dir):
+    """The recipe's prompts (system prompt + 3 few-shot turns, ~110 common tokens) on the real SmolLM2: prefilling
+    the common prefix once and each prompt's own tokens after it gives the greedy completions and the sampled
+    log-probs of the plain left-padded prefill (float32; different matmul shapes round differently by ~1e-6)."""
+    from rlvr.config import load_config
+    from rlvr.data import load_splits, render_prompt
+    from rlvr.models import load_policy, load_tokenizer
+    from rlvr.rollouts.hf import shared_prefix_length
+
+    cfg = load_config("recipes/basic_arithmetic.yaml", ["data.eval_size=16", "data.train_size=40"])
+    tok = load_tokenizer(smollm2_dir)
+    model = load_policy(smollm2_dir)
+    questions = load_splits(cfg.data).eval["prompt"]
+    prompts = [tok(render_prompt(tok, q, cfg.data.prompt), add_special_tokens=False)["input_ids"] for q in questions]
+    assert shared_prefix_length(prompts) >= 100
+    on, off = HFEngine(model, tok), HFEngine(model, tok, share_prefix=False)
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=12)
+    a, b = on.generate(prompts, 1, greedy, seed=0), off.generate(prompts, 1, greedy, seed=0)
+    assert [g.completions[0].token_ids for g in a] == [g.completions[0].token_ids for g in b]
+    sampled = SamplingParams(temperature=1.0, max_new_tokens=8)
+    a, b = on.generate(prompts[:4], 4, sampled, seed=3), off.generate(prompts[:4], 4, sampled, seed=3)
+    for ga, gb in zip(a, b):
+        for ca, cb in zip(ga.completions, gb.completions):
+            assert ca.token_ids == cb.token_ids
+            assert torch.allclose(torch.tensor(ca.logprobs), torch.tensor(cb.logprobs), atol=1e-4)
+
+
+def test_shared_prefix_length_keeps_a_token_of_every_prompt():
+    from rlvr.rollouts.hf import shared_prefix_length
+
+    assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 3, 4, 6]]) == 3
+    assert shared_prefix_length([[1, 2, 3], [1, 2, 3, 4]]) == 2  # the first prompt is all prefix: keep its last token
+    assert shared_prefix_length([[7], [8, 9]]) == 0
+    assert shared_prefix_length([]) == 0

@@ -1,9 +1,10 @@
 """Rollouts with a Hugging Face causal LM: prefill each prompt once, share its KV cache across the G samples.
 
 Plain `model.generate(num_return_sequences=G)` prefills the (long, few-shot) prompt G times; on SmolLM2-135M with a
-~120-token prompt that made rollouts 3x slower (shared/research/learnability_probe.md, "Cost"). Here the P prompts
-are prefilled once as a left-padded batch, the cache is repeated G times (`DynamicCache.batch_repeat_interleave`),
-and decoding runs on P*G rows. Rows that have produced a stop token are dropped from the batch
+~120-token prompt that made rollouts 3x slower (shared/research/learnability_probe.md, "Cost"). Here the prompts'
+common prefix (the system prompt and few-shot examples every prompt of a recipe starts with) is prefilled once, each
+prompt's own tokens once after it (left-padded behind the prefix, masked), the cache is repeated G times
+(`DynamicCache.batch_repeat_interleave`), and decoding runs on P*G rows. Rows that have produced a stop token are dropped from the batch
 (`batch_select_indices`), so stragglers do not pay for finished rows.
 
 Sampling is seeded per prompt: prompt i of a call draws from its own generator, seeded from (seed, index_offset + i)
@@ -24,6 +25,22 @@ import torch
 import torch.nn.functional as F
 
 from rlvr.rollouts.base import Completion, Group, SamplingParams, pad_and_stop_ids, prompt_seed
+
+
+MIN_SHARED_PREFIX = 16  # tokens; below this a separate prefix forward costs more than it saves
+
+
+def shared_prefix_length(seqs: list[list[int]]) -> int:
+    """Length of the longest common token prefix of `seqs`, less one token if it would be a whole sequence (every
+    prompt keeps at least one token of its own to prefill, whose logits start decoding)."""
+    if not seqs:
+        return 0
+    shortest = min(len(s) for s in seqs)
+    n = 0
+    first = seqs[0]
+    while n < shortest and all(s[n] == first[n] for s in seqs):
+        n += 1
+    return min(n, shortest - 1) if shortest else 0
 
 
 def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,10 +97,11 @@ class HFEngine:
 
     reads_policy_modules = True  # runs the policy module itself: under FSDP2, inside full_weights()
 
-    def __init__(self, model, tokenizer, max_batch_prompts: int = 16):
+    def __init__(self, model, tokenizer, max_batch_prompts: int = 16, share_prefix: bool = True):
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch_prompts = max_batch_prompts
+        self.share_prefix = share_prefix  # prefill a chunk's common prompt prefix once (see _generate_chunk)
         self.pad_id, self.stop_ids = pad_and_stop_ids(model, tokenizer)
 
     def update_weights(self, model) -> None:
@@ -112,9 +130,25 @@ class HFEngine:
     def _generate_chunk(self, chunk, offset, n, params: SamplingParams, gens) -> list[Group]:
         model = self.model
         device = next(model.parameters()).device  # token ids are built on the CPU and moved once per call
-        ids, mask = (t.to(device) for t in left_pad(chunk, self.pad_id))
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+        pre = shared_prefix_length(chunk) if self.share_prefix and len(chunk) > 1 else 0
+        if pre >= MIN_SHARED_PREFIX:
+            # the chunk's common prefix (a system prompt, few-shot examples) is prefilled once and its cache
+            # repeated; each prompt's own tokens follow it, left-padded after the prefix (masked, positions
+            # continuing from it), so every prompt sees exactly its own token sequence
+            head = torch.tensor([chunk[0][:pre]], dtype=torch.long, device=device)
+            cache = model(input_ids=head, attention_mask=torch.ones_like(head),
+                          position_ids=torch.arange(pre, device=device)[None], use_cache=True,
+                          logits_to_keep=1).past_key_values
+            cache.batch_repeat_interleave(len(chunk))
+            ids, tail_mask = (t.to(device) for t in left_pad([p[pre:] for p in chunk], self.pad_id))
+            mask = torch.cat([torch.ones(len(chunk), pre, dtype=tail_mask.dtype, device=device), tail_mask], -1)
+            pos = pre + (tail_mask.cumsum(-1) - 1).clamp(min=0)
+            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
+                        logits_to_keep=1)
+        else:
+            ids, mask = (t.to(device) for t in left_pad(chunk, self.pad_id))
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
         cache = out.past_key_values
         if n > 1:
             cache.batch_repeat_interleave(n)
