@@ -11,7 +11,8 @@ once: the asynchronous run uses both cores), under `/usr/bin/time -v` for the CP
     /usr/bin/time -v rlvr train recipes/basic_arithmetic.yaml seed=S rollout.max_staleness=K run_dir=RUNS/kK-seedS
 
 Per run it reports: wall clock; CPU utilisation (time's "Percent of CPU this job got": 200% = both cores busy);
-peak RSS; start-up = launch until the first training step begins (the first metrics row's arrival, polled every
+peak RSS; the console, each line prefixed with seconds since launch (RUNS/kK-seedS.log); start-up = launch until
+the first training step begins (the first metrics row's arrival, polled every
 0.1 s, minus that step's time/step); held-out pass@1 at each evaluation; per-step medians of time/step,
 time/generate, time/train, time/sync and time/wait_rollout (the wait for the background generation after the
 update); rollout/staleness per step; the truncated importance weights (sampling/tis_weight_mean,
@@ -71,8 +72,12 @@ def run_one(run_dir: Path, seed: int, staleness: int, extra: list[str]) -> dict:
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
     log_path = run_dir.with_suffix(".log")
-    with open(log_path, "w") as log:
-        rc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
+    with open(log_path, "w") as log:  # each console line prefixed with seconds since launch
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        for line in proc.stdout:
+            log.write(f"{time.time() - t0:7.1f}s {line}")
+            log.flush()
+        rc = proc.wait()
     wall = time.time() - t0
     done.set()
     text = log_path.read_text()
@@ -112,7 +117,7 @@ def describe(run_dir: Path, meta: dict) -> dict:
             "median": {k: med(k) for k in ("time/step", "time/generate", "time/verify", "time/train", "time/sync",
                                            "time/wait_rollout")},
             "sum_step_s": sum(r.get("time/step", 0.0) for r in rows),
-            "staleness": [r.get("rollout/staleness", 0.0) for r in rows],
+            "staleness_per_step": [r.get("rollout/staleness", 0.0) for r in rows],
             "tis_weight_mean": mean("sampling/tis_weight_mean"), "tis_clipped_frac": mean("sampling/tis_clipped_frac"),
             "logp_diff_mean": mean("sampling/logp_diff_mean"),
             "alerts": [f"{a['name']}:{a.get('rule')}:{a.get('severity')}@{a['step']}" for a in alerts
@@ -182,6 +187,8 @@ def main() -> int:
                 if (run_dir / name).is_file():
                     shutil.copy(run_dir / name, saved / name)
             (saved / "meta.json").write_text(json.dumps(meta, indent=1))
+            if run_dir.with_suffix(".log").is_file():
+                shutil.copy(run_dir.with_suffix(".log"), saved / "console.log")
     by = {}
     for k in sorted({r["staleness"] for r in results}):
         rs = [r for r in results if r["staleness"] == k and r["exit"] == 0]
