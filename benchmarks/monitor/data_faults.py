@@ -20,14 +20,33 @@ references are faulty, held out against the recipe's own reasoning-gym task (tru
   (the reward's); prompts where no sample gave an answer are dropped. No reference_source is declared: the
   undeclared case of pseudo-labelling.
 
-`run` trains each loop one after another (`nice -n 5 rlvr train recipes/basic_arithmetic.yaml ...`, seed 0, 20 steps,
+`run` trains each loop one after another (`nice -n 10 rlvr train recipes/basic_arithmetic.yaml ...`; the runs
+before 2026-12-06 13:00 UTC used nice -n 5; seed 0, 20 steps (silent_sync 15),
 held-out greedy pass@1 every 5 steps on 64 problems of `eval.data` = the recipe's task with eval_seed 999, the
 training data a file with data.eval_size=0), each into RUNS/<loop>-seed<S>; a finished run (summary.json, or a
 recorded exit 2 at pre-flight) is kept, a killed one resumes with resume=true. The monitor runs with its defaults
 (stop_on_critical false, so a run continues after a critical alert and its held-out curve can be read). Loops named
 ``*_trained`` add monitor.preflight_ignore=[train_heldout_consistency], to measure the rules during training on a
 fault the pre-flight stops. Each run's console output goes to RUNS/<loop>-seed<S>.log and its exit status, command
-and wall time to RUNS/<loop>-seed<S>.meta.json (a run stopped at pre-flight leaves no run folder).
+and wall time to RUNS/<loop>-seed<S>.meta.json (a run stopped at pre-flight leaves no run folder). The runs import
+rlvr from the script's own tree (PYTHONPATH); to run a fixed commit while the working tree is being edited:
+``git archive <commit> | tar -x -C SNAP && git rev-parse <commit> > SNAP/.code_commit`` and run
+``python SNAP/benchmarks/monitor/data_faults.py run --runs runs/data_faults --data runs/data_faults/data ...``
+(the commit is recorded in each run's meta.json; the loops below were run so, from 24184fa).
+
+Faults outside the data (the other shapes of issue 22), on the control's aligned data (default.jsonl):
+
+* ``silent_sync``: every weight sync after the engine's first load is a silent no-op, so rollouts keep coming from
+  the base model and the run exits 0 (the class of verl#7495). Injected without touching product code: the run is
+  launched through ``benchmarks/monitor/silent_sync_launch.py``, which replaces
+  ``rlvr.rollouts.vllm.VLLMEngine.update_weights``. 15 steps. Right cause: STALE_ENGINE.
+* ``j_negative``: the reward is the plug-in ``benchmarks.monitor.fault_verifiers:OtherNumber`` (1 for any number
+  except the reference's: TPR 0, FPR ~1, Youden's J = -1), declared external like every fault verifier. Right
+  cause: the pre-flight's canary fault (exit 2) or VERIFIER_FAULT. ``j_negative_trained`` trains through it
+  (monitor.preflight_ignore=[canary:fault_other_number]).
+* ``closing_midrun``: the reward is ``fault_verifiers:MathThenPlurality``: the exact math verifier (strict) for the
+  first 64 prompts graded in groups (8 steps), then the group's plurality answer (reads no reference). Right cause:
+  CLOSED_LOOP or SPURIOUS_SIGNAL.
 
 `power` grades the base model's greedy answer to EVERY training row against each file's references (the pre-flight
 consistency check's protocol) and gives the check's exact firing probability per file (hypergeometric sample).
@@ -35,6 +54,9 @@ consistency check's protocol) and gives the check's exact firing probability per
 `report` reads each run (alerts.jsonl, metrics.jsonl, summary.json's evals with per-problem greedy verdicts, the log)
 and writes OUT/summary.json and OUT/summary.md: exit status, the pre-flight consistency line, held-out pass@1 per
 evaluation, training reward, first firing of each alert (name, rule, severity), and lead time.
+
+Detection = the first CRITICAL firing of an alert naming the loop's cause (data loops: HELDOUT_DECLINE or
+CLOSED_LOOP; the others above); other alerts are listed, not counted.
 
 Damage (independent of the monitor's own test): the first evaluation whose held-out pass@1 is below the start or the
 best earlier evaluation by more than two binomial standard errors of a 64-problem accuracy at that value (the
@@ -92,6 +114,7 @@ LOOPS = {
 # per loop (default DETECTING): the alerts naming the cause the fault supports; critical firings of these count
 CAUSES = {"silent_sync": ("STALE_ENGINE",), "j_negative": ("VERIFIER_FAULT",),
           "j_negative_trained": ("VERIFIER_FAULT",), "closing_midrun": ("CLOSED_LOOP", "SPURIOUS_SIGNAL")}
+OPEN = ("noisy_open", "default")  # open loops: any critical alert on them is a false alarm
 # per loop: launched through a wrapper instead of the `rlvr` console script; its default train.steps
 LAUNCH = {"silent_sync": ["python", "benchmarks/monitor/silent_sync_launch.py"]}
 STEPS = {"silent_sync": 15}
@@ -238,7 +261,8 @@ def cmd_run(args) -> None:
                 log.flush()
                 rc = subprocess.call(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
             dt = time.time() - t0
-            meta_path.write_text(json.dumps({"rc": rc, "command": cmd, "started": time.strftime(
+            code = (ROOT / ".code_commit").read_text().strip() if (ROOT / ".code_commit").is_file() else None
+            meta_path.write_text(json.dumps({"rc": rc, "command": cmd, "code": code, "started": time.strftime(
                 "%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)), "wall_s": round(dt + meta.get("wall_s", 0), 1),
                 "attempts": meta.get("attempts", 0) + 1}, indent=2) + "\n")
             print(f"{time.strftime('%H:%M:%S')} {run_dir}: rc={rc} in {dt:.0f}s", flush=True)
@@ -368,7 +392,8 @@ def analyse(runs: Path, loop: str, seed: int, args_data: str) -> dict:
         "heldout_from", "heldout_to", "against_step", "p_bonferroni", "reward_rise", "heldout_start", "heldout_now",
         "likely_causes") if k in a.get("evidence", {})} for a in alerts if a["name"] in ("HELDOUT_DECLINE",
                                                                                            "SPURIOUS_SIGNAL")}
-    out["code_commit_at_start"] = commit_at(meta.get("started"))
+    out["code_commit_at_start"] = (f"{meta['code']} (a `git archive` of it, untouched while the run ran)"
+                                   if meta.get("code") else commit_at(meta.get("started")))
     out["heldout_rules_replayed_now"] = replay_heldout(hist) if hist and all(h[1] is not None for h in hist) else {}
     # detection: a pre-flight stop, or a critical alert naming a cause the fault supports (a held-out decline or
     # closure); any other critical alert is reported as such, not counted as detecting the data fault
@@ -434,7 +459,7 @@ def cmd_report(args) -> None:
                                 "64-problem accuracy (issue 22 / real_faults.py); lead_time = damage - first "
                                 "critical detection (pre-flight exit 2 = step 0)",
            "loops": results}
-    open_runs = [r for r in results if r["loop"] in ("noisy_open", "default") and r["finished"]]
+    open_runs = [r for r in results if r["loop"] in OPEN and r["finished"]]
     doc["open_loops"] = {
         "runs": len(open_runs), "steps": sum(r["steps"] for r in open_runs),
         "evaluations_after_start": sum(len(r["heldout_pass@1"]) - 1 for r in open_runs),
@@ -446,7 +471,7 @@ def cmd_report(args) -> None:
     md = ["# Monitor: faults through the data (issue 22), real runs", "",
           f"Machine: {cpu}, {os.cpu_count()} cores (AVX-512: {machine['avx512f']}, AVX512_BF16: "
           f"{machine['avx512_bf16']}), shared with other work. Default recipe (SmolLM2-135M-Instruct, LoRA, GRPO), "
-          f"seeds {', '.join(map(str, args.seeds))}, train.steps={args.steps}, eval.every={args.eval_every}, held-out = `eval.data` (the recipe's "
+          f"seeds {', '.join(map(str, args.seeds))}, train.steps={args.steps or '20 (silent_sync 15)'}, eval.every={args.eval_every}, held-out = `eval.data` (the recipe's "
           f"basic_arithmetic task, 64 problems, eval_seed 999, gold references).", "",
           "| loop | seed | truth | exit | pre-flight consistency (train vs held-out, Fisher p) | held-out greedy "
           "pass@1 (value@step) | train reward, first 3 -> last 3 steps | first alerts (name:rule:severity @step) | "
@@ -466,11 +491,30 @@ def cmd_report(args) -> None:
                   f"{fmt_curve(r['heldout_pass@1'])} "
                   f"| {rws} | {alerts} | {r['damage_step_2se'] if r['damage_step_2se'] is not None else '-'} | "
                   f"{r['lead_time'] if r['lead_time'] is not None else r['lead_time_note'] or '-'} |")
+    md += ["", "## Detection and lead time per fault shape", "",
+           "Detected at = the first critical alert naming the loop's cause (pre-flight exit 2 = step 0); first damage "
+           "= the first held-out evaluation 2 binomial SEs below the start or the best earlier one; lead = damage - "
+           "detection (positive: the alert came first).", "",
+           "| loop | seed | right cause | detected at (step, alert) | first damage (step) | lead time (steps) |",
+           "|---|---|---|---|---|---|"]
+    for r in results:
+        det = r["first_critical_step"]
+        is_open = r["loop"] in OPEN
+        detected = (f"{det} ({r['first_critical']})" if det is not None else
+                    ("no critical alert (none expected)" if is_open else "not detected"))
+        last = r["heldout_pass@1"][-1][0] if r["heldout_pass@1"] else None
+        damage = r["damage_step_2se"] if r["damage_step_2se"] is not None else (
+            f"none by {last}" if last is not None else "- (no training)")
+        lead = r["lead_time"] if r["lead_time"] is not None else "-"
+        cause = "none (open loop)" if is_open else " / ".join(r["right_causes"])
+        md.append(f"| {r['loop']} | {r['seed']} | {cause} | {detected} | {damage} | {lead} |")
     ol = doc["open_loops"]
     md += ["", f"Open loops (noisy_open, default): {ol['runs']} runs, {ol['steps']} steps, "
                f"{ol['evaluations_after_start']} held-out evaluations after the start; alerts fired: "
                f"{ol['alerts_fired']} (critical: {ol['critical_fired']}); smallest HELDOUT_DECLINE Bonferroni p: "
-               f"{ol['smallest_heldout_p_bonferroni']}.", "", "## Per loop", ""]
+               f"{ol['smallest_heldout_p_bonferroni']}. With the 350 open-loop steps of the replayed real runs "
+               f"(benchmarks/results/monitor_real_faults/summary.md: 12 calibration runs + the open fault loops, "
+               f"0 critical), {ol['steps'] + 350} open-loop steps without a critical alert.", "", "## Per loop", ""]
     for r in results:
         md += [f"### {r['loop']} (seed {r['seed']}): {r['truth']}", "",
                f"- exit status: {r['exit']}; wall time {r['wall_s']} s"
