@@ -435,7 +435,7 @@ def cmd_report(args) -> None:
     flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
     machine = {"cpu": cpu, "cores": os.cpu_count(), "avx512f": " avx512f" in flags,
                "avx512_bf16": "avx512_bf16" in flags,
-               "note": "shared with other work (another engineer's test suite ran before these runs)"}
+               "note": "shared with other work (another engineer's tests and training ran on the other core)"}
     b_path = Path(args.data) / "build.json"
     build = json.loads(b_path.read_text()) if b_path.is_file() else {}
     pw_path = Path(args.data) / "power.json"
