@@ -159,11 +159,15 @@ class Trainer:
         return metrics, batch.records(step + 1)
 
     def _collect_in_background(self, step: int):
-        """collect(step) on the rollout thread: torch's intra-op threads are per thread, set them as the trainer's
-        (rlvr.config `threads`); grad mode is per thread and unused here."""
+        """collect(step) on the rollout thread."""
+        return self._in_background(self.collector.collect, step)
+
+    def _in_background(self, fn, *args):
+        """fn(*args) on the rollout thread: torch's intra-op threads are per thread, set them as the trainer's
+        (rlvr.config `threads`); grad mode is per thread and unused there."""
         torch.set_num_threads(self.cfg.threads)
         with torch.no_grad():
-            return self.collector.collect(step)
+            return fn(*args)
 
     def _step_metrics(self, batch: RolloutBatch, collect_metrics: dict, train_metrics: dict) -> dict:
         metrics = rollout_stats(batch.rewards, batch.lengths, batch.truncated, batch.answer_classes, batch.passed)
@@ -247,16 +251,21 @@ class Trainer:
             self._say(f"rlvr: stopped before training by the monitor (monitor.stop_on_critical): {stop_reason}")
             sink.close()
             return self._finish(evals, stop_reason, write_final=False)
+        consistency = None
         if cfg.eval.at_start and "0" not in evals and len(self.eval_prompt_ids):
             if self._pending is None and start < cfg.train.steps and self._eval_overlaps():
                 # asynchronous GRPO: the first batch (on-policy: nothing has been trained) is collected while the
                 # initial evaluation and the consistency pre-flight run
                 self._pending = (start, start, self.executor.submit(self._collect_in_background, start))
+                if main and start == 0:  # and, after it, the consistency pre-flight's training prompts
+                    consistency = self.executor.submit(self._in_background, self._consistency_eval,
+                                                       len(self.eval_prompt_ids))
             with self.parallel.for_engine(self._eval_engine()):  # FSDP + HF engine: gathered; rank 0 evaluates
                 if main:
                     evals["0"] = self.evaluate("step0")
                     self._say(f"held-out pass@1 before training: {_fmt_eval(evals['0'])}")
-                    fault = self._consistency(evals["0"]) if start == 0 else None
+                    fault = (self._consistency(evals["0"], consistency.result() if consistency else None)
+                             if start == 0 else None)
                 else:
                     fault = None
             fault = self.dist.broadcast_object(fault)
@@ -362,19 +371,14 @@ class Trainer:
             log.info("rlvr: the checkpoint holds a batch sampled ahead by an asynchronous run; rollout.max_staleness "
                      "is 0 now, so step %d collects its own (on-policy) batch", state["step"] + 1)
 
-    def _consistency(self, heldout: dict) -> str | None:
-        """Pre-flight train/held-out consistency (monitor.consistency_alpha): the policy, before any update, answers
-        twice as many training prompts as the held-out set has (a seeded sample), graded against their references with
-        the held-out verifier and protocol. Two pass rates of one model on two splits of one task should agree; a
-        two-sided Fisher exact p below the threshold means the training references do not fit their prompts (a
-        misaligned column, another answer format) or the splits differ. Returns the fault message (None: consistent
-        or ignored; an ignored one is recorded for the monitor's likely causes). Writes consistency_step0.jsonl."""
+    def _consistency_eval(self, n_eval: int) -> dict | None:
+        """The consistency pre-flight's evaluation (see _consistency): the policy's greedy answers to 2 * n_eval
+        seeded training prompts, graded against their references; evaluate()'s result, or None when the check is
+        off. Writes consistency_step0.jsonl. Runs on the rollout thread of an asynchronous run, beside the initial
+        held-out evaluation (both read the untrained policy)."""
         import random
 
-        from rlvr.monitor.heldout import fisher_two_sided_p
-
         mc = self.cfg.monitor
-        n_eval = heldout.get("n", 0)
         if not mc.consistency_alpha or not n_eval or len(self.train_prompt_ids) < 2:
             return None
         rng = random.Random(self.cfg.seed * 1_000_003 + 17)
@@ -382,11 +386,28 @@ class Trainer:
         # 128 training prompts at that rate give p ~ 1e-4
         idx = sorted(rng.sample(range(len(self.train_prompt_ids)), min(2 * n_eval, len(self.train_prompt_ids))))
         e = self.cfg.eval
-        res = evaluate(self._eval_engine(), [self.train_prompt_ids[i] for i in idx],
-                       [self.splits.train[i]["reference"] for i in idx], self.eval_verifier,
-                       e.max_new_tokens or self.cfg.sampling.max_new_tokens, e.batch_size,
-                       self.run_dir / "consistency_step0.jsonl", prompts=[self.splits.train[i]["prompt"] for i in idx],
-                       timeout_s=e.timeout_s, progress=self.cfg.log.progress)
+        return evaluate(self._eval_engine(), [self.train_prompt_ids[i] for i in idx],
+                        [self.splits.train[i]["reference"] for i in idx], self.eval_verifier,
+                        e.max_new_tokens or self.cfg.sampling.max_new_tokens, e.batch_size,
+                        self.run_dir / "consistency_step0.jsonl", prompts=[self.splits.train[i]["prompt"] for i in idx],
+                        timeout_s=e.timeout_s, progress=self.cfg.log.progress)
+
+    def _consistency(self, heldout: dict, res: dict | None = None) -> str | None:
+        """Pre-flight train/held-out consistency (monitor.consistency_alpha): the policy, before any update, answers
+        twice as many training prompts as the held-out set has (a seeded sample), graded against their references with
+        the held-out verifier and protocol (`res`: _consistency_eval's result, computed here when None). Two pass
+        rates of one model on two splits of one task should agree; a two-sided Fisher exact p below the threshold
+        means the training references do not fit their prompts (a misaligned column, another answer format) or the
+        splits differ. Returns the fault message (None: consistent or ignored; an ignored one is recorded for the
+        monitor's likely causes)."""
+        from rlvr.monitor.heldout import fisher_two_sided_p
+
+        mc = self.cfg.monitor
+        n_eval = heldout.get("n", 0)
+        if res is None:
+            res = self._consistency_eval(n_eval)
+        if res is None:
+            return None
         p = fisher_two_sided_p(res["correct"], res["n"], heldout["correct"], n_eval)
         self._say(f"pre-flight: train/held-out consistency: the policy passes {res['correct']}/{res['n']} training "
                   f"prompts against their references and {heldout['correct']}/{n_eval} held-out ones (Fisher p "

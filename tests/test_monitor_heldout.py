@@ -58,6 +58,15 @@ def test_consistency_check_stops_misaligned_references_and_passes_aligned_ones(t
     assert "monitor.preflight_ignore=[train_heldout_consistency]" in msg
     assert not (tmp_path / "run").exists()  # a run stopped in pre-flight leaves nothing behind
 
+    # asynchronous GRPO runs the check on the rollout thread, beside the initial evaluation: the same verdict
+    tr = Trainer(_recipe(tiny_model_dir, tmp_path, bad, "rollout.max_staleness=1", "rollout.importance_sampling=tis"))
+    with pytest.raises(PreflightError, match="training prompts against their references but 40/40 held-out"):
+        try:
+            tr.run()
+        finally:
+            tr.close()
+    assert not (tmp_path / "run").exists()
+
     summary = Trainer(_recipe(tiny_model_dir, tmp_path, aligned)).run()
     assert summary["heldout_pass@1_before"] == 1.0 and summary["steps"] == 1
     assert (tmp_path / "run" / "consistency_step0.jsonl").is_file()
