@@ -80,8 +80,8 @@ def test_max_staleness_1_trains_step_s_on_the_batch_sampled_before_update_s_minu
     assert [r["rollout/staleness"] for r in rows] == [0.0, 1.0, 1.0, 1.0]
     on = _strip(read_metrics(tmp_path / "async"))
     # step 0 is the on-policy step (same batch, same update) as the synchronous run's
-    sync_tr, _ = _train(tiny_model_dir, tmp_path / "sync", "rollout.importance_sampling=tis",
-                        "rollout.importance_sampling_cap=1000", "monitor.enabled=false")
+    _train(tiny_model_dir, tmp_path / "sync", "rollout.max_staleness=0", "rollout.importance_sampling=tis",
+           "rollout.importance_sampling_cap=1000", "monitor.enabled=false")
     off = _strip(read_metrics(tmp_path / "sync"))
     # (the asynchronous HF engine samples from a copy of the policy: its log-probs agree to float32 rounding)
     first = {k: v for k, v in on[0].items() if k != "rollout/staleness"}

@@ -38,7 +38,8 @@ WEIGHT_TOL_LR = 0.05  # max |w_2proc - w_1proc| over every trainable weight afte
 def _overrides(model_dir, run_dir, *extra):
     return [f"model={model_dir}", f"run_dir={run_dir}", "data.train_size=24", "data.eval_size=4",
             "train.prompts_per_step=4", "train.group_size=4", "train.steps=2", "sampling.max_new_tokens=8",
-            "log.progress=false", "log.tensorboard=false", "rollout.engine=hf", "eval.at_start=false", *extra]
+            "log.progress=false", "log.tensorboard=false", "rollout.engine=hf", "eval.at_start=false",
+            "rollout.max_staleness=0", *extra]  # on-policy unless a variant says otherwise (lora_async)
 
 
 def _torchrun(overrides, nproc=2):

@@ -18,7 +18,8 @@ def _cfg(model_dir, run_dir, *extra):
     return load_config("recipes/basic_arithmetic.yaml", [
         f"model={model_dir}", f"run_dir={run_dir}", "verifiers=[{name: 'tests.toy_verifiers:LengthVerifier'}]",
         "data.train_size=24", "data.eval_size=4", "train.prompts_per_step=2", "train.group_size=4",
-        "sampling.max_new_tokens=8", "log.progress=false", "log.tensorboard=false", "rollout.engine=hf", *extra])
+        "sampling.max_new_tokens=8", "log.progress=false", "log.tensorboard=false", "rollout.engine=hf",
+        "rollout.max_staleness=0", *extra])  # the on-policy step (tests/test_async.py covers max_staleness 1)
 
 
 def _strip_times(rows):
