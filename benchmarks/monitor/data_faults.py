@@ -84,6 +84,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.monitor.real_faults import fall_step  # noqa: E402
+
 RECIPE = ROOT / "recipes/basic_arithmetic.yaml"
 N_SELF = 300  # prompts pseudo-labelled
 DETECTING = ("HELDOUT_DECLINE", "CLOSED_LOOP")  # alerts whose cause a data fault supports
@@ -269,16 +271,6 @@ def cmd_run(args) -> None:
 
 
 # --------------------------------------------------------------------------------------------------------- report
-def fall_step_2se(curve: list[tuple[int, float]], n: int) -> int | None:
-    """First evaluation below the start or the best earlier one by more than 2 binomial SEs (at that value)."""
-    best = None
-    for step, acc in curve:
-        if best is not None and best - acc > 2 * math.sqrt(max(best * (1 - best), 1e-9) / n):
-            return step
-        best = acc if best is None else max(best, acc)
-    return None
-
-
 def fall_step_mcnemar(hist: list[tuple[int, list[bool]]], alpha: float = 0.05) -> tuple[int | None, list]:
     """First evaluation with a one-sided exact McNemar p <= alpha (unadjusted) against the start or the best
     earlier evaluation; also every evaluation's p against start and best."""
@@ -404,7 +396,7 @@ def analyse(runs: Path, loop: str, seed: int, args_data: str) -> dict:
     out["first_critical_step"] = det
     out["first_critical"] = "pre-flight (exit 2)" if meta.get("rc") == 2 else (min(rel, key=rel.get) if rel else None)
     out["other_critical"] = {k: v for k, v in first.items() if k.endswith(":critical") and k not in rel}
-    fall = fall_step_2se(curve, n) if curve else None
+    fall = fall_step(curve, n) if curve else None  # the definition of real_faults.py
     fall_mc, ps = fall_step_mcnemar(hist) if hist and all(h[1] is not None for h in hist) else (None, [])
     out["damage_step_2se"] = fall
     out["damage_step_mcnemar05"] = fall_mc
