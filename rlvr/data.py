@@ -155,6 +155,13 @@ def load_splits(cfg: DataConfig, eval_data: DataConfig | None = None) -> Splits:
     )
 
 
+def file_order(cfg: DataConfig) -> list[dict] | None:
+    """The rows of `data.path` in the file's own order (load_splits shuffles them), for checks that compare a row
+    with its neighbours (the pre-flight's shifted-reference test); None for a generated task, whose rows have no
+    file order to be shifted in. Raises DataError like load_splits."""
+    return None if cfg.task is not None else _file_rows(cfg)
+
+
 def heldout_rows(cfg: DataConfig, n: int | None = None) -> list[dict]:
     """The held-out split of `cfg` exactly as `load_splits` builds it (same generator seed or seeded shuffle), without
     building the training split. `n` (None: cfg.eval_size) caps the rows; for files `n=0` means every row.

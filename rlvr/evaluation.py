@@ -18,13 +18,15 @@ from rlvr.scoring import DEFAULT_TIMEOUT_S, make_items, pass_at_k, passed, score
 def evaluate(engine: RolloutEngine, prompt_ids: list[list[int]], references: list, verifier,
              max_new_tokens: int, batch_size: int = 16, out_path: Path | None = None, *,
              prompts: list[str] | None = None, samples: int = 1, temperature: float = 1.0, seed: int = 0,
-             timeout_s: float | None = DEFAULT_TIMEOUT_S, progress: bool = False) -> dict:
+             timeout_s: float | None = DEFAULT_TIMEOUT_S, progress: bool = False,
+             keep_completions: bool = False) -> dict:
     """Greedy-decode each held-out prompt once (`batch_size` prompts per generate call) and verify it; with
     `samples` = k > 1, also sample k completions per prompt at `temperature` (seeded by `seed`).
 
     Args:
         prompts: the question text of each prompt, passed to the verifier (None: no prompt; avoid).
         progress: show a progress bar over the generation batches (tqdm).
+        keep_completions: also return the greedy completions' texts as "completions" ([n] str).
     Returns:
         {"pass@1": greedy pass@1 in [0, 1], "correct": int, "n": int, "greedy_passed": [n] bool per prompt (the
         monitor's paired held-out test), "extracted_rate", "error_rate",
@@ -48,6 +50,8 @@ def evaluate(engine: RolloutEngine, prompt_ids: list[list[int]], references: lis
            "extracted_rate": sum(v.answer_class is not None for v in verdicts) / n,
            "error_rate": sum(v.error is not None and not v.error.startswith("timeout") for v in verdicts) / n,
            "timeout_rate": sum(bool(v.error) and v.error.startswith("timeout") for v in verdicts) / n}
+    if keep_completions:
+        out["completions"] = texts
     if samples > 1:
         params = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens)
         s_texts = _generate(engine, prompt_ids, samples, params, batch_size, seed, clock, bar)

@@ -386,20 +386,88 @@ class Trainer:
         # 128 training prompts at that rate give p ~ 1e-4
         idx = sorted(rng.sample(range(len(self.train_prompt_ids)), min(2 * n_eval, len(self.train_prompt_ids))))
         e = self.cfg.eval
-        return evaluate(self._eval_engine(), [self.train_prompt_ids[i] for i in idx],
-                        [self.splits.train[i]["reference"] for i in idx], self.eval_verifier,
-                        e.max_new_tokens or self.cfg.sampling.max_new_tokens, e.batch_size,
-                        self.run_dir / "consistency_step0.jsonl", prompts=[self.splits.train[i]["prompt"] for i in idx],
-                        timeout_s=e.timeout_s, progress=self.cfg.log.progress)
+        res = evaluate(self._eval_engine(), [self.train_prompt_ids[i] for i in idx],
+                       [self.splits.train[i]["reference"] for i in idx], self.eval_verifier,
+                       e.max_new_tokens or self.cfg.sampling.max_new_tokens, e.batch_size,
+                       self.run_dir / "consistency_step0.jsonl", prompts=[self.splits.train[i]["prompt"] for i in idx],
+                       timeout_s=e.timeout_s, progress=self.cfg.log.progress, keep_completions=True)
+        res["shift"] = self._shift_evidence(idx, res.pop("completions"), res["greedy_passed"],
+                                            mc.consistency_alpha / 2)
+        return res
+
+    SHIFTS = (-2, -1, 1, 2)
+    CHANCE_REFERENCES_PER_ROW = 64  # 8,192 pairs on 128 rows: the coincidence rate's noise no longer limits the test
+
+    def _shift_evidence(self, idx: list[int], texts: list[str], own: list[bool], alpha: float) -> dict | None:
+        """The shifted-reference test (rlvr.monitor.heldout.reference_shift) on the consistency sample: training
+        rows `idx` with the policy's greedy completions `texts` and their verdicts `own` against their own
+        references. Each completion is also graded (eval verifier, its own prompt) against the references of the
+        rows SHIFTS places away in data.path's file order, and of CHANCE_REFERENCES_PER_ROW seeded random rows at
+        least 3 away (the coincidence rate). Returns reference_shift's result plus up to 3 example rows, None for
+        a generated task or a file of fewer than 8 rows, or {"skipped": why} when the eval verifier's declared
+        cost is not "cheap". About 8.7k verifier calls on 128 rows (under a second for the math verifier)."""
+        import random
+
+        from rlvr.data import file_order
+        from rlvr.monitor.heldout import reference_shift
+        from rlvr.scoring import make_items, passed, score
+
+        cost = getattr(getattr(self.eval_verifier, "signal", None), "cost", "cheap")
+        if cost != "cheap":  # a sandbox or a model call per pair: 8k+ calls would cost minutes
+            return {"skipped": f"eval verifier cost '{cost}'"}
+        rows = file_order(self.cfg.data)
+        if rows is None or len(rows) < 8:
+            return None
+        where: dict = {}
+        for k, r in enumerate(rows):
+            where.setdefault(r["prompt"], k)
+        train = self.splits.train
+        rng = random.Random(self.cfg.seed * 1_000_003 + 29)
+        pairs = []  # (position in the sample, shift or None for a random row, file row of the reference)
+        for pos, i in enumerate(idx):
+            k = where.get(train[i]["prompt"])
+            if k is None:
+                continue
+            pairs += [(pos, s, k + s) for s in self.SHIFTS if 0 <= k + s < len(rows)]
+            for _ in range(self.CHANCE_REFERENCES_PER_ROW):
+                j = rng.randrange(len(rows))
+                while abs(j - k) <= 2:
+                    j = rng.randrange(len(rows))
+                pairs.append((pos, None, j))
+        verdicts = score(self.eval_verifier, make_items([texts[pos] for pos, _, _ in pairs],
+                                                        [rows[j]["reference"] for _, _, j in pairs],
+                                                        [train[idx[pos]]["prompt"] for pos, _, _ in pairs]),
+                         1, self.cfg.eval.timeout_s)
+        shifted = {s: [False] * len(idx) for s in self.SHIFTS}
+        chance_k = chance_n = 0
+        answers: dict = {}
+        for (pos, s, j), v in zip(pairs, verdicts):
+            if s is None:
+                chance_k += passed(v)
+                chance_n += 1
+            elif passed(v):
+                shifted[s][pos] = True
+                answers[(pos, s)] = (v.answer_class, j)
+        res = reference_shift(own, shifted, chance_k, chance_n, alpha)
+        if res is not None:
+            s = res["shift"]
+            res["examples"] = [
+                {"row": j - s, "prompt": str(train[idx[pos]]["prompt"])[:80], "answer": a,
+                 "reference": rows[j - s]["reference"], "neighbour_row": j, "neighbour_reference": rows[j]["reference"]}
+                for pos in range(len(idx)) if shifted[s][pos] and not own[pos]
+                for a, j in [answers[(pos, s)]]][:3]
+        return res
 
     def _consistency(self, heldout: dict, res: dict | None = None) -> str | None:
         """Pre-flight train/held-out consistency (monitor.consistency_alpha): the policy, before any update, answers
         twice as many training prompts as the held-out set has (a seeded sample), graded against their references with
         the held-out verifier and protocol (`res`: _consistency_eval's result, computed here when None). Two pass
-        rates of one model on two splits of one task should agree; a two-sided Fisher exact p below the threshold
+        rates of one model on two splits of one task should agree; a two-sided Fisher exact p below alpha / 2
         means the training references do not fit their prompts (a misaligned column, another answer format) or the
-        splits differ. Returns the fault message (None: consistent or ignored; an ignored one is recorded for the
-        monitor's likely causes)."""
+        splits differ. The same answers fitting the references of neighbouring file rows better than their own, far
+        above the coincidence rate (_shift_evidence, also at alpha / 2), means the references are shifted; the
+        message then names the shift and example rows. Returns the fault message (None: consistent or ignored; an
+        ignored one is recorded for the monitor's likely causes)."""
         from rlvr.monitor.heldout import fisher_two_sided_p
 
         mc = self.cfg.monitor
@@ -409,24 +477,58 @@ class Trainer:
         if res is None:
             return None
         p = fisher_two_sided_p(res["correct"], res["n"], heldout["correct"], n_eval)
-        self._say(f"pre-flight: train/held-out consistency: the policy passes {res['correct']}/{res['n']} training "
-                  f"prompts against their references and {heldout['correct']}/{n_eval} held-out ones (Fisher p "
-                  f"{p:.2g}; fault below {mc.consistency_alpha:g})")
-        if p >= mc.consistency_alpha:
+        half = mc.consistency_alpha / 2  # two tests, each at alpha / 2: a consistent dataset stops at most alpha
+        shift = res.get("shift")
+        skipped = shift.get("skipped") if shift else None
+        shift = None if skipped else shift
+        said = (f"pre-flight: train/held-out consistency: the policy passes {res['correct']}/{res['n']} training "
+                f"prompts against their references and {heldout['correct']}/{n_eval} held-out ones (Fisher p "
+                f"{p:.2g}; fault below {half:g})")
+        if shift is not None:
+            said += (f"; its answers fit the references {abs(shift['shift'])} row(s) "
+                     f"{'above' if shift['shift'] < 0 else 'below'} on {shift['k']}/{shift['n']} rows, random rows' on "
+                     f"{shift['chance_k']}/{shift['chance_n']} (p {shift['p']:.2g}; fault below {half:g})")
+        if skipped:
+            said += f"; shifted-reference test skipped ({skipped})"
+        self._say(said)
+        shifted = shift is not None and shift["fired"]
+        if p >= half and not shifted:
             return None
-        msg = (f"pre-flight: the policy passes {res['correct']}/{res['n']} training prompts against their references "
-               f"but {heldout['correct']}/{n_eval} held-out prompts (same model, same verifier, same protocol; "
-               f"two-sided Fisher exact p = {p:.2g} < monitor.consistency_alpha = {mc.consistency_alpha:g}). Likely "
-               f"causes: references misaligned with their prompts (a shifted or wrong data.reference_column), "
-               f"references in another answer format than the verifier reads, or training and held-out data from "
-               f"different distributions; compare rows of consistency_step0.jsonl with eval_step0.jsonl. To train "
-               f"anyway: monitor.preflight_ignore=[train_heldout_consistency]")
+        causes = ("references misaligned with their prompts (a shifted or wrong data.reference_column), references "
+                  "in another answer format than the verifier reads, or training and held-out data from different "
+                  "distributions")
+        if p < half:
+            msg = (f"pre-flight: the policy passes {res['correct']}/{res['n']} training prompts against their "
+                   f"references but {heldout['correct']}/{n_eval} held-out prompts (same model, same verifier, same "
+                   f"protocol; two-sided Fisher exact p = {p:.2g} < monitor.consistency_alpha / 2 = {half:g}).")
+        else:
+            msg = (f"pre-flight: the policy passes {res['correct']}/{res['n']} training prompts against their "
+                   f"references and {heldout['correct']}/{n_eval} held-out prompts (Fisher p = {p:.2g}, consistent "
+                   f"on its own).")
+        if shifted:
+            s = shift["shift"]
+            ex = "; ".join(f"row {x['row']} {x['prompt']!r}: answer {x['answer']}, its reference {x['reference']}, "
+                           f"row {x['neighbour_row']}'s reference {x['neighbour_reference']}"
+                           for x in shift["examples"])
+            msg += (f" Its answers fit the reference of the row {abs(s)} {'above' if s < 0 else 'below'} in "
+                    f"data.path on {shift['k']}/{shift['n']} sampled training rows, their own reference on "
+                    f"{shift['own']}/{shift['n']}, and a random row's reference on {shift['chance_k']}/"
+                    f"{shift['chance_n']} (one-sided Fisher exact p = {shift['p']:.2g}, Bonferroni over "
+                    f"{len(self.SHIFTS)} shifts, < {half:g}): the references look shifted by {s:+d} row(s) against "
+                    f"their prompts (an off-by-one join or a shifted column when the file was built; rows are 0-based "
+                    f"in file order). For example: {ex}.")
+            causes = (f"references shifted by {s:+d} row(s) against their prompts (fix the join or "
+                      f"data.reference_column that built data.path)")
+        msg += (f" Likely causes: {causes}; compare rows of consistency_step0.jsonl with eval_step0.jsonl. To train "
+                f"anyway: monitor.preflight_ignore=[train_heldout_consistency]")
         if "train_heldout_consistency" in mc.preflight_ignore:
             log.warning("rlvr: pre-flight fault train_heldout_consistency ignored (monitor.preflight_ignore): %s", msg)
             if self.monitor is not None:
                 self.monitor.data_findings.append(
                     f"broken training data: the base model passed {res['correct']}/{res['n']} training prompts "
-                    f"against their references but {heldout['correct']}/{n_eval} held-out ones (p = {p:.2g})")
+                    f"against their references and {heldout['correct']}/{n_eval} held-out ones (p = {p:.2g})"
+                    + (f"; its answers fit the references {shift['shift']:+d} row(s) away on {shift['k']}/"
+                       f"{shift['n']} rows (p = {shift['p']:.2g}): shifted references" if shifted else ""))
             return None
         return msg
 

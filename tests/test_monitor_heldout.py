@@ -54,7 +54,12 @@ def test_consistency_check_stops_misaligned_references_and_passes_aligned_ones(t
     with pytest.raises(PreflightError) as e:
         Trainer(_recipe(tiny_model_dir, tmp_path, bad)).run()
     msg = str(e.value)
-    assert "training prompts against their references but 40/40 held-out prompts" in msg and "misaligned" in msg
+    assert "training prompts against their references but 40/40 held-out prompts" in msg
+    # the second test names the shift: row k's right answer is the reference of row k - 1 (shifted[k-1] = rows[k])
+    assert "the references look shifted by -1 row(s)" in msg and "row 1 above" in msg
+    first = msg.split("For example: ")[1]
+    k = int(first.split()[1])  # "row K 'Calculate ...': answer A, its reference R, row K-1's reference A"
+    assert f"its reference {shifted[k]['reference']}, row {k - 1}'s reference {rows[k]['reference']}" in first
     assert "monitor.preflight_ignore=[train_heldout_consistency]" in msg
     assert not (tmp_path / "run").exists()  # a run stopped in pre-flight leaves nothing behind
 
@@ -74,6 +79,40 @@ def test_consistency_check_stops_misaligned_references_and_passes_aligned_ones(t
     summary = Trainer(_recipe(tiny_model_dir, tmp_path, bad, "overwrite=true",
                               "monitor.preflight_ignore=[train_heldout_consistency]")).run()
     assert summary["steps"] == 1
+
+
+def test_reference_shift_by_hand():
+    """reference_shift against the hypergeometric tail written out: 5 of 10 answers fit the reference one row below,
+    none their own, 0 of 100 random rows' references: p = C(10,5) C(100,0) / C(110,5), times 2 shifts."""
+    from math import comb
+
+    from rlvr.monitor.heldout import fisher_greater_p, reference_shift
+
+    own = [False] * 10
+    below = [True] * 5 + [False] * 5
+    res = reference_shift(own, {1: below, -1: [False] * 10}, 0, 100, alpha=1e-4)
+    assert res["shift"] == 1 and res["k"] == 5 and res["own"] == 0
+    assert res["p"] == pytest.approx(2 * comb(10, 5) / comb(110, 5), rel=1e-12) and res["fired"]
+    # P(X >= 2) for X ~ Hypergeometric(draws 4, successes 3 of 10): (C(3,2) C(7,2) + C(3,3) C(7,1)) / C(10,4)
+    assert fisher_greater_p(2, 4, 1, 6) == pytest.approx((3 * 21 + 1 * 7) / 210, rel=1e-12)
+    # aligned references: a neighbour fits no better than the own reference, so no shift is reported
+    assert reference_shift([True] * 5 + [False] * 5, {1: below, -1: [False] * 10}, 0, 100, 1e-3) is None
+    # neighbours fitting at the coincidence rate: reported, not fired
+    res = reference_shift(own, {1: [True] + [False] * 9}, 10, 100, alpha=1e-3)
+    assert not res["fired"] and res["p"] > 0.5
+    with pytest.raises(ValueError, match="shift 1 has 3 rows"):
+        reference_shift(own, {1: [True] * 3}, 0, 10, 1e-3)
+
+
+def test_shift_test_is_skipped_for_a_costly_verifier():
+    """A sandbox or judge per call would make the ~8.7k pairs cost minutes: the shifted-reference test is skipped
+    (and the pre-flight line says so) unless the eval verifier declares cost 'cheap'."""
+    from types import SimpleNamespace
+
+    from rlvr.trainer import Trainer
+
+    ns = SimpleNamespace(eval_verifier=SimpleNamespace(signal=SignalSpec("graded", True, "external", "moderate")))
+    assert Trainer._shift_evidence(ns, [0], ["x"], [False], 1e-3) == {"skipped": "eval verifier cost 'moderate'"}
 
 
 def _mon(**kw):

@@ -75,6 +75,7 @@ import os
 import random
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -548,6 +549,20 @@ def cmd_report(args) -> None:
                       f"{a['p_fire']:.4f} | {a['fires_when_sample_passes']} passes | {b['p_fire']:.4f} | "
                       f"{b['fires_when_sample_passes']} passes |")
         md.append("")
+        shift = {name: next((f[k] for k in f if k.startswith("shift_")), None) for name, f in power["files"].items()}
+        if any(shift.values()):
+            t = next(v for v in shift.values() if v)
+            md += ["The check as it is now: the rates test above and the shifted-reference test (the same answers "
+                   "against the references of the rows 1 and 2 above and below in file order, and of "
+                   f"{t.get('random_rows_per_row', 64)} random rows per row, "
+                   f"`rlvr.monitor.heldout.reference_shift`), each at consistency_alpha / 2 = {t['alpha_each']:g}, on "
+                   f"a 128-row sample; Monte Carlo over {t['trials']} seeded samples of the same greedy completions "
+                   "graded by the real verifier.", "",
+                   "| file | P(fire), rates test | P(fire), shift test | P(fire), either (the check) |",
+                   "|---|---|---|---|"]
+            md += [f"| {name} | {v['p_fire_rates']:.4f} | {v['p_fire_shift']:.4f} | {v['p_fire_either']:.4f} |"
+                   for name, v in shift.items() if v]
+            md.append("")
     md += ["Build: `" + json.dumps(build) + "`", ""]
     (out / "summary.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
@@ -573,29 +588,34 @@ def cmd_power(args) -> None:
     data = Path(args.data)
     files = {name: [json.loads(x) for x in (data / f"{name}.jsonl").read_text().splitlines()]
              for name in ("default", "misaligned", "noisy_open", "self_labelled")}
-    held = heldout_rows(cfg.data)
-    path = resolve_model(cfg.model)
-    tok = load_tokenizer(path)
-    engine = HFEngine(load_policy(path, cfg.train.dtype), tok)
-    verifier = load_verifier(cfg.eval.verifier, field="eval.verifier")
-
-    def ids(qs: list[str]) -> list[list[int]]:
-        return [tok(render_prompt(tok, q, cfg.data.prompt), add_special_tokens=False)["input_ids"] for q in qs]
-
-    n_tok = cfg.eval.max_new_tokens or cfg.sampling.max_new_tokens
     t0 = time.time()
-    h = evaluate(engine, ids([r["prompt"] for r in held]), [r["reference"] for r in held], verifier, n_tok,
-                 cfg.eval.batch_size, prompts=[r["prompt"] for r in held])
-    rows = files["default"]
     out_path = data / "greedy_default.jsonl"
-    evaluate(engine, ids([r["prompt"] for r in rows]), [r["reference"] for r in rows], verifier, n_tok,
-             cfg.eval.batch_size, out_path, prompts=[r["prompt"] for r in rows])
+    rows = files["default"]
+    if args.reuse:  # the greedy completions and held-out counts of an earlier `power` run
+        old = json.loads((data / "power.json").read_text())
+        h = {"correct": old["heldout_correct"], "n": old["heldout_n"]}
+        verifier = load_verifier(cfg.eval.verifier, field="eval.verifier")
+    else:
+        held = heldout_rows(cfg.data)
+        path = resolve_model(cfg.model)
+        tok = load_tokenizer(path)
+        engine = HFEngine(load_policy(path, cfg.train.dtype), tok)
+        verifier = load_verifier(cfg.eval.verifier, field="eval.verifier")
+
+        def ids(qs: list[str]) -> list[list[int]]:
+            return [tok(render_prompt(tok, q, cfg.data.prompt), add_special_tokens=False)["input_ids"] for q in qs]
+
+        n_tok = cfg.eval.max_new_tokens or cfg.sampling.max_new_tokens
+        h = evaluate(engine, ids([r["prompt"] for r in held]), [r["reference"] for r in held], verifier, n_tok,
+                     cfg.eval.batch_size, prompts=[r["prompt"] for r in held])
+        evaluate(engine, ids([r["prompt"] for r in rows]), [r["reference"] for r in rows], verifier, n_tok,
+                 cfg.eval.batch_size, out_path, prompts=[r["prompt"] for r in rows])
     completions = {rows[int(r["prompt_index"])]["prompt"]: r["completion"]
                    for r in map(json.loads, out_path.read_text().splitlines())}
     from rlvr.scoring import make_items, passed, score
 
     res: dict = {"heldout_correct": h["correct"], "heldout_n": h["n"], "consistency_alpha": alpha,
-                 "seconds": round(time.time() - t0, 1), "files": {}}
+                 "seconds": old["seconds"] if args.reuse else round(time.time() - t0, 1), "files": {}}
     for name, rs in files.items():
         verdicts = score(verifier, make_items([completions[r["prompt"]] for r in rs], [r["reference"] for r in rs],
                                               [r["prompt"] for r in rs]), 1, cfg.eval.timeout_s)
@@ -609,8 +629,109 @@ def cmd_power(args) -> None:
             res["files"][name][f"sample_{m}"] = {"p_fire": round(p_fire, 4),
                                                  "fires_when_sample_passes": _ranges(fire_at)}
         print(name, res["files"][name], flush=True)
+    shift_power(res, files, completions, verifier, cfg.eval.timeout_s)
     (data / "power.json").write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps(res, indent=2))
+
+
+def shift_power(res: dict, files: dict, completions: dict, verifier, timeout_s, trials: int = 2000) -> None:
+    """The consistency pre-flight as it is now: the rates test (two-sided Fisher against held-out) and the
+    shifted-reference test (rlvr.monitor.heldout.reference_shift: answers against the references of the rows
+    Trainer.SHIFTS away in file order, and of Trainer.CHANCE_REFERENCES_PER_ROW random rows at least 3 away), each
+    at consistency_alpha / 2, on a 128-row sample. Monte Carlo over `trials` seeded samples (the random rows make
+    an exact sum impractical), on the base model's real greedy completions graded by the real eval verifier
+    (every distinct (completion, reference) pair once). Adds "shift_128" to each file of `res`."""
+    import random
+
+    from rlvr.monitor.heldout import fisher_two_sided_p, reference_shift
+    from rlvr.scoring import make_items, passed, score
+    from rlvr.trainer import Trainer
+
+    half = res["consistency_alpha"] / 2
+    hk, hn = res["heldout_correct"], res["heldout_n"]
+    for name, rs in files.items():
+        t0 = time.time()
+        texts = [completions[r["prompt"]] for r in rs]
+        refs = sorted({r["reference"] for r in rs})
+        pairs = [(t, ref, r["prompt"]) for t, r in zip(texts, rs) for ref in refs]
+        verdicts = score(verifier, make_items([a for a, _, _ in pairs], [b for _, b, _ in pairs],
+                                              [c for _, _, c in pairs]), 1, timeout_s)
+        ok = {(a, b, c): passed(v) for (a, b, c), v in zip(pairs, verdicts)}
+        fit = lambda i, j: ok[(texts[i], rs[j]["reference"], rs[i]["prompt"])]  # noqa: E731
+        n, m = len(rs), min(2 * hn, len(rs))
+        rng = random.Random(12345)
+        fires = {"shift": 0, "rates": 0, "either": 0}
+        for _ in range(trials):
+            idx = sorted(rng.sample(range(n), m))
+            own = [fit(i, i) for i in idx]
+            shifted = {s: [0 <= i + s < n and fit(i, i + s) for i in idx] for s in Trainer.SHIFTS}
+            ck = cn = 0
+            for i in idx:
+                for _ in range(Trainer.CHANCE_REFERENCES_PER_ROW):
+                    j = rng.randrange(n)
+                    while abs(j - i) <= 2:
+                        j = rng.randrange(n)
+                    ck += fit(i, j)
+                    cn += 1
+            sh = reference_shift(own, shifted, ck, cn, half)
+            a, b = bool(sh and sh["fired"]), fisher_two_sided_p(sum(own), m, hk, hn) < half
+            fires["shift"] += a
+            fires["rates"] += b
+            fires["either"] += a or b
+        res["files"][name][f"shift_{m}"] = {"trials": trials, "alpha_each": half,
+                                            "random_rows_per_row": Trainer.CHANCE_REFERENCES_PER_ROW,
+                                            "seconds": round(time.time() - t0, 1),
+                                            **{f"p_fire_{k}": round(v / trials, 4) for k, v in fires.items()}}
+        print(name, res["files"][name][f"shift_{m}"], flush=True)
+
+
+def machine_line() -> str:
+    """`lscpu`'s model name, the core count and the AVX-512 flags that decide the sampling dtype."""
+    import platform
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in subprocess.run(["lscpu"], capture_output=True, text=True)
+                .stdout.splitlines() if ln.startswith("Model name")), platform.processor())
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    return (f"{cpu}, {os.cpu_count()} cores, avx512f {' avx512f' in flags}, avx512_bf16 {'avx512_bf16' in flags}, "
+            f"{time.strftime('%Y-%m-%d')}")
+
+
+def cmd_preflight(args) -> None:
+    """Only the consistency pre-flight of each loop and seed, with the current code: the loop's own command with
+    train.steps=1 and no final evaluation (the pre-flight reads only the seed and the held-out size, so its verdict
+    is the 20-step run's), into runs/data_faults/preflight/. Records the exit status and the pre-flight's lines."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    runs = Path(args.runs) / "preflight"  # never the full runs' directories
+    runs.mkdir(parents=True, exist_ok=True)
+    rows = []
+    args.steps, args.override = 1, [*args.override, "eval.at_end=false"]
+    for seed in args.seeds:
+        for loop in args.loops:
+            name = f"{loop}-seed{seed}"
+            run_dir = runs / name
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            cmd = run_command(loop, seed, args, run_dir, resume=False)
+            t0 = time.time()
+            p = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+            out = p.stdout + p.stderr
+            (runs / f"{name}.log").write_text(f"$ {' '.join(cmd)}\n{out}")
+            lines = [x.strip() for x in out.splitlines()
+                     if "pre-flight" in x and ("consistency" in x or "shifted" in x)]
+            rows.append({"loop": loop, "seed": seed, "rc": p.returncode, "wall_s": round(time.time() - t0, 1),
+                         "truth": LOOPS[loop][0], "preflight": lines, "command": " ".join(cmd)})
+            print(f"{name}: rc={p.returncode} {lines[:1]}", flush=True)
+            shutil.rmtree(run_dir, ignore_errors=True)
+    out_dir = ROOT / "benchmarks/results/monitor_data_faults"
+    (out_dir / "preflight.json").write_text(json.dumps({"machine": machine_line(), "rows": rows}, indent=2) + "\n")
+    md = ["# The consistency pre-flight alone, current code (issue 22)", "",
+          f"Machine: {machine_line()}. `python benchmarks/monitor/data_faults.py preflight --seeds "
+          f"{' '.join(map(str, args.seeds))} --loops {' '.join(args.loops)}` (each loop's command with train.steps=1).",
+          "", "| loop | seed | truth | exit | pre-flight |", "|---|---|---|---|---|"]
+    md += [f"| {r['loop']} | {r['seed']} | {r['truth']} | {r['rc']} | {' '.join(r['preflight'])[:700]} |" for r in rows]
+    (out_dir / "preflight.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
 
 
 def _ranges(xs: list[int]) -> str:
@@ -632,7 +753,9 @@ def main() -> None:
     b.add_argument("--skip-self", action="store_true", help="keep an existing self_labelled.jsonl")
     pw = sub.add_parser("power")
     pw.add_argument("--data", default=str(ROOT / "runs/data_faults/data"))
-    for name in ("run", "report"):
+    pw.add_argument("--reuse", action="store_true", help="reuse greedy_default.jsonl and power.json's held-out counts "
+                    "(skip the 200 s of generation)")
+    for name in ("run", "report", "preflight"):
         p = sub.add_parser(name)
         p.add_argument("--loops", nargs="+", default=list(LOOPS), choices=list(LOOPS))
         p.add_argument("--seeds", nargs="+", type=int, default=[0])
@@ -646,7 +769,8 @@ def main() -> None:
         if name == "report":
             p.add_argument("--out", default=str(ROOT / "benchmarks/results/monitor_data_faults"))
     args = ap.parse_args()
-    {"build": cmd_build, "run": cmd_run, "report": cmd_report, "power": cmd_power}[args.cmd](args)
+    {"build": cmd_build, "run": cmd_run, "report": cmd_report, "power": cmd_power,
+     "preflight": cmd_preflight}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,13 @@
 * :func:`fisher_two_sided_p` — do two pass rates (the base model on training prompts with their references, and on
   held-out prompts, same protocol) disagree? Fisher's exact test (conditional hypergeometric, two-sided by summing
   the tables no more probable than the observed one).
+* :func:`reference_shift` — do the policy's answers fit the references of *neighbouring* rows of the training file
+  better than their own? The classic data-pipeline bug (an off-by-one join, a shifted column) moves every reference
+  one row; a right answer then matches the neighbour's reference, which under aligned data happens only by the
+  coincidence rate of a random row's reference. One-sided Fisher (:func:`fisher_greater_p`) of the neighbour matches
+  against random-row matches, Bonferroni over the shifts tried. Far more powerful than the train/held-out rates
+  when held-out is small: on the recipe's data (932 rows, base model 11.7% right) a 128-row sample finds the shift
+  with probability 0.95, the rates test 0.91, either 0.996.
 * :func:`clopper_pearson` and :func:`youden` — a verifier's true-positive rate (references in the forms completions
   use must pass) and false-positive rate (perturbed references must fail) from its canaries, with exact intervals,
   and Youden's J = TPR - FPR (Youden 1950). Below J = 0 the verifier rewards wrong answers at least as often as
@@ -76,6 +83,51 @@ def fisher_two_sided_p(k1: int, n1: int, k2: int, n2: int) -> float:
     lo, hi = max(0, K - n2), min(K, n1)
     observed = prob(k1)
     return min(1.0, sum(q for q in (prob(x) for x in range(lo, hi + 1)) if q <= observed * (1 + 1e-9)))
+
+
+def fisher_greater_p(k1: int, n1: int, k2: int, n2: int) -> float:
+    """Fisher's exact one-sided p for "rate 1 is higher": P(X >= k1) where X is hypergeometric (k1 + k2 successes,
+    n1 draws from n1 + n2). Raises ValueError on impossible counts."""
+    if not (0 <= k1 <= n1 and 0 <= k2 <= n2):
+        raise ValueError(f"fisher_greater_p: impossible counts {k1}/{n1}, {k2}/{n2}")
+    K, N = k1 + k2, n1 + n2
+    return min(1.0, sum(math.comb(n1, x) * math.comb(n2, K - x) for x in range(k1, min(K, n1) + 1))
+               / math.comb(N, K))
+
+
+def reference_shift(own: list[bool], shifted: dict[int, list[bool]], chance_k: int, chance_n: int,
+                    alpha: float) -> dict | None:
+    """Test whether training references are shifted relative to their prompts.
+
+    Args:
+        own: per sampled row, whether the policy's answer passes against the row's own reference (n rows).
+        shifted: {s: per sampled row, whether the same answer passes against the reference of the row s places
+            away in the file}, each of length n (a row without such a neighbour counts as False).
+        chance_k, chance_n: passes of the same answers against references of random rows far from their own (the
+            coincidence rate: how often an answer equals an unrelated row's reference).
+        alpha: the false-alarm probability of the whole test when the references belong to their rows.
+    Returns:
+        None when no shift fits better than the own references; else, for the shift s with the smallest p among
+        those with k_s > k_own: {"shift": s, "k": k_s, "n": n, "own": k_own, "chance_k", "chance_n",
+        "p": min(1, p_s * len(shifted)) (one-sided Fisher of k_s/n against chance_k/chance_n, Bonferroni over the
+        shifts), "fired": p <= alpha}. Under aligned references a neighbour's reference is an unrelated row's, so
+        k_s is a coincidence count like chance_k (exact conditional test; rows are sampled without replacement).
+    Raises:
+        ValueError: a shifted list whose length differs from `own`.
+    """
+    n, k_own = len(own), sum(own)
+    best = None
+    for s, hits in shifted.items():
+        if len(hits) != n:
+            raise ValueError(f"reference_shift: shift {s} has {len(hits)} rows, own has {n}")
+        k = sum(hits)
+        if k <= k_own:
+            continue
+        p = min(1.0, fisher_greater_p(k, n, chance_k, chance_n) * len(shifted))
+        if best is None or p < best["p"]:
+            best = {"shift": s, "k": k, "n": n, "own": k_own, "chance_k": chance_k, "chance_n": chance_n, "p": p,
+                    "fired": p <= alpha}
+    return best
 
 
 def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
