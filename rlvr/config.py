@@ -378,10 +378,13 @@ class MonitorConfig(_Section):
                                       "false-alarm probability per evaluation).")
     consistency_alpha: float = Field(0.001, ge=0, lt=1, description="Pre-flight train/held-out consistency: before "
                                      "step 1 the policy answers a sample of training prompts (twice as many as the "
-                                     "held-out set) graded against their references, as the held-out set is; a "
-                                     "two-sided Fisher exact p below this stops the run (misaligned references, "
-                                     "another answer format, another distribution). 0 disables it (cost: one "
-                                     "held-out evaluations' time, once).")
+                                     "held-out set) graded against their references, as the held-out set is. Two "
+                                     "tests, each at half of this, stop the run: the two pass rates differ "
+                                     "(two-sided Fisher: misaligned references, another answer format, another "
+                                     "distribution), or the answers fit the references of neighbouring rows of "
+                                     "data.path better than their own, beyond the coincidence rate (shifted "
+                                     "references; cheap verifiers only). 0 disables both (cost: one held-out "
+                                     "evaluation's time on twice the prompts, once).")
     preflight_ignore: list[str] = Field(default_factory=list, description="Pre-flight faults to train through "
                                         "anyway, by name: `canary:<verifier name>` (its canaries failed "
                                         "systematically, raised, or showed Youden's J <= 0), `empty_references`, "
