@@ -45,6 +45,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import time
 
 import torch
@@ -131,7 +132,13 @@ class Trainer:
         if self.executor is not None and step + 1 < self.cfg.train.steps:
             future = self.executor.submit(self._collect_in_background, step + 1)
         t_update = time.perf_counter()
-        train_metrics = self.updater.update(batch)
+        took = self._take_idle_core(future)
+        try:
+            train_metrics = self.updater.update(batch)
+        finally:
+            if took is not None:
+                self.updater.before_micro_batch = None
+                torch.set_num_threads(self.cfg.threads)
         t_trained = time.perf_counter()
         if future is not None:
             if overlap is not None:
@@ -151,12 +158,39 @@ class Trainer:
         if self.executor is not None:  # what the next step's generation cost this one: the wait after the update
             metrics.update({"rollout/staleness": float(step - sampled_by),
                             "time/wait_rollout": (t_sync - t_wait) if future is not None else 0.0,
-                            "time/collect_inline": t_update - t0})
+                            "time/collect_inline": t_update - t0,
+                            "time/train_alone": (t_trained - took[0]) if took else 0.0})
         if self.monitor is not None:  # the info-gain monitor: estimates, alerts (written and echoed by it)
             mon_metrics, _ = self.monitor.observe_batch(step + 1, first_round, train_metrics.get("entropy"),
                                                         rescore=lambda items, g: self.reward(items, g)[0])
             metrics.update(mon_metrics)
         return metrics, batch.records(step + 1)
+
+    def _take_idle_core(self, future) -> list | None:
+        """Asynchronous GRPO on CPU: once the background collection (`future`) is done, the rest of this update runs
+        on `threads_alone` intra-op threads instead of `threads` (torch's thread count is per thread; the
+        rollout thread keeps its own), so the core that generated is not idle while training finishes. Checked
+        before each micro-batch (PolicyUpdater.before_micro_batch). Returns a list that receives the time the
+        threads were raised (empty if they never were), or None when it does not apply (no background
+        collection, not CPU, or threads_alone <= threads). Measured on the recipe's micro-batch (SmolLM2-135M,
+        LoRA, 2-core EPYC): 1.8x faster with 2 threads than 1 alone, gradients bitwise equal."""
+        if future is None or self.device.type != "cpu":
+            return None
+        n = self.cfg.threads_alone
+        if n is None:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            n = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+        if n <= self.cfg.threads:
+            return None
+        took: list = []
+
+        def take():
+            if not took and future.done():
+                torch.set_num_threads(n)
+                took.append(time.perf_counter())
+
+        self.updater.before_micro_batch = take
+        return took
 
     def _collect_in_background(self, step: int):
         """collect(step) on the rollout thread."""
@@ -251,21 +285,22 @@ class Trainer:
             self._say(f"rlvr: stopped before training by the monitor (monitor.stop_on_critical): {stop_reason}")
             sink.close()
             return self._finish(evals, stop_reason, write_final=False)
-        consistency = None
+        consistency, verdict_after_step = None, False
         if cfg.eval.at_start and "0" not in evals and len(self.eval_prompt_ids):
             if self._pending is None and start < cfg.train.steps and self._eval_overlaps():
                 # asynchronous GRPO: the first batch (on-policy: nothing has been trained) is collected while the
                 # initial evaluation and the consistency pre-flight run
                 self._pending = (start, start, self.executor.submit(self._collect_in_background, start))
-                if main and start == 0:  # and, after it, the consistency pre-flight's training prompts
-                    consistency = self.executor.submit(self._in_background, self._consistency_eval,
-                                                       len(self.eval_prompt_ids))
+                if start == 0:  # and, after it, the consistency pre-flight's training prompts, whose verdict every
+                    verdict_after_step = True  # rank awaits after the first update, before anything is kept
+                    if main:
+                        consistency = self.executor.submit(self._in_background, self._consistency_eval,
+                                                           len(self.eval_prompt_ids))
             with self.parallel.for_engine(self._eval_engine()):  # FSDP + HF engine: gathered; rank 0 evaluates
                 if main:
                     evals["0"] = self.evaluate("step0")
                     self._say(f"held-out pass@1 before training: {_fmt_eval(evals['0'])}")
-                    fault = (self._consistency(evals["0"], consistency.result() if consistency else None)
-                             if start == 0 else None)
+                    fault = self._consistency(evals["0"]) if start == 0 and not verdict_after_step else None
                 else:
                     fault = None
             fault = self.dist.broadcast_object(fault)
@@ -279,6 +314,7 @@ class Trainer:
         rollouts = (open_step_log(self.run_dir / "rollouts.jsonl", start if cfg.resume else None)
                     if cfg.log.save_rollouts and main else None)
         bar = _progress(cfg, start, enabled=main)
+        discard = False
         try:
             for step in range(start, cfg.train.steps):
                 done = step + 1
@@ -298,6 +334,13 @@ class Trainer:
                     metrics, records = self.train_step(step, overlap=held_out)
                 else:
                     metrics, records = self.train_step(step)
+                if verdict_after_step:  # asynchronous GRPO: the first update ran beside the consistency pre-flight;
+                    verdict_after_step = False  # a fault still keeps nothing (exit 2, the run dir discarded)
+                    fault = self.dist.broadcast_object(
+                        self._consistency(evals["0"], consistency.result()) if main else None)
+                    if fault:
+                        discard = True
+                        raise PreflightError(fault)
                 if due and not self._overlap_ran:
                     held_out()
                 if due and main:
@@ -343,6 +386,8 @@ class Trainer:
             sink.close()
             if rollouts is not None:
                 rollouts.close()
+            if discard:
+                self._discard_run_dir()
         return self._finish(evals, stop_reason, write_final=True)
 
     def _eval_overlaps(self) -> bool:
