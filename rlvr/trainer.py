@@ -315,6 +315,8 @@ class Trainer:
                     if cfg.log.save_rollouts and main else None)
         bar = _progress(cfg, start, enabled=main)
         discard = False
+        if consistency is not None:  # the first update's forwards run beside the consistency evaluation, which reads
+            self.updater.before_optimizer_step = consistency.result  # the same policy: its weights wait for it
         try:
             for step in range(start, cfg.train.steps):
                 done = step + 1
@@ -336,6 +338,7 @@ class Trainer:
                     metrics, records = self.train_step(step)
                 if verdict_after_step:  # asynchronous GRPO: the first update ran beside the consistency pre-flight;
                     verdict_after_step = False  # a fault still keeps nothing (exit 2, the run dir discarded)
+                    self.updater.before_optimizer_step = None
                     fault = self.dist.broadcast_object(
                         self._consistency(evals["0"], consistency.result()) if main else None)
                     if fault:

@@ -72,6 +72,9 @@ class PolicyUpdater:
         # called on the training thread before every micro-batch's forward (the trainer's asynchronous mode uses it
         # to take the rollout thread's core once the next batch is ready); None: nothing
         self.before_micro_batch = None
+        # called before every optimizer step (the trainer's asynchronous mode waits there for a pre-flight evaluation
+        # still reading the policy on another thread); None: nothing
+        self.before_optimizer_step = None
 
     def update(self, batch: RolloutBatch) -> dict[str, float]:
         """All optimizer updates for `batch` (shaped: advantages and loss weights set). Returns the metrics above,
@@ -131,6 +134,8 @@ class PolicyUpdater:
                 # gradients are already summed over ranks (rlvr/parallel.py): every rank's loss is over the
                 # mini-batch's token count
                 grad_norm = self.parallel.clip_grad_norm(params, tcfg.max_grad_norm)
+                if self.before_optimizer_step is not None:
+                    self.before_optimizer_step()
                 self.optimizer.step()
                 n_updates += 1
         if not n_updates:  # every group tied: nothing to learn from this batch

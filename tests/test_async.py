@@ -232,6 +232,31 @@ def test_training_takes_the_idle_core_once_the_next_batch_is_ready():
         torch.set_num_threads(before)
 
 
+def test_the_consistency_preflight_reads_the_untrained_policy_beside_the_first_update(tiny_model_dir, tmp_path,
+                                                                                      monkeypatch):
+    """Asynchronous GRPO runs the first update's forwards beside the consistency pre-flight, which reads the same
+    policy on the rollout thread: the optimizer step must wait for it. The evaluation is delayed here so that the
+    update would step first; its answers must equal the on-policy run's, whose pre-flight runs before any update
+    (with lr 0.05 one step changes the tiny model's greedy answers)."""
+    from rlvr.trainer import Trainer
+
+    evaluate_consistency = Trainer._consistency_eval
+
+    def late(self, n_eval):
+        time.sleep(3)
+        return evaluate_consistency(self, n_eval)
+
+    monkeypatch.setattr(Trainer, "_consistency_eval", late)
+    extra = ("train.steps=2", "eval.every=0", "eval.at_end=false", "train.learning_rate=0.05",
+             "rollout.importance_sampling=tis", "monitor.consistency_alpha=1e-300")
+    tr, _ = _train(tiny_model_dir, tmp_path / "async", "rollout.max_staleness=1", *extra)
+    _train(tiny_model_dir, tmp_path / "sync", "rollout.max_staleness=0", *extra)
+    assert tr.updater.before_optimizer_step is None  # the wait is only for the first update
+    a, b = (tmp_path / d / "consistency_step0.jsonl" for d in ("async", "sync"))
+    assert [json.loads(x)["completion"] for x in a.read_text().splitlines()] == \
+        [json.loads(x)["completion"] for x in b.read_text().splitlines()]
+
+
 def test_max_staleness_needs_the_importance_correction(tiny_model_dir, tmp_path):
     from rlvr.errors import ConfigError
     from rlvr.trainer import Trainer
