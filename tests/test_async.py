@@ -223,6 +223,11 @@ def test_training_takes_the_idle_core_once_the_next_batch_is_ready():
         fut.set_result(None)
         upd.before_micro_batch()
         assert torch.get_num_threads() == 3 and len(took) == 1
+        torch.set_num_threads(1)
+        took, check = Trainer._take_idle_core(tr, fut, install=False)  # the overlapping evaluation's check
+        assert took == []
+        check()
+        assert torch.get_num_threads() == 3 and len(took) == 1
         assert Trainer._take_idle_core(tr, None) is None
         tr.cfg.threads_alone = 1
         assert Trainer._take_idle_core(tr, fut) is None
