@@ -42,6 +42,7 @@ decision is broadcast so all ranks stop together.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -98,7 +99,6 @@ class Trainer:
         self.pad_id = self.tokenizer.pad_token_id
         self._pending = None  # asynchronous GRPO: (step it is for, step whose policy sampled it, collect()'s result)
         self._probe = None
-        self._before_eval_batch = None  # asynchronous GRPO: the idle-core check during an overlapping evaluation
 
     @property
     def engine(self):
@@ -119,8 +119,9 @@ class Trainer:
         trained (staleness 1; step 0, and the first step of a run resumed without a pending batch, collect it now),
         and the batch of step + 1 is collected in the background while this one trains, by the engine still holding
         the policy before this step's update. The sync waits for it. `overlap`: a callable run on this thread after
-        the update while the background collection is still running (the held-out evaluation on the HF engine);
-        not called when nothing runs in the background (the caller runs it after the step)."""
+        the update while the background collection is still running (the held-out evaluation on the HF engine),
+        given the idle-core check of _idle_core (or None); not called when nothing runs in the background (the
+        caller runs it after the step)."""
         t0 = time.perf_counter()
         pending, self._pending = self._pending, None
         if pending is not None and pending[0] == step:
@@ -133,24 +134,13 @@ class Trainer:
         if self.executor is not None and step + 1 < self.cfg.train.steps:
             future = self.executor.submit(self._collect_in_background, step + 1)
         t_update = time.perf_counter()
-        took = self._take_idle_core(future)
-        try:
-            train_metrics = self.updater.update(batch)
-        finally:
-            if took is not None:
-                self.updater.before_micro_batch = None
-                torch.set_num_threads(self.cfg.threads)
+        with self._idle_core(future) as (take, took):
+            train_metrics = self.updater.update(batch, before_micro_batch=take)
         t_trained = time.perf_counter()
         if future is not None:
             if overlap is not None:
-                took_eval = self._take_idle_core(future, install=False)
-                self._before_eval_batch = took_eval[1] if took_eval else None
-                try:
-                    overlap()
-                finally:
-                    if took_eval is not None:
-                        self._before_eval_batch = None
-                        torch.set_num_threads(self.cfg.threads)
+                with self._idle_core(future) as (take, _):
+                    overlap(take)
             t_wait = time.perf_counter()
             self._pending = (step + 1, step, future.result())
             self._overlap_ran = overlap is not None
@@ -174,36 +164,37 @@ class Trainer:
             metrics.update(mon_metrics)
         return metrics, batch.records(step + 1)
 
-    def _take_idle_core(self, future, install: bool = True):
-        """Asynchronous GRPO on CPU: once the background collection (`future`) is done, the rest of this update runs
-        on `threads_alone` intra-op threads instead of `threads` (torch's thread count is per thread; the
-        rollout thread keeps its own), so the core that generated is not idle while training finishes. Checked
-        before each micro-batch (PolicyUpdater.before_micro_batch). Returns a list that receives the time the
-        threads were raised (empty if they never were), or None when it does not apply (no background
-        collection, not CPU, or threads_alone <= threads). Measured on the recipe's micro-batch (SmolLM2-135M,
-        LoRA, 2-core EPYC): 1.8x faster with 2 threads than 1 alone, gradients bitwise equal. With
-        install=False, returns (that list, the check) for the held-out evaluation that overlaps the background
-        generation (Trainer.evaluate passes it to evaluate(before_batch=...): 64 held-out problems in 5.1 s on
-        2 threads against 7.7 s on 1, the same answers)."""
-        if future is None or self.device.type != "cpu":
-            return None
+    @contextlib.contextmanager
+    def _idle_core(self, future):
+        """Asynchronous GRPO on CPU: once the background collection (`future`) is done, the main thread's work
+        (the rest of an update, or of a held-out evaluation that overlaps the collection) runs on `threads_alone`
+        intra-op threads instead of `threads`, so the core that generated is not idle meanwhile. torch's thread
+        count is per thread; the rollout thread sets its own at the start of every task (_in_background).
+
+        Yields (check, took): `check()` is called between pieces of work (PolicyUpdater.update's
+        before_micro_batch, evaluate's before_batch) and raises the thread count the first time it finds the
+        collection done; `took` then holds that moment (time.perf_counter). check is None when it does not apply
+        (no background collection, not CPU, or threads_alone <= threads). On exit the count is `threads` again.
+        Measured by `python benchmarks/threads_alone.py` (2-core EPYC): the recipe's micro-batch 1.5x faster on 2
+        threads than 1, loss and gradients bitwise equal; 64 held-out problems 1.4x faster, the same completions."""
+        took: list = []
         n = self.cfg.threads_alone
         if n is None:
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
             n = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
-        if n <= self.cfg.threads:
-            return None
-        took: list = []
+        if future is None or self.device.type != "cpu" or n <= self.cfg.threads:
+            yield None, took
+            return
 
-        def take():
+        def check():
             if not took and future.done():
                 torch.set_num_threads(n)
                 took.append(time.perf_counter())
 
-        if not install:
-            return took, take
-        self.updater.before_micro_batch = take
-        return took
+        try:
+            yield check, took
+        finally:
+            torch.set_num_threads(self.cfg.threads)
 
     def _collect_in_background(self, step: int):
         """collect(step) on the rollout thread."""
@@ -248,14 +239,16 @@ class Trainer:
             self._hf_eval_engine = make_engine("hf", self.model, self.tokenizer)
         return self._hf_eval_engine
 
-    def evaluate(self, tag: str) -> dict:
+    def evaluate(self, tag: str, before_batch=None) -> dict:
+        """The held-out evaluation (rlvr.evaluation.evaluate) written to eval_{tag}.jsonl; `before_batch`: see
+        _idle_core."""
         e = self.cfg.eval
         n_tokens = e.max_new_tokens or self.cfg.sampling.max_new_tokens
         return evaluate(self._eval_engine(), self.eval_prompt_ids, list(self.splits.eval["reference"]),
                         self.eval_verifier, n_tokens, e.batch_size, self.run_dir / f"eval_{tag}.jsonl",
                         prompts=list(self.splits.eval["prompt"]), samples=e.samples, temperature=e.temperature,
                         seed=step_seed(self.cfg.seed, 0, 0), timeout_s=e.timeout_s,
-                        progress=self.cfg.log.progress and self.dist.is_main, before_batch=self._before_eval_batch)
+                        progress=self.cfg.log.progress and self.dist.is_main, before_batch=before_batch)
 
     def run(self) -> dict:
         """Train for `train.steps` steps (resuming if asked), evaluate, write summary.json. Returns the summary.
@@ -338,9 +331,9 @@ class Trainer:
                 due = (periodic or final) and len(self.eval_prompt_ids)
                 result: dict = {}
 
-                def held_out(done=done, result=result):
+                def held_out(before_batch=None, done=done, result=result):
                     with self.parallel.for_engine(self._eval_engine()):
-                        result["eval"] = self.evaluate(f"step{done}") if main else None
+                        result["eval"] = self.evaluate(f"step{done}", before_batch) if main else None
 
                 # asynchronous GRPO: an evaluation that does not use the rollout engine runs beside the background
                 # generation (it reads the updated policy, which nothing changes until the next step)

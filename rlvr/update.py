@@ -69,16 +69,15 @@ class PolicyUpdater:
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.cfg, self.parallel, self.dist = cfg, parallel, parallel.dist
         self.device, self.pad_id, self.ref_model = device, pad_id, ref_model
-        # called on the training thread before every micro-batch's forward (the trainer's asynchronous mode uses it
-        # to take the rollout thread's core once the next batch is ready); None: nothing
-        self.before_micro_batch = None
         # called before every optimizer step (the trainer's asynchronous mode waits there for a pre-flight evaluation
         # still reading the policy on another thread); None: nothing
         self.before_optimizer_step = None
 
-    def update(self, batch: RolloutBatch) -> dict[str, float]:
-        """All optimizer updates for `batch` (shaped: advantages and loss weights set). Returns the metrics above,
-        or {"loss": 0, "grad_norm": 0, "updates": 0} when no group carries a gradient."""
+    def update(self, batch: RolloutBatch, before_micro_batch=None) -> dict[str, float]:
+        """All optimizer updates for `batch` (shaped: advantages and loss weights set). `before_micro_batch`: called
+        before every micro-batch's forward (the trainer's asynchronous mode takes the rollout thread's core there
+        once the next batch is ready); None: nothing. Returns the metrics above, or {"loss": 0, "grad_norm": 0,
+        "updates": 0} when no group carries a gradient."""
         cfg = self.cfg
         tcfg = cfg.train
         informative = batch.informative()
@@ -100,8 +99,8 @@ class PolicyUpdater:
             with torch.no_grad():
                 for j, (mbs, _, _) in enumerate(plan):
                     for k, (mb, pad) in enumerate(mbs):
-                        if self.before_micro_batch is not None:
-                            self.before_micro_batch()
+                        if before_micro_batch is not None:
+                            before_micro_batch()
                         lp, mask, ent = self._logprobs(batch, mb, with_entropy=True)
                         first[j, k] = (lp, self._ref_logprobs(batch, mb) if cfg.algorithm.beta > 0 else None)
                         if not pad:
@@ -119,8 +118,8 @@ class PolicyUpdater:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss_sum, mb_stats = 0.0, {}
                 for k, (mb, pad) in enumerate(mbs):
-                    if self.before_micro_batch is not None:
-                        self.before_micro_batch()
+                    if before_micro_batch is not None:
+                        before_micro_batch()
                     with self.parallel.accumulate(last=k == len(mbs) - 1):
                         loss, stats = self._micro_batch(batch, mb, first.get((j, k)), obs if not reuse else None,
                                                         step_tokens, step_sequences, pad)

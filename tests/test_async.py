@@ -114,11 +114,11 @@ def test_the_stale_batch_is_weighted_by_the_hand_computed_importance_ratio(tiny_
     seen = {}
     real_update = tr.updater.update
 
-    def spy(batch):
+    def spy(batch, **kw):
         if "pi1" not in seen and len(seen.get("batches", [])) == 1:  # step 1: record pi_1 before its update
             seen["pi1"] = {n: p.detach().clone() for n, p in tr.model.named_parameters() if p.requires_grad}
         seen.setdefault("batches", []).append(batch)
-        out = real_update(batch)
+        out = real_update(batch, **kw)
         seen.setdefault("metrics", []).append(out)
         return out
 
@@ -202,9 +202,9 @@ def test_sigkill_then_resume_with_max_staleness_1_equals_an_uninterrupted_run(ti
 
 
 def test_training_takes_the_idle_core_once_the_next_batch_is_ready():
-    """_take_idle_core: while the background collection runs, each micro-batch keeps `threads`; the first
+    """_idle_core: while the background collection runs, each micro-batch keeps `threads`; the first
     micro-batch after it is done raises torch's intra-op threads to threads_alone (the rollout thread sets its own
-    at the start of every task, rlvr.trainer._in_background); off on a
+    at the start of every task, rlvr.trainer._in_background), and leaving the block restores `threads`; off on a
     GPU, without a background collection, or when threads_alone <= threads."""
     from concurrent.futures import Future
     from types import SimpleNamespace
@@ -212,27 +212,24 @@ def test_training_takes_the_idle_core_once_the_next_batch_is_ready():
     from rlvr.trainer import Trainer
 
     before = torch.get_num_threads()
-    upd = SimpleNamespace(before_micro_batch=None)
-    tr = SimpleNamespace(device=torch.device("cpu"), updater=upd, cfg=SimpleNamespace(threads=1, threads_alone=3))
+    tr = SimpleNamespace(device=torch.device("cpu"), cfg=SimpleNamespace(threads=1, threads_alone=3))
     fut = Future()
     try:
         torch.set_num_threads(1)
-        took = Trainer._take_idle_core(tr, fut)
-        upd.before_micro_batch()
-        assert torch.get_num_threads() == 1 and took == []  # generation still running
-        fut.set_result(None)
-        upd.before_micro_batch()
-        assert torch.get_num_threads() == 3 and len(took) == 1
-        torch.set_num_threads(1)
-        took, check = Trainer._take_idle_core(tr, fut, install=False)  # the overlapping evaluation's check
-        assert took == []
-        check()
-        assert torch.get_num_threads() == 3 and len(took) == 1
-        assert Trainer._take_idle_core(tr, None) is None
-        tr.cfg.threads_alone = 1
-        assert Trainer._take_idle_core(tr, fut) is None
+        with Trainer._idle_core(tr, fut) as (check, took):
+            check()
+            assert torch.get_num_threads() == 1 and took == []  # generation still running
+            fut.set_result(None)
+            check()
+            assert torch.get_num_threads() == 3 and len(took) == 1
+        assert torch.get_num_threads() == 1
+        for t in (None, fut):  # no background collection; threads_alone <= threads; not CPU
+            tr.cfg.threads_alone = 3 if t is None else 1
+            with Trainer._idle_core(tr, t) as (check, took):
+                assert check is None and took == []
         tr.cfg.threads_alone, tr.device = 3, torch.device("meta")
-        assert Trainer._take_idle_core(tr, fut) is None
+        with Trainer._idle_core(tr, fut) as (check, _):
+            assert check is None
     finally:
         torch.set_num_threads(before)
 
