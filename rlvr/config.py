@@ -445,11 +445,15 @@ class Config(_Section):
     threads: int = Field(1, ge=1, description="torch intra-op threads. 1 on a 2-core machine: 2 threads were "
                          "10-30x slower under contention (shared/research/models_and_data.md).")
     threads_alone: int | None = Field(None, ge=1, description="Asynchronous GRPO on CPU (rollout.max_staleness 1): "
-                                      "torch intra-op threads for the rest of an update once the next batch is "
-                                      "ready, when training runs alone. None: the cores this process may use, "
-                                      "divided by the processes per node (os.sched_getaffinity, "
-                                      "LOCAL_WORLD_SIZE); set it to `threads` to turn it off. While both run, each "
-                                      "uses `threads`.")
+                                      "torch intra-op threads of the main thread's work (an update's last "
+                                      "micro-batches, the staleness probe, a held-out evaluation) from the moment "
+                                      "the rollout thread is idle (checked at every decoder layer). When it is "
+                                      "above `threads`, the rollout thread also computes some of each update's "
+                                      "micro-batches once the next batch is generated. None: the cores this "
+                                      "process may use, divided by the processes per node (os.sched_getaffinity, "
+                                      "LOCAL_WORLD_SIZE); set it to `threads` to turn both off (a run then gives "
+                                      "the same bits whenever its threads were free). While both run, each uses "
+                                      "`threads`.")
     data: DataConfig = Field(default_factory=DataConfig)
     verifiers: list[VerifierRef] = Field(default_factory=lambda: [VerifierRef()], min_length=1,
                                          description="Verifiers whose weighted scores form the reward.")

@@ -19,7 +19,7 @@ def evaluate(engine: RolloutEngine, prompt_ids: list[list[int]], references: lis
              max_new_tokens: int, batch_size: int = 16, out_path: Path | None = None, *,
              prompts: list[str] | None = None, samples: int = 1, temperature: float = 1.0, seed: int = 0,
              timeout_s: float | None = DEFAULT_TIMEOUT_S, progress: bool = False,
-             keep_completions: bool = False, before_batch=None) -> dict:
+             keep_completions: bool = False) -> dict:
     """Greedy-decode each held-out prompt once (`batch_size` prompts per generate call) and verify it; with
     `samples` = k > 1, also sample k completions per prompt at `temperature` (seeded by `seed`).
 
@@ -27,8 +27,6 @@ def evaluate(engine: RolloutEngine, prompt_ids: list[list[int]], references: lis
         prompts: the question text of each prompt, passed to the verifier (None: no prompt; avoid).
         progress: show a progress bar over the generation batches (tqdm).
         keep_completions: also return the greedy completions' texts as "completions" ([n] str).
-        before_batch: called before every generate call (the trainer's asynchronous mode raises the thread count
-            there once the background generation is done); None: nothing.
     Returns:
         {"pass@1": greedy pass@1 in [0, 1], "correct": int, "n": int, "greedy_passed": [n] bool per prompt (the
         monitor's paired held-out test), "extracted_rate", "error_rate",
@@ -44,7 +42,7 @@ def evaluate(engine: RolloutEngine, prompt_ids: list[list[int]], references: lis
     clock = {"tokens": 0, "seconds": 0.0}
     bar = _bar(len(prompt_ids) * (2 if samples > 1 else 1), progress)
     greedy = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens)
-    texts = _generate(engine, prompt_ids, 1, greedy, batch_size, 0, clock, bar, before_batch)
+    texts = _generate(engine, prompt_ids, 1, greedy, batch_size, 0, clock, bar)
     verdicts = score(verifier, make_items(texts, references, prompts), 1, timeout_s)
     ok = [passed(v) for v in verdicts]
     n = len(texts)
@@ -56,7 +54,7 @@ def evaluate(engine: RolloutEngine, prompt_ids: list[list[int]], references: lis
         out["completions"] = texts
     if samples > 1:
         params = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens)
-        s_texts = _generate(engine, prompt_ids, samples, params, batch_size, seed, clock, bar, before_batch)
+        s_texts = _generate(engine, prompt_ids, samples, params, batch_size, seed, clock, bar)
     bar.close()
     out.update({"completion_tokens": clock["tokens"],
                 "tokens_per_s": clock["tokens"] / clock["seconds"] if clock["seconds"] else float("nan")})
@@ -86,12 +84,10 @@ def pass_k_values(samples: int) -> list[int]:
     return sorted({2 ** i for i in range(1, samples.bit_length()) if 2 ** i < samples} | {samples}) if samples > 1 else []
 
 
-def _generate(engine, prompt_ids, n, params, batch_size, seed, clock, bar, before_batch=None) -> list[str]:
+def _generate(engine, prompt_ids, n, params, batch_size, seed, clock, bar) -> list[str]:
     """Group-major texts: n per prompt. Adds completion tokens and generation seconds to `clock`."""
     texts = []
     for s in range(0, len(prompt_ids), batch_size):
-        if before_batch is not None:
-            before_batch()
         t0 = time.perf_counter()
         groups = engine.generate(prompt_ids[s:s + batch_size], n, params, seed=seed, index_offset=s)
         clock["seconds"] += time.perf_counter() - t0

@@ -47,6 +47,7 @@ import dataclasses
 import json
 import logging
 import os
+import threading
 import time
 
 import torch
@@ -64,6 +65,46 @@ from rlvr.preflight import PreflightError
 from rlvr.rollouts import make_engine
 
 log = logging.getLogger("rlvr")
+
+
+# Asynchronous GRPO on CPU: per thread (threading.get_ident()), the check of an open Trainer._idle_core block, called
+# at every block of the policy. Module-level functions, so a deep copy of the policy (HFCopyEngine) stays cheap.
+_IDLE_CHECKS: dict = {}
+
+
+def _idle_pre_hook(module, args) -> None:
+    check = _IDLE_CHECKS.get(threading.get_ident())
+    if check is not None:
+        check()
+
+
+def _idle_post_hook(module, args, output) -> None:
+    """In a forward with gradients, the block's output gets a tensor hook: the check also runs in the backward pass
+    (which runs on the calling thread for CPU tensors)."""
+    me = threading.get_ident()
+    if me not in _IDLE_CHECKS or not torch.is_grad_enabled():
+        return
+    out = output[0] if isinstance(output, (tuple, list)) and output else output
+    if isinstance(out, torch.Tensor) and out.requires_grad:
+        out.register_hook(lambda grad, me=me: _idle_grad_hook(me))
+
+
+def _idle_grad_hook(me: int) -> None:
+    check = _IDLE_CHECKS.get(me)
+    if check is not None:
+        check()
+
+
+def _watch_blocks(model) -> None:
+    """Install the _IDLE_CHECKS hooks once on `model`: on every element of its ModuleLists (a transformer's decoder
+    layers), or on the model itself when it has none."""
+    if model is None or getattr(model, "_rlvr_idle_hooks", False):
+        return
+    blocks = [m for lst in model.modules() if isinstance(lst, torch.nn.ModuleList) for m in lst] or [model]
+    for m in blocks:
+        m.register_forward_pre_hook(_idle_pre_hook)
+        m.register_forward_hook(_idle_post_hook)
+    model._rlvr_idle_hooks = True
 
 
 def _peak_rss_gib() -> float | None:
@@ -98,6 +139,11 @@ class Trainer:
                 setattr(self, f.name, getattr(run, f.name))
         self.pad_id = self.tokenizer.pad_token_id
         self._pending = None  # asynchronous GRPO: (step it is for, step whose policy sampled it, collect()'s result)
+        self._ahead = None  # asynchronous GRPO: (step, future) of a batch submitted before the step that trains on it
+        self._submitted: list = []  # the rollout thread's tasks not known to be done (_rollout_idle)
+        self._main_waits = threading.Event()  # set while the main thread waits for the consistency pre-flight
+        if self.executor is not None and self.device.type == "cpu" and self._threads_alone() > cfg.threads:
+            self.updater.helper = self._help_update  # the rollout thread shares the update's micro-batches when free
         self._probe = None
 
     @property
@@ -118,10 +164,10 @@ class Trainer:
         Asynchronous GRPO (rollout.max_staleness 1): the batch of this step was collected while the previous step
         trained (staleness 1; step 0, and the first step of a run resumed without a pending batch, collect it now),
         and the batch of step + 1 is collected in the background while this one trains, by the engine still holding
-        the policy before this step's update. The sync waits for it. `overlap`: a callable run on this thread after
-        the update while the background collection is still running (the held-out evaluation on the HF engine),
-        given the idle-core check of _idle_core (or None); not called when nothing runs in the background (the
-        caller runs it after the step)."""
+        the policy before this step's update. The sync waits for it. `overlap`: a no-argument callable run on this
+        thread after the update, beside the background collection (the held-out evaluation on the HF engine); not
+        called when nothing runs in the background (the caller runs it after the step). The update, the staleness
+        probe's policy side and `overlap` take the idle core once the background work is done (_idle_core)."""
         t0 = time.perf_counter()
         pending, self._pending = self._pending, None
         if pending is not None and pending[0] == step:
@@ -132,15 +178,19 @@ class Trainer:
             batch, first_round, collect_metrics = self.collector.collect(step)
         future = None
         if self.executor is not None and step + 1 < self.cfg.train.steps:
-            future = self.executor.submit(self._collect_in_background, step + 1)
+            ahead, self._ahead = self._ahead, None  # the run's second batch, queued before the consistency pre-flight
+            future = ahead[1] if ahead is not None and ahead[0] == step + 1 else self._submit(self._collect_in_background,
+                                                                                              step + 1)
         t_update = time.perf_counter()
-        with self._idle_core(future) as (take, took):
-            train_metrics = self.updater.update(batch, before_micro_batch=take)
-        t_trained = time.perf_counter()
+        with self._idle_core() as took:
+            train_metrics = self.updater.update(batch)
+            t_trained = time.perf_counter()
+            # the probe's policy side reads the updated policy, which the sync does not change: computed here, it
+            # fills the wait for the background collection or takes the idle core
+            probe_policy = self._policy_logp(*self._probe) if self._probe is not None else None
+            if future is not None and overlap is not None:
+                overlap()
         if future is not None:
-            if overlap is not None:
-                with self._idle_core(future) as (take, _):
-                    overlap(take)
             t_wait = time.perf_counter()
             self._pending = (step + 1, step, future.result())
             self._overlap_ran = overlap is not None
@@ -150,14 +200,14 @@ class Trainer:
         t_end = time.perf_counter()
         metrics = self._step_metrics(batch, collect_metrics, train_metrics)
         if self._probe is not None:  # does the engine now serve the policy it was given?
-            metrics.update(self.monitor.observe_engine(step + 1, self.engine.score(*self._probe),
-                                                       self._policy_logp(*self._probe), self.monitor.probe_initial)[0])
+            metrics.update(self.monitor.observe_engine(step + 1, self.engine.score(*self._probe), probe_policy,
+                                                       self.monitor.probe_initial)[0])
         metrics.update({"time/train": t_trained - t_update, "time/sync": t_end - t_sync, "time/step": t_end - t0})
         if self.executor is not None:  # what the next step's generation cost this one: the wait after the update
             metrics.update({"rollout/staleness": float(step - sampled_by),
                             "time/wait_rollout": (t_sync - t_wait) if future is not None else 0.0,
                             "time/collect_inline": t_update - t0,
-                            "time/train_alone": (t_trained - took[0]) if took else 0.0})
+                            "time/train_alone": max(0.0, t_trained - took[0]) if took else 0.0})
         if self.monitor is not None:  # the info-gain monitor: estimates, alerts (written and echoed by it)
             mon_metrics, _ = self.monitor.observe_batch(step + 1, first_round, train_metrics.get("entropy"),
                                                         rescore=lambda items, g: self.reward(items, g)[0])
@@ -165,47 +215,78 @@ class Trainer:
         return metrics, batch.records(step + 1)
 
     @contextlib.contextmanager
-    def _idle_core(self, future):
-        """Asynchronous GRPO on CPU: once the background collection (`future`) is done, the main thread's work
-        (the rest of an update, or of a held-out evaluation that overlaps the collection) runs on `threads_alone`
-        intra-op threads instead of `threads`, so the core that generated is not idle meanwhile. torch's thread
-        count is per thread; the rollout thread sets its own at the start of every task (_in_background).
+    def _idle_core(self, other_idle=None):
+        """Asynchronous GRPO on CPU: the work of this thread inside the block (an update, the probe, a held-out
+        evaluation on the HF engine, the consistency pre-flight) runs on `threads` torch intra-op threads while the
+        other thread computes, and on `threads_alone` from the first moment it finds the other thread idle, so no
+        core sits idle. `other_idle`: a no-argument predicate; default: every task submitted to the rollout thread
+        is done (_rollout_idle). torch's thread count is per thread; the rollout thread sets its own at the start
+        of every task (_in_background).
 
-        Yields (check, took): `check()` is called between pieces of work (PolicyUpdater.update's
-        before_micro_batch, evaluate's before_batch) and raises the thread count the first time it finds the
-        collection done; `took` then holds that moment (time.perf_counter). check is None when it does not apply
-        (no background collection, not CPU, or threads_alone <= threads). On exit the count is `threads` again.
-        Measured by `python benchmarks/threads_alone.py` (2-core EPYC): the recipe's micro-batch 1.5x faster on 2
-        threads than 1, loss and gradients bitwise equal; 64 held-out problems 1.4x faster, the same completions."""
+        Where it checks: on entry, and at every block of the policy (a forward pre-hook on each element of the
+        model's ModuleLists, i.e. each decoder layer, and in the backward pass a hook on each block's output),
+        through _IDLE_CHECKS, keyed by thread, so a check is ~1/30 of a forward late at most.
+
+        Yields `took`: a list that holds the moment (time.perf_counter) the thread count was raised, empty if it
+        was not. Nothing changes (took stays empty) without a rollout thread, off CPU, or when threads_alone <=
+        threads. On exit the count is `threads` again. Measured by `python benchmarks/threads_alone.py` (2-core
+        EPYC): the recipe's micro-batch 1.5x faster on 2 threads than 1, loss and gradients bitwise equal; 64
+        held-out problems 1.4x faster, the same completions."""
         took: list = []
+        n = self._threads_alone()
+        if getattr(self, "executor", None) is None or self.device.type != "cpu" or n <= self.cfg.threads:
+            yield took
+            return
+        other_idle = other_idle or self._rollout_idle
+        me = threading.get_ident()
+
+        def check():
+            if other_idle():
+                _IDLE_CHECKS.pop(me, None)
+                torch.set_num_threads(n)
+                took.append(time.perf_counter())
+
+        _watch_blocks(self.model)
+        _IDLE_CHECKS[me] = check
+        try:
+            check()
+            yield took
+        finally:
+            _IDLE_CHECKS.pop(me, None)
+            torch.set_num_threads(self.cfg.threads)
+
+    def _threads_alone(self) -> int:
+        """rlvr.config `threads_alone`; default: the cores this process may use / LOCAL_WORLD_SIZE."""
         n = self.cfg.threads_alone
         if n is None:
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
             n = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
-        if future is None or self.device.type != "cpu" or n <= self.cfg.threads:
-            yield None, took
-            return
+        return n
 
-        def check():
-            if not took and future.done():
-                torch.set_num_threads(n)
-                took.append(time.perf_counter())
+    def _submit(self, fn, *args, **kwargs):
+        """executor.submit(fn, *args), remembered until done (see _rollout_idle)."""
+        future = self.executor.submit(fn, *args, **kwargs)
+        self._submitted = [f for f in getattr(self, "_submitted", []) if not f.done()] + [future]
+        return future
 
-        try:
-            yield check, took
-        finally:
-            torch.set_num_threads(self.cfg.threads)
+    def _rollout_idle(self) -> bool:
+        """Every task submitted to the rollout thread is done: its core is free."""
+        return all(f.done() for f in getattr(self, "_submitted", []))
 
     def _collect_in_background(self, step: int):
         """collect(step) on the rollout thread."""
         return self._in_background(self.collector.collect, step)
 
-    def _in_background(self, fn, *args):
+    def _in_background(self, fn, *args, grad: bool = False):
         """fn(*args) on the rollout thread: torch's intra-op threads are per thread, set them as the trainer's
-        (rlvr.config `threads`); grad mode is per thread and unused there."""
+        (rlvr.config `threads`); grad mode is per thread: off unless `grad` (the update's shared micro-batches)."""
         torch.set_num_threads(self.cfg.threads)
-        with torch.no_grad():
+        with torch.set_grad_enabled(grad):
             return fn(*args)
+
+    def _help_update(self, work):
+        """PolicyUpdater.helper: `work` on the rollout thread once it is free (after the next batch's collection)."""
+        return self._submit(self._in_background, work, grad=True)
 
     def _step_metrics(self, batch: RolloutBatch, collect_metrics: dict, train_metrics: dict) -> dict:
         metrics = rollout_stats(batch.rewards, batch.lengths, batch.truncated, batch.answer_classes, batch.passed)
@@ -239,16 +320,15 @@ class Trainer:
             self._hf_eval_engine = make_engine("hf", self.model, self.tokenizer)
         return self._hf_eval_engine
 
-    def evaluate(self, tag: str, before_batch=None) -> dict:
-        """The held-out evaluation (rlvr.evaluation.evaluate) written to eval_{tag}.jsonl; `before_batch`: see
-        _idle_core."""
+    def evaluate(self, tag: str) -> dict:
+        """The held-out evaluation (rlvr.evaluation.evaluate) written to eval_{tag}.jsonl."""
         e = self.cfg.eval
         n_tokens = e.max_new_tokens or self.cfg.sampling.max_new_tokens
         return evaluate(self._eval_engine(), self.eval_prompt_ids, list(self.splits.eval["reference"]),
                         self.eval_verifier, n_tokens, e.batch_size, self.run_dir / f"eval_{tag}.jsonl",
                         prompts=list(self.splits.eval["prompt"]), samples=e.samples, temperature=e.temperature,
                         seed=step_seed(self.cfg.seed, 0, 0), timeout_s=e.timeout_s,
-                        progress=self.cfg.log.progress and self.dist.is_main, before_batch=before_batch)
+                        progress=self.cfg.log.progress and self.dist.is_main)
 
     def run(self) -> dict:
         """Train for `train.steps` steps (resuming if asked), evaluate, write summary.json. Returns the summary.
@@ -296,14 +376,17 @@ class Trainer:
             if self._pending is None and start < cfg.train.steps and self._eval_overlaps():
                 # asynchronous GRPO: the first batch (on-policy: nothing has been trained) is collected while the
                 # initial evaluation and the consistency pre-flight run
-                self._pending = (start, start, self.executor.submit(self._collect_in_background, start))
-                if start == 0:  # and, after it, the consistency pre-flight's training prompts, whose verdict every
+                # (and the second batch: the engine serves the initial policy until the first update's sync)
+                self._pending = (start, start, self._submit(self._collect_in_background, start))
+                if start + 1 < cfg.train.steps:
+                    self._ahead = (start + 1, self._submit(self._collect_in_background, start + 1))
+                if start == 0:  # and, after them, the consistency pre-flight's training prompts, whose verdict every
                     verdict_after_step = True  # rank awaits after the first update, before anything is kept
                     if main:
-                        consistency = self.executor.submit(self._in_background, self._consistency_eval,
-                                                           len(self.eval_prompt_ids))
-            with self.parallel.for_engine(self._eval_engine()):  # FSDP + HF engine: gathered; rank 0 evaluates
-                if main:
+                        consistency = self._submit(self._in_background, self._consistency_eval,
+                                                   len(self.eval_prompt_ids))
+            with self.parallel.for_engine(self._eval_engine()), self._idle_core():  # FSDP + HF engine: gathered;
+                if main:  # rank 0 evaluates
                     evals["0"] = self.evaluate("step0")
                     self._say(f"held-out pass@1 before training: {_fmt_eval(evals['0'])}")
                     fault = self._consistency(evals["0"]) if start == 0 and not verdict_after_step else None
@@ -322,7 +405,11 @@ class Trainer:
         bar = _progress(cfg, start, enabled=main)
         discard = False
         if consistency is not None:  # the first update's forwards run beside the consistency evaluation, which reads
-            self.updater.before_optimizer_step = consistency.result  # the same policy: its weights wait for it
+            def wait_for_consistency(event=self._main_waits):  # the same policy: its weights wait for it, and the
+                event.set()  # evaluation takes this thread's core meanwhile (_consistency_eval)
+                consistency.result()
+
+            self.updater.before_optimizer_step = wait_for_consistency
         try:
             for step in range(start, cfg.train.steps):
                 done = step + 1
@@ -331,9 +418,9 @@ class Trainer:
                 due = (periodic or final) and len(self.eval_prompt_ids)
                 result: dict = {}
 
-                def held_out(before_batch=None, done=done, result=result):
+                def held_out(done=done, result=result):
                     with self.parallel.for_engine(self._eval_engine()):
-                        result["eval"] = self.evaluate(f"step{done}", before_batch) if main else None
+                        result["eval"] = self.evaluate(f"step{done}") if main else None
 
                 # asynchronous GRPO: an evaluation that does not use the rollout engine runs beside the background
                 # generation (it reads the updated policy, which nothing changes until the next step)
@@ -351,7 +438,8 @@ class Trainer:
                         discard = True
                         raise PreflightError(fault)
                 if due and not self._overlap_ran:
-                    held_out()
+                    with self._idle_core() if self._eval_overlaps() else contextlib.nullcontext():
+                        held_out()  # nothing runs beside it: the HF engine takes the idle core
                 if due and main:
                     evals[str(done)] = result["eval"]
                     metrics["eval/pass@1"] = evals[str(done)]["pass@1"]
@@ -440,11 +528,13 @@ class Trainer:
         # 128 training prompts at that rate give p ~ 1e-4
         idx = sorted(rng.sample(range(len(self.train_prompt_ids)), min(2 * n_eval, len(self.train_prompt_ids))))
         e = self.cfg.eval
-        res = evaluate(self._eval_engine(), [self.train_prompt_ids[i] for i in idx],
-                       [self.splits.train[i]["reference"] for i in idx], self.eval_verifier,
-                       e.max_new_tokens or self.cfg.sampling.max_new_tokens, e.batch_size,
-                       self.run_dir / "consistency_step0.jsonl", prompts=[self.splits.train[i]["prompt"] for i in idx],
-                       timeout_s=e.timeout_s, progress=self.cfg.log.progress, keep_completions=True)
+        with self._idle_core(self._main_waits.is_set):  # the main thread waits for it before its first optimizer step
+            res = evaluate(self._eval_engine(), [self.train_prompt_ids[i] for i in idx],
+                           [self.splits.train[i]["reference"] for i in idx], self.eval_verifier,
+                           e.max_new_tokens or self.cfg.sampling.max_new_tokens, e.batch_size,
+                           self.run_dir / "consistency_step0.jsonl",
+                           prompts=[self.splits.train[i]["prompt"] for i in idx], timeout_s=e.timeout_s,
+                           progress=self.cfg.log.progress, keep_completions=True)
         res["shift"] = self._shift_evidence(idx, res.pop("completions"), res["greedy_passed"],
                                             mc.consistency_alpha / 2)
         return res

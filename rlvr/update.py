@@ -27,6 +27,8 @@ micro-batches); `grad_norm` is the last update's; `updates` counts optimizer ste
 
 from __future__ import annotations
 
+import threading
+
 import torch
 
 from rlvr import algorithms
@@ -72,12 +74,14 @@ class PolicyUpdater:
         # called before every optimizer step (the trainer's asynchronous mode waits there for a pre-flight evaluation
         # still reading the policy on another thread); None: nothing
         self.before_optimizer_step = None
+        # asynchronous GRPO on CPU: helper(work) runs work() on the rollout thread once it is free (after the next
+        # batch's collection) and returns its future; the micro-batches of an optimizer step are then shared
+        # between the two threads (_shared). None: one thread computes them all.
+        self.helper = None
 
-    def update(self, batch: RolloutBatch, before_micro_batch=None) -> dict[str, float]:
-        """All optimizer updates for `batch` (shaped: advantages and loss weights set). `before_micro_batch`: called
-        before every micro-batch's forward (the trainer's asynchronous mode takes the rollout thread's core there
-        once the next batch is ready); None: nothing. Returns the metrics above, or {"loss": 0, "grad_norm": 0,
-        "updates": 0} when no group carries a gradient."""
+    def update(self, batch: RolloutBatch) -> dict[str, float]:
+        """All optimizer updates for `batch` (shaped: advantages and loss weights set). Returns the metrics above,
+        or {"loss": 0, "grad_norm": 0, "updates": 0} when no group carries a gradient."""
         cfg = self.cfg
         tcfg = cfg.train
         informative = batch.informative()
@@ -99,8 +103,6 @@ class PolicyUpdater:
             with torch.no_grad():
                 for j, (mbs, _, _) in enumerate(plan):
                     for k, (mb, pad) in enumerate(mbs):
-                        if before_micro_batch is not None:
-                            before_micro_batch()
                         lp, mask, ent = self._logprobs(batch, mb, with_entropy=True)
                         first[j, k] = (lp, self._ref_logprobs(batch, mb) if cfg.algorithm.beta > 0 else None)
                         if not pad:
@@ -117,13 +119,21 @@ class PolicyUpdater:
                     continue
                 self.optimizer.zero_grad(set_to_none=True)
                 loss_sum, mb_stats = 0.0, {}
-                for k, (mb, pad) in enumerate(mbs):
-                    if before_micro_batch is not None:
-                        before_micro_batch()
-                    with self.parallel.accumulate(last=k == len(mbs) - 1):
-                        loss, stats = self._micro_batch(batch, mb, first.get((j, k)), obs if not reuse else None,
-                                                        step_tokens, step_sequences, pad)
-                    if not pad:
+                if self._returns_grads():
+                    results = self._shared(lambda k, j=j, mbs=mbs, st=step_tokens, ss=step_sequences:  # noqa: E731
+                                           self._micro_batch(batch, mbs[k][0], first.get((j, k)), not reuse, st, ss,
+                                                             mbs[k][1], params=params), len(mbs))
+                else:
+                    results = (self._micro_batch_accumulated(batch, mbs, j, k, first, not reuse, step_tokens,
+                                                             step_sequences) for k in range(len(mbs)))
+                for k, (loss, stats, seen, grads) in enumerate(results):
+                    if grads is not None:  # in micro-batch order: the sums of backward()'s accumulation, bit for bit
+                        for p, g in zip(params, grads):
+                            if g is not None:
+                                p.grad = g if p.grad is None else p.grad.add_(g)
+                    if seen is not None:
+                        obs.add(*seen)
+                    if not mbs[k][1]:
                         loss_sum += loss
                         _accumulate(mb_stats, stats)
                 tot = self.dist.merge_stats({"loss": loss_sum, **mb_stats})
@@ -144,19 +154,31 @@ class PolicyUpdater:
 
     # ------------------------------------------------------------------------------------------ pieces
 
-    def _micro_batch(self, batch, mb, first, obs, step_tokens, step_sequences, pad=False) -> tuple[float, dict]:
+    def _micro_batch_accumulated(self, batch, mbs, j, k, first, observe, step_tokens, step_sequences):
+        """Micro-batch k of mini-batch j, its gradient accumulated by backward() (inside the parallelism's
+        accumulate context: DDP all-reduces on the last)."""
+        mb, pad = mbs[k]
+        with self.parallel.accumulate(last=k == len(mbs) - 1):
+            return self._micro_batch(batch, mb, first.get((j, k)), observe, step_tokens, step_sequences, pad)
+
+    def _micro_batch(self, batch, mb, first, observe, step_tokens, step_sequences, pad=False, params=None):
         """Forward + backward of one micro-batch (groups `mb`). `pad`: a balancing copy whose loss is multiplied
-        by 0 (rlvr/parallel.py): the same forwards and collectives, an exact zero gradient, no metrics."""
+        by 0 (rlvr/parallel.py): the same forwards and collectives, an exact zero gradient, no metrics.
+        `observe`: this forward is pi_old (mu = 1, one mini-batch). `params`: return the gradients of these
+        tensors (torch.autograd.grad) instead of accumulating them into .grad.
+
+        Returns (loss: float, stats: dict, seen: _Observed.add's arguments or None, grads: tuple or None)."""
         cfg = self.cfg
-        logprobs, mask, entropy = self._logprobs(batch, mb, with_entropy=obs is not None, grad=True)
+        logprobs, mask, entropy = self._logprobs(batch, mb, with_entropy=observe, grad=True)
         sampled = self._engine_logprobs(batch, mb, mask)
-        if obs is None:  # pi_old was computed before the first update
+        seen = None
+        if not observe:  # pi_old was computed before the first update
             old, ref_lp = first
         else:  # mu = 1, one mini-batch: this forward is pi_old
             old = logprobs.detach()
             ref_lp = self._ref_logprobs(batch, mb) if cfg.algorithm.beta > 0 else None
             if not pad:
-                obs.add(old, sampled, mask, entropy)
+                seen = (old, sampled, mask, entropy)
         stats: dict[str, float] = {}
         is_w = None
         if cfg.rollout.importance_sampling == "tis":  # pi_old / engine: the sampling correction, fixed per batch
@@ -168,9 +190,84 @@ class PolicyUpdater:
             mask=mask * weights, ref_logprobs=ref_lp, step_tokens=step_tokens, step_sequences=step_sequences,
             is_weights=is_w)
         loss, loss_stats = self.loss_fn(inputs, cfg.algorithm)
-        (loss * 0.0 if pad else loss).backward()
+        grads = None
+        if params is None:
+            (loss * 0.0 if pad else loss).backward()
+        else:
+            grads = torch.autograd.grad(loss * 0.0 if pad else loss, params, allow_unused=True)
         stats.update(loss_stats)
-        return float(loss.detach()), stats
+        return float(loss.detach()), stats, seen, grads
+
+    def _returns_grads(self) -> bool:
+        """Micro-batches return their gradients, folded in order, and are shared with the rollout thread
+        (self.helper): one process, and nothing that makes a forward depend on another thread: no reference pass
+        through the policy with its adapter disabled (beta > 0 without a separate reference model), no active
+        dropout (its random draws would depend on which thread ran first). Decided per run, not per step, so that
+        a run's numbers do not depend on when the helper was free (torch.autograd.grad and backward() may sum a
+        weight's several uses in another order)."""
+        if self.helper is None or self.dist.world_size > 1 or getattr(self.parallel, "sharded", False):
+            return False
+        if self.cfg.algorithm.beta > 0 and self.ref_model is None:
+            return False
+        return not any(isinstance(m, torch.nn.Dropout) and m.p > 0 and m.training for m in self.model.modules())
+
+    def _shared(self, fn, n: int):
+        """Yield fn(0), ..., fn(n - 1) in order, computed by this thread and by the rollout thread
+        (self.helper) together: each claims the next unclaimed index until none is left. Results that finish out of
+        order wait (at most one per thread). Each fn(k) is the same computation whichever thread runs it (both
+        run `threads` intra-op threads), so folding the results in order gives the sequential loop's numbers. An
+        exception in either thread is raised here after the other has stopped claiming."""
+        cond = threading.Condition()
+        state = {"next": 0, "done": {}, "helping": 0}  # helping: items the rollout thread is computing
+
+        def claim(helper=False):
+            with cond:
+                k = state["next"]
+                if k >= n:
+                    return None
+                state["next"] = k + 1
+                state["helping"] += helper
+                return k
+
+        def work():
+            while (k := claim(helper=True)) is not None:
+                try:
+                    out = (True, fn(k))
+                except BaseException as e:  # noqa: BLE001 (re-raised on the main thread)
+                    out = (False, e)
+                with cond:
+                    state["done"][k] = out
+                    state["helping"] -= 1
+                    cond.notify_all()
+
+        if n > 1:  # queued behind the rollout thread's work: it starts once that is done, and may find nothing left
+            self.helper(work)
+        try:
+            for k in range(n):
+                while True:
+                    with cond:
+                        if k in state["done"]:
+                            break
+                    mine = claim()
+                    if mine is None:  # the other thread computes k
+                        with cond:
+                            cond.wait_for(lambda k=k: k in state["done"])
+                        break
+                    try:
+                        out = (True, fn(mine))
+                    except BaseException as e:  # noqa: BLE001
+                        out = (False, e)
+                    with cond:
+                        state["done"][mine] = out
+                with cond:
+                    ok, out = state["done"].pop(k)
+                if not ok:
+                    raise out
+                yield out
+        finally:  # nothing more is claimed; an item the rollout thread is still computing (after an error here)
+            with cond:  # is waited for, never the helper task itself (it may not have started)
+                state["next"] = n
+                cond.wait_for(lambda: state["helping"] == 0)
 
     def _logprobs(self, batch, mb, with_entropy=False, grad=False):
         """Policy log-probs of micro-batch `mb`; `grad`: through the parallelism's training module (DDP's

@@ -202,34 +202,59 @@ def test_sigkill_then_resume_with_max_staleness_1_equals_an_uninterrupted_run(ti
 
 
 def test_training_takes_the_idle_core_once_the_next_batch_is_ready():
-    """_idle_core: while the background collection runs, each micro-batch keeps `threads`; the first
-    micro-batch after it is done raises torch's intra-op threads to threads_alone (the rollout thread sets its own
-    at the start of every task, rlvr.trainer._in_background), and leaving the block restores `threads`; off on a
-    GPU, without a background collection, or when threads_alone <= threads."""
-    from concurrent.futures import Future
+    """_idle_core: while the other thread computes, this thread's work keeps `threads`; the first block of the
+    policy it enters after the other thread is idle (forward pre-hook) or the first block the backward pass reaches
+    (hook on the block's output) raises torch's intra-op threads to threads_alone, and leaving the block restores
+    `threads`. Nothing changes without a rollout thread, off CPU, or when threads_alone <= threads."""
+    import threading
+    import types
     from types import SimpleNamespace
 
     from rlvr.trainer import Trainer
 
+    seen = []
+
+    class Block(torch.nn.Linear):
+        def forward(self, x):
+            seen.append(torch.get_num_threads())
+            return super().forward(x)
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.ModuleList([Block(4, 4) for _ in range(3)]))
+    model.forward = lambda x: model[0][2](model[0][1](model[0][0](x)))
+    idle = threading.Event()
+    def trainer(**kw):
+        t = SimpleNamespace(**{"device": torch.device("cpu"), "cfg": SimpleNamespace(threads=1, threads_alone=3),
+                               "executor": object(), "model": model, **kw})
+        t._threads_alone = types.MethodType(Trainer._threads_alone, t)
+        return t
+
+    tr = trainer()
     before = torch.get_num_threads()
-    tr = SimpleNamespace(device=torch.device("cpu"), cfg=SimpleNamespace(threads=1, threads_alone=3))
-    fut = Future()
     try:
         torch.set_num_threads(1)
-        with Trainer._idle_core(tr, fut) as (check, took):
-            check()
-            assert torch.get_num_threads() == 1 and took == []  # generation still running
-            fut.set_result(None)
-            check()
-            assert torch.get_num_threads() == 3 and len(took) == 1
+        with Trainer._idle_core(tr, idle.is_set) as took:  # forward: the other thread finishes during block 0
+            model[0][0].register_forward_hook(lambda *a: idle.set())
+            model(torch.ones(1, 4))
+            assert seen == [1, 3, 3] and len(took) == 1
         assert torch.get_num_threads() == 1
-        for t in (None, fut):  # no background collection; threads_alone <= threads; not CPU
-            tr.cfg.threads_alone = 3 if t is None else 1
-            with Trainer._idle_core(tr, t) as (check, took):
-                assert check is None and took == []
-        tr.cfg.threads_alone, tr.device = 3, torch.device("meta")
-        with Trainer._idle_core(tr, fut) as (check, _):
-            assert check is None
+        model[0][0]._forward_hooks.clear()
+        idle.clear()
+        seen.clear()
+        with Trainer._idle_core(tr, idle.is_set) as took:  # backward: it finishes between forward and backward
+            y = model(torch.ones(1, 4, requires_grad=True)).sum()
+            idle.set()
+            assert took == []
+            y.backward()
+            assert seen == [1, 1, 1] and len(took) == 1 and torch.get_num_threads() == 3
+        assert torch.get_num_threads() == 1
+        with Trainer._idle_core(tr, idle.is_set) as took:  # already idle on entry
+            assert len(took) == 1 and torch.get_num_threads() == 3
+        for off in (trainer(executor=None), trainer(device=torch.device("meta")),
+                    trainer(cfg=SimpleNamespace(threads=1, threads_alone=1))):
+            with Trainer._idle_core(off, idle.is_set) as took:
+                model(torch.ones(1, 4))
+                assert took == [] and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
 

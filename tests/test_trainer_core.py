@@ -380,3 +380,81 @@ def test_mini_batches_split_the_groups_into_optimizer_steps(tiny_model, tokenize
     up, opt = _updater(tiny_model, cfg, 0.02)
     assert up.update(batch)["updates"] == 4.0
     assert max(s["step"] for s in opt.state.values()) == 4
+
+
+@pytest.mark.parametrize("mu", [1, 2])
+def test_micro_batches_shared_with_the_rollout_thread_equal_the_sequential_update(tiny_model, tokenizer, mu):
+    """Asynchronous GRPO on CPU: once the rollout thread is free it computes some of the optimizer step's
+    micro-batches (PolicyUpdater.helper / _shared), each returning its gradients, which are folded in micro-batch
+    order. Loss, metrics and the updated weights must equal the same update computed by the main thread alone (to
+    float32 rounding: a GEMM run beside another thread's may round differently), and both threads must have computed
+    a micro-batch (the main thread's first one is slowed so the helper claims the second); against backward()'s
+    accumulation they agree to float32 rounding."""
+    import threading
+    import time
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from rlvr import algorithms
+
+    cfg = _cfg(f"train.updates_per_batch={mu}")
+    batch = _crafted_batch(tokenizer).shape(algorithms.get_advantage("grpo"), cfg.algorithm, 24)
+    alone, backward = copy.deepcopy(tiny_model), copy.deepcopy(tiny_model)
+    up_alone, _ = _updater(alone, cfg, 0.02)
+    never = Future()
+    never.set_result(None)
+    up_alone.helper = lambda work: never  # a helper that is never free: the main thread computes every micro-batch
+    up_backward, _ = _updater(backward, cfg, 0.02)  # no helper: backward() accumulates into .grad
+    grads = {}  # the gradients at the first optimizer step (after clipping), from the same weights
+
+    def capture(updater):
+        step = updater.optimizer.step
+        updater.optimizer.step = lambda *a, **k: (grads.setdefault(updater, [
+            p.grad.clone() for p in updater.model.parameters() if p.requires_grad]), step(*a, **k))[1]
+
+    up, _ = _updater(tiny_model, cfg, 0.02)
+    for u in (up, up_alone, up_backward):
+        capture(u)
+    want = up_alone.update(batch)
+    assert up_backward.update(batch) == pytest.approx(want, rel=1e-5, abs=1e-7)
+
+    ran, main = [], threading.get_ident()
+    micro_batch = up._micro_batch
+
+    def traced(*a, **k):
+        if threading.get_ident() == main and not ran:
+            time.sleep(0.5)  # the helper claims micro-batch 1 meanwhile
+        ran.append(threading.get_ident())
+        return micro_batch(*a, **k)
+
+    up._micro_batch = traced
+    with ThreadPoolExecutor(1) as pool:
+        n = torch.get_num_threads()  # as the trainer's rollout thread does (Trainer._in_background)
+        up.helper = lambda work: pool.submit(lambda: (torch.set_num_threads(n), torch.set_grad_enabled(True), work()))
+        got = up.update(batch)
+    assert main in ran and len(set(ran)) == 2
+    assert got == pytest.approx(want, rel=1e-6, abs=1e-9)
+    names = [n for n, p in tiny_model.named_parameters() if p.requires_grad]
+    for n, a, b, c in zip(names, grads[up], grads[up_alone], grads[up_backward]):
+        # measured: every gradient bitwise equal except the tied embedding's (its 49k-row lm_head part differs by
+        # <= 5e-13 when the other thread computed it beside this one's micro-batch; AdamW amplifies that on
+        # components whose gradient is ~eps, so later updates are compared by their metrics)
+        assert torch.allclose(a, b, rtol=0, atol=1e-10), n
+        assert torch.allclose(a, c, rtol=0, atol=1e-8), n  # backward() may sum a tied weight's uses in another order
+
+
+def test_an_error_in_a_shared_micro_batch_is_raised_on_the_main_thread():
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from rlvr.update import PolicyUpdater
+
+    def fn(k):
+        if k == 3:
+            raise RuntimeError("micro-batch 3 failed")
+        return k
+
+    with ThreadPoolExecutor(1) as pool:
+        up = SimpleNamespace(helper=pool.submit)
+        assert list(PolicyUpdater._shared(up, fn, 3)) == [0, 1, 2]
+        with pytest.raises(RuntimeError, match="micro-batch 3 failed"):
+            list(PolicyUpdater._shared(up, fn, 5))
