@@ -141,9 +141,12 @@ class Trainer:
         self._pending = None  # asynchronous GRPO: (step it is for, step whose policy sampled it, collect()'s result)
         self._ahead = None  # asynchronous GRPO: (step, future) of a batch submitted before the step that trains on it
         self._submitted: list = []  # the rollout thread's tasks not known to be done (_rollout_idle)
-        self._main_waits = threading.Event()  # set while the main thread waits for the consistency pre-flight
+        # set while the main thread waits for the rollout thread's work (the consistency pre-flight, a shared
+        # micro-batch): that work then takes the main thread's core (_idle_core)
+        self._main_waits = threading.Event()
         if self.executor is not None and self.device.type == "cpu" and self._threads_alone() > cfg.threads:
             self.updater.helper = self._help_update  # the rollout thread shares the update's micro-batches when free
+            self.updater.waiting = self._main_waits
         self._probe = None
 
     @property
@@ -182,11 +185,15 @@ class Trainer:
             future = ahead[1] if ahead is not None and ahead[0] == step + 1 else self._submit(self._collect_in_background,
                                                                                               step + 1)
         t_update = time.perf_counter()
+        synced = None
         with self._idle_core() as took:
             train_metrics = self.updater.update(batch)
             t_trained = time.perf_counter()
+            if future is not None and self._probe is not None:  # one process: the sync and the engine's side of
+                # the staleness probe run on the rollout thread after the collection, beside the probe's policy side
+                synced = self._submit(self._in_background, self._sync_and_probe, bool(train_metrics["updates"]))
             # the probe's policy side reads the updated policy, which the sync does not change: computed here, it
-            # fills the wait for the background collection or takes the idle core
+            # fills the wait for the background work or takes the idle core
             probe_policy = self._policy_logp(*self._probe) if self._probe is not None else None
             if future is not None and overlap is not None:
                 overlap()
@@ -195,14 +202,20 @@ class Trainer:
             self._pending = (step + 1, step, future.result())
             self._overlap_ran = overlap is not None
         t_sync = time.perf_counter()
-        if train_metrics["updates"]:
-            self.engine.update_weights(self.model)  # vLLM: reload (FSDP: layer by layer) + reset prefix cache; HF: none
+        if synced is not None:
+            sync_s, probe_engine = synced.result()
+        else:
+            if train_metrics["updates"]:  # vLLM: reload (FSDP: layer by layer) + reset prefix cache; HF: none
+                self.engine.update_weights(self.model)
+            sync_s, probe_engine = time.perf_counter() - t_sync, None
         t_end = time.perf_counter()
         metrics = self._step_metrics(batch, collect_metrics, train_metrics)
         if self._probe is not None:  # does the engine now serve the policy it was given?
-            metrics.update(self.monitor.observe_engine(step + 1, self.engine.score(*self._probe), probe_policy,
+            if probe_engine is None:
+                probe_engine = self.engine.score(*self._probe)
+            metrics.update(self.monitor.observe_engine(step + 1, probe_engine, probe_policy,
                                                        self.monitor.probe_initial)[0])
-        metrics.update({"time/train": t_trained - t_update, "time/sync": t_end - t_sync, "time/step": t_end - t0})
+        metrics.update({"time/train": t_trained - t_update, "time/sync": sync_s, "time/step": t_end - t0})
         if self.executor is not None:  # what the next step's generation cost this one: the wait after the update
             metrics.update({"rollout/staleness": float(step - sampled_by),
                             "time/wait_rollout": (t_sync - t_wait) if future is not None else 0.0,
@@ -284,9 +297,22 @@ class Trainer:
         with torch.set_grad_enabled(grad):
             return fn(*args)
 
+    def _sync_and_probe(self, updated: bool) -> tuple[float, list[list[float]]]:
+        """On the rollout thread, after the next batch's collection: the engine takes the updated policy (when the
+        step updated it) and scores the staleness probe. Returns (sync seconds, the engine's probe log-probs)."""
+        t0 = time.perf_counter()
+        if updated:
+            self.engine.update_weights(self.model)
+        return time.perf_counter() - t0, self.engine.score(*self._probe)
+
     def _help_update(self, work):
-        """PolicyUpdater.helper: `work` on the rollout thread once it is free (after the next batch's collection)."""
-        return self._submit(self._in_background, work, grad=True)
+        """PolicyUpdater.helper: `work` on the rollout thread once it is free (after the next batch's collection),
+        on the main thread's core too while that waits for its last micro-batch."""
+        def lend():
+            with self._idle_core(self._main_waits.is_set):
+                work()
+
+        return self._submit(self._in_background, lend, grad=True)
 
     def _step_metrics(self, batch: RolloutBatch, collect_metrics: dict, train_metrics: dict) -> dict:
         metrics = rollout_stats(batch.rewards, batch.lengths, batch.truncated, batch.answer_classes, batch.passed)
@@ -407,7 +433,10 @@ class Trainer:
         if consistency is not None:  # the first update's forwards run beside the consistency evaluation, which reads
             def wait_for_consistency(event=self._main_waits):  # the same policy: its weights wait for it, and the
                 event.set()  # evaluation takes this thread's core meanwhile (_consistency_eval)
-                consistency.result()
+                try:
+                    consistency.result()
+                finally:
+                    event.clear()
 
             self.updater.before_optimizer_step = wait_for_consistency
         try:

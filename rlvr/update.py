@@ -78,6 +78,7 @@ class PolicyUpdater:
         # batch's collection) and returns its future; the micro-batches of an optimizer step are then shared
         # between the two threads (_shared). None: one thread computes them all.
         self.helper = None
+        self.waiting = None  # a threading.Event set while this thread waits for a micro-batch the helper computes
 
     def update(self, batch: RolloutBatch) -> dict[str, float]:
         """All optimizer updates for `batch` (shaped: advantages and loss weights set). Returns the metrics above,
@@ -217,7 +218,7 @@ class PolicyUpdater:
         order wait (at most one per thread). Each fn(k) is the same computation whichever thread runs it (both
         run `threads` intra-op threads), so folding the results in order gives the sequential loop's numbers. An
         exception in either thread is raised here after the other has stopped claiming."""
-        cond = threading.Condition()
+        cond, waiting = threading.Condition(), getattr(self, "waiting", None)
         state = {"next": 0, "done": {}, "helping": 0}  # helping: items the rollout thread is computing
 
         def claim(helper=False):
@@ -249,9 +250,15 @@ class PolicyUpdater:
                         if k in state["done"]:
                             break
                     mine = claim()
-                    if mine is None:  # the other thread computes k
-                        with cond:
-                            cond.wait_for(lambda k=k: k in state["done"])
+                    if mine is None:  # the other thread computes k: it may take this thread's core meanwhile
+                        if waiting is not None:
+                            waiting.set()
+                        try:
+                            with cond:
+                                cond.wait_for(lambda k=k: k in state["done"])
+                        finally:
+                            if waiting is not None:
+                                waiting.clear()
                         break
                     try:
                         out = (True, fn(mine))
