@@ -69,7 +69,8 @@ def main() -> None:
            "log.progress=false", *args.overrides]
     print("timeline: " + " ".join(cmd), flush=True)
     t0 = time.time()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # each line timed when it is written
     lines: list[tuple[float, str]] = []
 
     def read():
