@@ -279,12 +279,12 @@ class Trainer:
     def _submit(self, fn, *args, **kwargs):
         """executor.submit(fn, *args), remembered until done (see _rollout_idle)."""
         future = self.executor.submit(fn, *args, **kwargs)
-        self._submitted = [f for f in getattr(self, "_submitted", []) if not f.done()] + [future]
+        self._submitted = [f for f in self._submitted if not f.done()] + [future]
         return future
 
     def _rollout_idle(self) -> bool:
         """Every task submitted to the rollout thread is done: its core is free."""
-        return all(f.done() for f in getattr(self, "_submitted", []))
+        return all(f.done() for f in self._submitted)
 
     def _collect_in_background(self, step: int):
         """collect(step) on the rollout thread."""

@@ -79,6 +79,7 @@ class PolicyUpdater:
         # between the two threads (_shared). None: one thread computes them all.
         self.helper = None
         self.waiting = None  # a threading.Event set while this thread waits for a micro-batch the helper computes
+        self._grads_mode = None  # _returns_grads(), decided once
 
     def update(self, batch: RolloutBatch) -> dict[str, float]:
         """All optimizer updates for `batch` (shaped: advantages and loss weights set). Returns the metrics above,
@@ -205,17 +206,19 @@ class PolicyUpdater:
         through the policy with its adapter disabled (beta > 0 without a separate reference model), no active
         dropout (its random draws would depend on which thread ran first). Decided per run, not per step, so that
         a run's numbers do not depend on when the helper was free (torch.autograd.grad and backward() may sum a
-        weight's several uses in another order)."""
-        if self.helper is None or self.dist.world_size > 1 or getattr(self.parallel, "sharded", False):
-            return False
-        if self.cfg.algorithm.beta > 0 and self.ref_model is None:
-            return False
-        return not any(isinstance(m, torch.nn.Dropout) and m.p > 0 and m.training for m in self.model.modules())
+        weight's several uses in another order). Computed at the first update, after the trainer set the helper."""
+        if self._grads_mode is None:
+            self._grads_mode = (
+                self.helper is not None and self.dist.world_size == 1 and not getattr(self.parallel, "sharded", False)
+                and not (self.cfg.algorithm.beta > 0 and self.ref_model is None)
+                and not any(isinstance(m, torch.nn.Dropout) and m.p > 0 and m.training for m in self.model.modules()))
+        return self._grads_mode
 
     def _shared(self, fn, n: int):
         """Yield fn(0), ..., fn(n - 1) in order, computed by this thread and by the rollout thread
-        (self.helper) together: each claims the next unclaimed index until none is left. Results that finish out of
-        order wait (at most one per thread). Each fn(k) is the same computation whichever thread runs it (both
+        (self.helper) together: each claims the next unclaimed index until none is left. A result that finishes
+        before its turn is held until then (a micro-batch's: one copy of the trainable weights' gradients; this
+        thread keeps claiming while the other computes an earlier index, so up to n - 1 may be held). Each fn(k) is the same computation whichever thread runs it (both
         run `threads` intra-op threads), so folding the results in order gives the sequential loop's numbers. An
         exception in either thread is raised here after the other has stopped claiming."""
         cond, waiting = threading.Condition(), getattr(self, "waiting", None)
