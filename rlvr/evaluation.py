@@ -19,7 +19,7 @@ def evaluate(engine: RolloutEngine, prompt_ids: list[list[int]], references: lis
              max_new_tokens: int, batch_size: int = 16, out_path: Path | None = None, *,
              prompts: list[str] | None = None, samples: int = 1, temperature: float = 1.0, seed: int = 0,
              timeout_s: float | None = DEFAULT_TIMEOUT_S, progress: bool = False,
-             keep_completions: bool = False) -> dict:
+             keep_completions: bool = False, map_batches=None) -> dict:
     """Greedy-decode each held-out prompt once (`batch_size` prompts per generate call) and verify it; with
     `samples` = k > 1, also sample k completions per prompt at `temperature` (seeded by `seed`).
 
@@ -27,11 +27,14 @@ def evaluate(engine: RolloutEngine, prompt_ids: list[list[int]], references: lis
         prompts: the question text of each prompt, passed to the verifier (None: no prompt; avoid).
         progress: show a progress bar over the generation batches (tqdm).
         keep_completions: also return the greedy completions' texts as "completions" ([n] str).
+        map_batches: map_batches(fn, n) yields fn(0), ..., fn(n - 1) in order, where fn(k) generates batch k; the
+            trainer passes rlvr.sharing.shared_map so that an idle rollout thread generates some of the batches
+            (the batches, hence the completions, are the same). None: this thread generates them in order.
     Returns:
         {"pass@1": greedy pass@1 in [0, 1], "correct": int, "n": int, "greedy_passed": [n] bool per prompt (the
         monitor's paired held-out test), "extracted_rate", "error_rate",
-        "timeout_rate", "completion_tokens", "tokens_per_s" (completion tokens over generation seconds, all
-        passes)}; with k > 1 also "samples": k, "pass@1_sampled" and "pass@j" for j in
+        "timeout_rate", "completion_tokens", "tokens_per_s" (completion tokens over the wall-clock seconds of
+        generation, all passes)}; with k > 1 also "samples": k, "pass@1_sampled" and "pass@j" for j in
         `pass_k_values(k)` (means over prompts of the unbiased estimator with n = k samples, Chen et al. 2021,
         arXiv 2107.03374 eq. 1). When `out_path` is
         given, every completion and verdict is written there as JSON lines.
@@ -42,7 +45,7 @@ def evaluate(engine: RolloutEngine, prompt_ids: list[list[int]], references: lis
     clock = {"tokens": 0, "seconds": 0.0}
     bar = _bar(len(prompt_ids) * (2 if samples > 1 else 1), progress)
     greedy = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens)
-    texts = _generate(engine, prompt_ids, 1, greedy, batch_size, 0, clock, bar)
+    texts = _generate(engine, prompt_ids, 1, greedy, batch_size, 0, clock, bar, map_batches)
     verdicts = score(verifier, make_items(texts, references, prompts), 1, timeout_s)
     ok = [passed(v) for v in verdicts]
     n = len(texts)
@@ -54,7 +57,7 @@ def evaluate(engine: RolloutEngine, prompt_ids: list[list[int]], references: lis
         out["completions"] = texts
     if samples > 1:
         params = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens)
-        s_texts = _generate(engine, prompt_ids, samples, params, batch_size, seed, clock, bar)
+        s_texts = _generate(engine, prompt_ids, samples, params, batch_size, seed, clock, bar, map_batches)
     bar.close()
     out.update({"completion_tokens": clock["tokens"],
                 "tokens_per_s": clock["tokens"] / clock["seconds"] if clock["seconds"] else float("nan")})
@@ -84,19 +87,30 @@ def pass_k_values(samples: int) -> list[int]:
     return sorted({2 ** i for i in range(1, samples.bit_length()) if 2 ** i < samples} | {samples}) if samples > 1 else []
 
 
-def _generate(engine, prompt_ids, n, params, batch_size, seed, clock, bar) -> list[str]:
-    """Group-major texts: n per prompt. Adds completion tokens and generation seconds to `clock`."""
+def _generate(engine, prompt_ids, n, params, batch_size, seed, clock, bar, map_batches=None) -> list[str]:
+    """Group-major texts: n per prompt, `batch_size` prompts per generate call (each call seeded by its prompts'
+    indices, so a batch's completions do not depend on which thread or in which order it ran). Adds completion
+    tokens and wall-clock generation seconds to `clock`."""
+    starts = range(0, len(prompt_ids), batch_size)
+
+    def one(k: int):
+        s = starts[k]
+        return engine.generate(prompt_ids[s:s + batch_size], n, params, seed=seed, index_offset=s)
+
     texts = []
-    for s in range(0, len(prompt_ids), batch_size):
-        t0 = time.perf_counter()
-        groups = engine.generate(prompt_ids[s:s + batch_size], n, params, seed=seed, index_offset=s)
-        clock["seconds"] += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for groups in (map_batches or _in_order)(one, len(starts)):
         for g in groups:
             for c in g.completions:
                 texts.append(c.text)
                 clock["tokens"] += len(c.token_ids)
         bar.update(len(groups))
+    clock["seconds"] += time.perf_counter() - t0
     return texts
+
+
+def _in_order(fn, n: int):
+    return (fn(k) for k in range(n))
 
 
 def _bar(total: int, enabled: bool):

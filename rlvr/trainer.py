@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -63,6 +64,7 @@ from rlvr.metrics import MetricSink, NullSink, open_step_log, read_metrics, roll
 from rlvr.plugins import build_reward  # noqa: F401 (re-exported)
 from rlvr.preflight import PreflightError
 from rlvr.rollouts import make_engine
+from rlvr.sharing import shared_map
 
 log = logging.getLogger("rlvr")
 
@@ -144,9 +146,13 @@ class Trainer:
         # set while the main thread waits for the rollout thread's work (the consistency pre-flight, a shared
         # micro-batch): that work then takes the main thread's core (_idle_core)
         self._main_waits = threading.Event()
+        self._share_eval = False  # the rollout thread, when free, generates some of the held-out evaluation's batches
         if self.executor is not None and self.device.type == "cpu" and self._threads_alone() > cfg.threads:
-            self.updater.helper = self._help_update  # the rollout thread shares the update's micro-batches when free
+            # the rollout thread shares the update's micro-batches when free
+            self.updater.helper = functools.partial(self._lend, grad=True)
             self.updater.waiting = self._main_waits
+            self._share_eval = self.dist.world_size == 1 and not any(
+                isinstance(m, torch.nn.Dropout) and m.p > 0 and m.training for m in self.model.modules())
         self._probe = None
 
     @property
@@ -231,8 +237,8 @@ class Trainer:
     def _idle_core(self, other_idle=None):
         """Asynchronous GRPO on CPU: the work of this thread inside the block (an update, the probe, a held-out
         evaluation on the HF engine, the consistency pre-flight) runs on `threads` torch intra-op threads while the
-        other thread computes, and on `threads_alone` from the first moment it finds the other thread idle, so no
-        core sits idle. `other_idle`: a no-argument predicate; default: every task submitted to the rollout thread
+        other thread computes, and on `threads_alone` while it finds the other thread idle, so no core sits idle
+        and none is asked for twice (the other thread may start again: a shared item, rlvr.sharing). `other_idle`: a no-argument predicate; default: every task submitted to the rollout thread
         is done (_rollout_idle). torch's thread count is per thread; the rollout thread sets its own at the start
         of every task (_in_background).
 
@@ -240,8 +246,8 @@ class Trainer:
         model's ModuleLists, i.e. each decoder layer, and in the backward pass a hook on each block's output),
         through _IDLE_CHECKS, keyed by thread, so a check is ~1/30 of a forward late at most.
 
-        Yields `took`: a list that holds the moment (time.perf_counter) the thread count was raised, empty if it
-        was not. Nothing changes (took stays empty) without a rollout thread, off CPU, or when threads_alone <=
+        Yields `took`: a list that holds the moment (time.perf_counter) the thread count was first raised, empty if
+        it was not. Nothing changes (took stays empty) without a rollout thread, off CPU, or when threads_alone <=
         threads. On exit the count is `threads` again. Measured by `python benchmarks/threads_alone.py` (2-core
         EPYC): the recipe's micro-batch 1.5x faster on 2 threads than 1, loss and gradients bitwise equal; 64
         held-out problems 1.4x faster, the same completions."""
@@ -253,11 +259,15 @@ class Trainer:
         other_idle = other_idle or self._rollout_idle
         me = threading.get_ident()
 
-        def check():
-            if other_idle():
-                _IDLE_CHECKS.pop(me, None)
-                torch.set_num_threads(n)
-                took.append(time.perf_counter())
+        now = [self.cfg.threads]
+
+        def check():  # the count follows the other thread: it may start work again (a shared item, a collection)
+            want = n if other_idle() else self.cfg.threads
+            if want != now[0]:
+                torch.set_num_threads(want)
+                now[0] = want
+                if want == n and not took:
+                    took.append(time.perf_counter())
 
         _watch_blocks(self.model)
         _IDLE_CHECKS[me] = check
@@ -305,14 +315,15 @@ class Trainer:
             self.engine.update_weights(self.model)
         return time.perf_counter() - t0, self.engine.score(*self._probe)
 
-    def _help_update(self, work):
-        """PolicyUpdater.helper: `work` on the rollout thread once it is free (after the next batch's collection),
-        on the main thread's core too while that waits for its last micro-batch."""
+    def _lend(self, work, grad: bool = False):
+        """rlvr.sharing.shared_map's helper (the update's micro-batches, with `grad`; the held-out evaluation's
+        batches): `work` on the rollout thread once it is free (after the next batch's collection), on the main
+        thread's core too while that waits for an item this thread computes."""
         def lend():
             with self._idle_core(self._main_waits.is_set):
                 work()
 
-        return self._submit(self._in_background, lend, grad=True)
+        return self._submit(self._in_background, lend, grad=grad)
 
     def _step_metrics(self, batch: RolloutBatch, collect_metrics: dict, train_metrics: dict) -> dict:
         metrics = rollout_stats(batch.rewards, batch.lengths, batch.truncated, batch.answer_classes, batch.passed)
@@ -350,11 +361,15 @@ class Trainer:
         """The held-out evaluation (rlvr.evaluation.evaluate) written to eval_{tag}.jsonl."""
         e = self.cfg.eval
         n_tokens = e.max_new_tokens or self.cfg.sampling.max_new_tokens
-        return evaluate(self._eval_engine(), self.eval_prompt_ids, list(self.splits.eval["reference"]),
+        engine = self._eval_engine()
+        share = None
+        if self._share_eval and engine is not self.engine:  # the HF engine on the policy (vLLM is the rollout's)
+            share = functools.partial(shared_map, helper=self._lend, waiting=self._main_waits)
+        return evaluate(engine, self.eval_prompt_ids, list(self.splits.eval["reference"]),
                         self.eval_verifier, n_tokens, e.batch_size, self.run_dir / f"eval_{tag}.jsonl",
                         prompts=list(self.splits.eval["prompt"]), samples=e.samples, temperature=e.temperature,
                         seed=step_seed(self.cfg.seed, 0, 0), timeout_s=e.timeout_s,
-                        progress=self.cfg.log.progress and self.dist.is_main)
+                        progress=self.cfg.log.progress and self.dist.is_main, map_batches=share)
 
     def run(self) -> dict:
         """Train for `train.steps` steps (resuming if asked), evaluate, write summary.json. Returns the summary.

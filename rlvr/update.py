@@ -27,13 +27,12 @@ micro-batches); `grad_norm` is the last update's; `updates` counts optimizer ste
 
 from __future__ import annotations
 
-import threading
-
 import torch
 
 from rlvr import algorithms
 from rlvr.batch import RolloutBatch
 from rlvr.forward import completion_logprobs
+from rlvr.sharing import shared_map
 
 
 def mini_batch_groups(n_groups: int, mini_batches: int) -> list[range]:
@@ -76,7 +75,7 @@ class PolicyUpdater:
         self.before_optimizer_step = None
         # asynchronous GRPO on CPU: helper(work) runs work() on the rollout thread once it is free (after the next
         # batch's collection) and returns its future; the micro-batches of an optimizer step are then shared
-        # between the two threads (_shared). None: one thread computes them all.
+        # between the two threads (rlvr.sharing.shared_map). None: one thread computes them all.
         self.helper = None
         self.waiting = None  # a threading.Event set while this thread waits for a micro-batch the helper computes
         self._grads_mode = None  # _returns_grads(), decided once
@@ -122,9 +121,11 @@ class PolicyUpdater:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss_sum, mb_stats = 0.0, {}
                 if self._returns_grads():
-                    results = self._shared(lambda k, j=j, mbs=mbs, st=step_tokens, ss=step_sequences:  # noqa: E731
-                                           self._micro_batch(batch, mbs[k][0], first.get((j, k)), not reuse, st, ss,
-                                                             mbs[k][1], params=params), len(mbs))
+                    def one(k, j=j, mbs=mbs, st=step_tokens, ss=step_sequences):
+                        return self._micro_batch(batch, mbs[k][0], first.get((j, k)), not reuse, st, ss, mbs[k][1],
+                                                 params=params)
+
+                    results = shared_map(one, len(mbs), self.helper, self.waiting)
                 else:
                     results = (self._micro_batch_accumulated(batch, mbs, j, k, first, not reuse, step_tokens,
                                                              step_sequences) for k in range(len(mbs)))
@@ -213,71 +214,6 @@ class PolicyUpdater:
                 and not (self.cfg.algorithm.beta > 0 and self.ref_model is None)
                 and not any(isinstance(m, torch.nn.Dropout) and m.p > 0 and m.training for m in self.model.modules()))
         return self._grads_mode
-
-    def _shared(self, fn, n: int):
-        """Yield fn(0), ..., fn(n - 1) in order, computed by this thread and by the rollout thread
-        (self.helper) together: each claims the next unclaimed index until none is left. A result that finishes
-        before its turn is held until then (a micro-batch's: one copy of the trainable weights' gradients; this
-        thread keeps claiming while the other computes an earlier index, so up to n - 1 may be held). Each fn(k) is the same computation whichever thread runs it (both
-        run `threads` intra-op threads), so folding the results in order gives the sequential loop's numbers. An
-        exception in either thread is raised here after the other has stopped claiming."""
-        cond, waiting = threading.Condition(), getattr(self, "waiting", None)
-        state = {"next": 0, "done": {}, "helping": 0}  # helping: items the rollout thread is computing
-
-        def claim(helper=False):
-            with cond:
-                k = state["next"]
-                if k >= n:
-                    return None
-                state["next"] = k + 1
-                state["helping"] += helper
-                return k
-
-        def work():
-            while (k := claim(helper=True)) is not None:
-                try:
-                    out = (True, fn(k))
-                except BaseException as e:  # noqa: BLE001 (re-raised on the main thread)
-                    out = (False, e)
-                with cond:
-                    state["done"][k] = out
-                    state["helping"] -= 1
-                    cond.notify_all()
-
-        if n > 1:  # queued behind the rollout thread's work: it starts once that is done, and may find nothing left
-            self.helper(work)
-        try:
-            for k in range(n):
-                while True:
-                    with cond:
-                        if k in state["done"]:
-                            break
-                    mine = claim()
-                    if mine is None:  # the other thread computes k: it may take this thread's core meanwhile
-                        if waiting is not None:
-                            waiting.set()
-                        try:
-                            with cond:
-                                cond.wait_for(lambda k=k: k in state["done"])
-                        finally:
-                            if waiting is not None:
-                                waiting.clear()
-                        break
-                    try:
-                        out = (True, fn(mine))
-                    except BaseException as e:  # noqa: BLE001
-                        out = (False, e)
-                    with cond:
-                        state["done"][mine] = out
-                with cond:
-                    ok, out = state["done"].pop(k)
-                if not ok:
-                    raise out
-                yield out
-        finally:  # nothing more is claimed; an item the rollout thread is still computing (after an error here)
-            with cond:  # is waited for, never the helper task itself (it may not have started)
-                state["next"] = n
-                cond.wait_for(lambda: state["helping"] == 0)
 
     def _logprobs(self, batch, mb, with_entropy=False, grad=False):
         """Policy log-probs of micro-batch `mb`; `grad`: through the parallelism's training module (DDP's

@@ -204,8 +204,8 @@ def test_sigkill_then_resume_with_max_staleness_1_equals_an_uninterrupted_run(ti
 def test_training_takes_the_idle_core_once_the_next_batch_is_ready():
     """_idle_core: while the other thread computes, this thread's work keeps `threads`; the first block of the
     policy it enters after the other thread is idle (forward pre-hook) or the first block the backward pass reaches
-    (hook on the block's output) raises torch's intra-op threads to threads_alone, and leaving the block restores
-    `threads`. Nothing changes without a rollout thread, off CPU, or when threads_alone <= threads."""
+    (hook on the block's output) raises torch's intra-op threads to threads_alone, the first block after the other
+    thread started again lowers it, and leaving the block restores `threads`. Nothing changes without a rollout thread, off CPU, or when threads_alone <= threads."""
     import threading
     import types
     from types import SimpleNamespace
@@ -250,6 +250,11 @@ def test_training_takes_the_idle_core_once_the_next_batch_is_ready():
         assert torch.get_num_threads() == 1
         with Trainer._idle_core(tr, idle.is_set) as took:  # already idle on entry
             assert len(took) == 1 and torch.get_num_threads() == 3
+            seen.clear()  # the other thread starts again during block 0 (a shared item): from block 1, `threads`
+            hook = model[0][0].register_forward_hook(lambda *a: idle.clear())
+            model(torch.ones(1, 4))
+            hook.remove()
+            assert seen == [3, 1, 1] and torch.get_num_threads() == 1 and len(took) == 1
         for off in (trainer(executor=None), trainer(device=torch.device("meta")),
                     trainer(cfg=SimpleNamespace(threads=1, threads_alone=1))):
             with Trainer._idle_core(off, idle.is_set) as took:
@@ -257,6 +262,49 @@ def test_training_takes_the_idle_core_once_the_next_batch_is_ready():
                 assert took == [] and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_rollout_thread_generates_some_heldout_batches_with_the_same_completions(tiny_model, tokenizer, tmp_path):
+    """Asynchronous GRPO on CPU: once free, the rollout thread generates some of the held-out evaluation's batches
+    (Trainer.evaluate passes rlvr.sharing.shared_map as evaluate's map_batches). Greedy and seeded-sampled
+    completions, verdicts and the file written equal the evaluation by one thread, and both threads generated a
+    batch (the main thread's first batch is slowed so that the other thread claims the second)."""
+    import functools
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rlvr.evaluation import evaluate
+    from rlvr.rollouts.hf import HFEngine
+    from rlvr.sharing import shared_map
+    from verifiers import get_verifier
+
+    pairs = [(1, 2), (3, 4), (5, 6), (17, 9), (40, 2), (8, 8), (2, 90)]
+    questions = [f"Calculate {a} + {b}." for a, b in pairs]
+    prompts = [tokenizer(q)["input_ids"] for q in questions]
+    refs = [str(a + b) for a, b in pairs]
+    engine = HFEngine(tiny_model, tokenizer)
+
+    def run(out, map_batches=None):
+        res = evaluate(engine, prompts, refs, get_verifier("math"), 8, batch_size=2, out_path=out, prompts=questions,
+                       samples=3, temperature=1.0, seed=7, keep_completions=True, map_batches=map_batches)
+        return {k: v for k, v in res.items() if k != "tokens_per_s"}, out.read_text()
+
+    want = run(tmp_path / "alone.jsonl")
+    main, ran, generate = threading.get_ident(), [], engine.generate
+
+    def traced(*a, **k):
+        if threading.get_ident() == main and not ran:
+            time.sleep(0.5)  # the other thread claims batch 1 meanwhile
+        ran.append(threading.get_ident())
+        return generate(*a, **k)
+
+    engine.generate = traced
+    with ThreadPoolExecutor(1) as pool:
+        n = torch.get_num_threads()  # as the trainer's rollout thread does (Trainer._in_background)
+        helper = lambda work: pool.submit(lambda: (torch.set_num_threads(n), work()))  # noqa: E731
+        got = run(tmp_path / "shared.jsonl", functools.partial(shared_map, helper=helper))
+    assert main in ran and len(set(ran)) == 2 and len(ran) == 8  # 4 greedy + 4 sampled batches
+    assert got == want
 
 
 def test_the_consistency_preflight_reads_the_untrained_policy_beside_the_first_update(tiny_model_dir, tmp_path,

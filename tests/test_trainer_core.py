@@ -385,7 +385,7 @@ def test_mini_batches_split_the_groups_into_optimizer_steps(tiny_model, tokenize
 @pytest.mark.parametrize("mu", [1, 2])
 def test_micro_batches_shared_with_the_rollout_thread_equal_the_sequential_update(tiny_model, tokenizer, mu):
     """Asynchronous GRPO on CPU: once the rollout thread is free it computes some of the optimizer step's
-    micro-batches (PolicyUpdater.helper / _shared), each returning its gradients, which are folded in micro-batch
+    micro-batches (PolicyUpdater.helper / rlvr.sharing.shared_map), each returning its gradients, which are folded in micro-batch
     order. Loss, metrics and the updated weights must equal the same update computed by the main thread alone (to
     float32 rounding: a GEMM run beside another thread's may round differently), and both threads must have computed
     a micro-batch (the main thread's first one is slowed so the helper claims the second); against backward()'s
@@ -443,10 +443,11 @@ def test_micro_batches_shared_with_the_rollout_thread_equal_the_sequential_updat
 
 
 def test_an_error_in_a_shared_micro_batch_is_raised_on_the_main_thread():
+    """rlvr.sharing.shared_map: results in order whichever thread computed them; an item's exception is raised on
+    the calling thread at that item's turn, after the items before it."""
     from concurrent.futures import ThreadPoolExecutor
-    from types import SimpleNamespace
 
-    from rlvr.update import PolicyUpdater
+    from rlvr.sharing import shared_map
 
     def fn(k):
         if k == 3:
@@ -454,7 +455,9 @@ def test_an_error_in_a_shared_micro_batch_is_raised_on_the_main_thread():
         return k
 
     with ThreadPoolExecutor(1) as pool:
-        up = SimpleNamespace(helper=pool.submit)
-        assert list(PolicyUpdater._shared(up, fn, 3)) == [0, 1, 2]
+        assert list(shared_map(fn, 3, pool.submit)) == [0, 1, 2]
+        got = []
         with pytest.raises(RuntimeError, match="micro-batch 3 failed"):
-            list(PolicyUpdater._shared(up, fn, 5))
+            for x in shared_map(fn, 5, pool.submit):
+                got.append(x)
+        assert got == [0, 1, 2]
