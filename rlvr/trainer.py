@@ -153,7 +153,7 @@ class Trainer:
             self.updater.waiting = self._main_waits
             self._share_eval = self.dist.world_size == 1 and not any(
                 isinstance(m, torch.nn.Dropout) and m.p > 0 and m.training for m in self.model.modules())
-        self._probe = None
+        self._probe = self._probe_start = None  # the staleness probe (_start_probe)
 
     @property
     def engine(self):
@@ -438,6 +438,7 @@ class Trainer:
                 sink.close()
                 self._discard_run_dir()
                 raise PreflightError(fault)
+        self._observe_probe_start()
         if self.monitor is not None and "0" in evals and evals["0"].get("greedy_passed") is not None and start == 0:
             self.monitor.observe_heldout(0, evals["0"]["greedy_passed"])
             sink.alerts(0, self.monitor.drain())
@@ -724,7 +725,7 @@ class Trainer:
         """The staleness probe (monitor.staleness_probe): the first 2 training prompts with their references in
         the tagged form as completions. At step 0 the initial policy's log-probs are recorded (kept in the monitor's
         state, so a resumed run compares with the same initial policy) and the engine's error measured."""
-        self._probe = None
+        self._probe = self._probe_start = None
         mc = self.cfg.monitor
         if (self.monitor is None or not mc.staleness_probe or self.dist.world_size > 1
                 or self.parallel.sharded or not hasattr(self.engine, "score") or len(self.train_prompt_ids) < 1):
@@ -734,9 +735,21 @@ class Trainer:
                  for r in rows]
         self._probe = ([self.train_prompt_ids[i] for i in range(len(rows))], comps)
         if start == 0 or self.monitor.probe_initial is None:
+            # asynchronous GRPO: the engine's side runs first on the rollout thread (vLLM compiles its log-prob
+            # kernel at its first use, ~1 s in which this process computes nothing), beside the policy's side and
+            # the initial evaluation when that does not use the rollout engine; recorded by _observe_probe_start
+            # before the first step
+            engine_lp = (self._submit(self._in_background, self.engine.score, *self._probe)
+                         if self._eval_overlaps() else None)
             self.monitor.probe_initial = self._policy_logp(*self._probe)
-            self.monitor.observe_engine(0, self.engine.score(*self._probe), self.monitor.probe_initial,
-                                        self.monitor.probe_initial)
+            self._probe_start = engine_lp if engine_lp is not None else self.engine.score(*self._probe)
+
+    def _observe_probe_start(self) -> None:
+        """The staleness probe's step 0 (its engine side may still be on the rollout thread): the engine's error."""
+        engine_lp, self._probe_start = self._probe_start, None
+        if engine_lp is not None:
+            engine_lp = engine_lp.result() if hasattr(engine_lp, "result") else engine_lp
+            self.monitor.observe_engine(0, engine_lp, self.monitor.probe_initial, self.monitor.probe_initial)
 
     @torch.no_grad()
     def _policy_logp(self, prompts: list[list[int]], completions: list[list[int]]) -> list[list[float]]:
