@@ -65,6 +65,7 @@ from rlvr.plugins import build_reward  # noqa: F401 (re-exported)
 from rlvr.preflight import PreflightError
 from rlvr.rollouts import make_engine
 from rlvr.sharing import shared_map
+from rlvr.update import dropout_active
 
 log = logging.getLogger("rlvr")
 
@@ -151,8 +152,7 @@ class Trainer:
             # the rollout thread shares the update's micro-batches when free
             self.updater.helper = functools.partial(self._lend, grad=True)
             self.updater.waiting = self._main_waits
-            self._share_eval = self.dist.world_size == 1 and not any(
-                isinstance(m, torch.nn.Dropout) and m.p > 0 and m.training for m in self.model.modules())
+            self._share_eval = self.dist.world_size == 1 and not dropout_active(self.model)
         self._probe = self._probe_start = None  # the staleness probe (_start_probe)
 
     @property
@@ -238,9 +238,10 @@ class Trainer:
         """Asynchronous GRPO on CPU: the work of this thread inside the block (an update, the probe, a held-out
         evaluation on the HF engine, the consistency pre-flight) runs on `threads` torch intra-op threads while the
         other thread computes, and on `threads_alone` while it finds the other thread idle, so no core sits idle
-        and none is asked for twice (the other thread may start again: a shared item, rlvr.sharing). `other_idle`: a no-argument predicate; default: every task submitted to the rollout thread
-        is done (_rollout_idle). torch's thread count is per thread; the rollout thread sets its own at the start
-        of every task (_in_background).
+        and none is asked for twice (the other thread may start again: a shared item, rlvr.sharing). `other_idle`:
+        a no-argument predicate; default: every task submitted to the rollout thread is done (_rollout_idle).
+        torch's thread count is per thread; the rollout thread sets its own at the start of every task
+        (_in_background).
 
         Where it checks: on entry, and at every block of the policy (a forward pre-hook on each element of the
         model's ModuleLists, i.e. each decoder layer, and in the backward pass a hook on each block's output),

@@ -35,6 +35,12 @@ from rlvr.forward import completion_logprobs
 from rlvr.sharing import shared_map
 
 
+def dropout_active(model) -> bool:
+    """Some dropout layer of `model` draws random masks (p > 0, training mode): a forward then depends on the
+    random stream, hence on which thread ran first (no work is shared with the rollout thread then)."""
+    return any(isinstance(m, torch.nn.Dropout) and m.p > 0 and m.training for m in model.modules())
+
+
 def mini_batch_groups(n_groups: int, mini_batches: int) -> list[range]:
     """Contiguous blocks of range(n_groups): `mini_batches` parts as equal as possible (earlier parts are not
     larger than later ones); empty parts are dropped. `mini_batch_groups(8, 3)` -> [0:2], [2:5], [5:8]."""
@@ -212,7 +218,7 @@ class PolicyUpdater:
             self._grads_mode = (
                 self.helper is not None and self.dist.world_size == 1 and not getattr(self.parallel, "sharded", False)
                 and not (self.cfg.algorithm.beta > 0 and self.ref_model is None)
-                and not any(isinstance(m, torch.nn.Dropout) and m.p > 0 and m.training for m in self.model.modules()))
+                and not dropout_active(self.model))
         return self._grads_mode
 
     def _logprobs(self, batch, mb, with_entropy=False, grad=False):

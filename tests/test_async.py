@@ -307,6 +307,33 @@ def test_the_rollout_thread_generates_some_heldout_batches_with_the_same_complet
     assert got == want
 
 
+def test_the_first_engine_probe_runs_on_the_rollout_thread_and_is_recorded_before_step_1(tiny_model_dir, tmp_path):
+    """The staleness probe's step-0 engine score (vLLM compiles a kernel at its first log-prob call) runs on the
+    rollout thread, beside the initial evaluation; the monitor still records it as step 0's engine error, so step
+    1 reports the engine's distance to its step-0 scores."""
+    import threading
+
+    from rlvr.trainer import Trainer
+
+    cfg = load_config("recipes/basic_arithmetic.yaml", _overrides(tiny_model_dir, tmp_path / "r", "train.steps=1"))
+    tr = Trainer(cfg)
+    calls, score = [], tr.engine.score
+
+    def traced(*a):
+        calls.append(threading.current_thread().name)
+        return score(*a)
+
+    tr.engine.score = traced
+    try:
+        tr.run()
+    finally:
+        tr.close()
+    assert calls and calls[0].startswith("rlvr-rollout")
+    assert tr.monitor.probe_engine0 is not None
+    row = read_metrics(tmp_path / "r")[0]
+    assert row["sampling/probe_engine_vs_step0"] >= 0.0 and row["rollout/staleness"] == 0.0
+
+
 def test_the_consistency_preflight_reads_the_untrained_policy_beside_the_first_update(tiny_model_dir, tmp_path,
                                                                                       monkeypatch):
     """Asynchronous GRPO runs the first update's forwards beside the consistency pre-flight, which reads the same
