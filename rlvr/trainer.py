@@ -152,7 +152,9 @@ class Trainer:
             # the rollout thread shares the update's micro-batches when free
             self.updater.helper = functools.partial(self._lend, grad=True)
             self.updater.waiting = self._main_waits
-            self._share_eval = self.dist.world_size == 1 and not dropout_active(self.model)
+            # (as the update's: one process, its whole policy in it, no dropout draws that depend on the thread)
+            self._share_eval = (self.dist.world_size == 1 and not self.parallel.sharded
+                                and not dropout_active(self.model))
         self._probe = self._probe_start = None  # the staleness probe (_start_probe)
 
     @property
@@ -254,7 +256,7 @@ class Trainer:
         held-out problems 1.4x faster, the same completions."""
         took: list = []
         n = self._threads_alone()
-        if getattr(self, "executor", None) is None or self.device.type != "cpu" or n <= self.cfg.threads:
+        if self.executor is None or self.device.type != "cpu" or n <= self.cfg.threads:
             yield took
             return
         other_idle = other_idle or self._rollout_idle
